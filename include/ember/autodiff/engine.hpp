@@ -1,0 +1,183 @@
+#pragma once
+// The backward walk. Nodes are ordered by an iterative depth-first search (no recursion,
+// so a 100k-node chain is fine), then visited in reverse topological order; each node's
+// gradient is the sum over all its consumers before its own backward runs.
+#include <vector>
+
+#include "ember/autodiff/expr_node.hpp"
+
+namespace ember {
+
+namespace detail {
+
+inline std::uint64_t next_walk_id() {
+    thread_local std::uint64_t id = 0;
+    return ++id;
+}
+
+// Post-order (inputs before consumers) of everything reachable from `roots` that requires
+// grad; marks `needed` on nodes from which a target can be reached.
+template <Real T, class IsTarget>
+std::vector<VarImpl<T>*> topological_order(const std::vector<VarImpl<T>*>& roots, std::uint64_t walk,
+                                           IsTarget&& is_target) {
+    std::vector<VarImpl<T>*> order;
+    std::vector<std::pair<VarImpl<T>*, std::size_t>> stack;
+    for (VarImpl<T>* r : roots) {
+        if (r->walk == walk || !r->requires_grad) continue;
+        r->walk = walk;
+        r->needed = false;
+        stack.push_back({r, 0});
+        while (!stack.empty()) {
+            auto& [v, next] = stack.back();
+            const auto& ins = v->fn ? v->fn->inputs : std::vector<ImplPtr<T>>{};
+            if (v->fn && v->fn->released)
+                fail("backward", "the graph through '", v->fn->name(),
+                     "' was already freed by an earlier backward; pass retain_graph = true to the first one");
+            if (next < ins.size()) {
+                VarImpl<T>* in = ins[next++].get();
+                if (in->walk != walk && in->requires_grad) {
+                    in->walk = walk;
+                    in->needed = false;
+                    stack.push_back({in, 0});
+                }
+                continue;
+            }
+            bool needed = is_target(v);
+            for (const auto& in : ins) needed = needed || (in->walk == walk && in->requires_grad && in->needed);
+            v->needed = needed;
+            order.push_back(v);
+            stack.pop_back();
+        }
+    }
+    return order;
+}
+
+template <Real T>
+void accumulate_pending(VarImpl<T>* v, Var<T> g, bool create_graph) {
+    if (!v->pending) {
+        v->pending = g.impl();
+        return;
+    }
+    Var<T> p(v->pending);
+    if (!create_graph && p.value().unique() && p.value().is_contiguous() && !p.requires_grad()) {
+        Tensor<T> acc = p.value();
+        acc.copy_from(Tensor<T>(acc + g.value()));
+        return;
+    }
+    v->pending = Var<T>(p + g).impl();
+}
+
+// Runs the walk from `root` seeded with gradient `seed`. `on_done(v, grad)` is called for
+// every needed node once its gradient is complete.
+template <Real T, class IsTarget, class OnDone>
+void walk_backward(const Var<T>& root, const Var<T>& seed, bool create_graph, bool retain_graph,
+                   IsTarget&& is_target, OnDone&& on_done) {
+    const std::uint64_t walk = next_walk_id();
+    auto order = topological_order<T>({root.impl().get()}, walk, is_target);
+    GradModeGuard mode(create_graph);
+    root.impl()->pending = seed.impl();
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+        VarImpl<T>* v = *it;
+        if (!v->needed || !v->pending) {
+            v->pending.reset();
+            continue;
+        }
+        Var<T> g(std::move(v->pending));
+        v->pending.reset();
+        on_done(v, g);
+        if (!v->fn) continue;
+        const auto& ins = v->fn->inputs;
+        std::unique_ptr<bool[]> need(new bool[ins.size()]);
+        bool any = false;
+        for (std::size_t i = 0; i < ins.size(); ++i) {
+            need[i] = ins[i]->walk == walk && ins[i]->requires_grad && ins[i]->needed;
+            any = any || need[i];
+        }
+        if (!any) continue;
+        std::vector<Var<T>> grads = v->fn->backward(g, std::span<const bool>(need.get(), ins.size()));
+        for (std::size_t i = 0; i < ins.size(); ++i) {
+            if (!need[i] || !grads[i].defined()) continue;
+            EMBER_CHECK(grads[i].shape() == ins[i]->value.shape(), "backward",
+                        "internal error: gradient of shape ", grads[i].shape().str(), " for input of shape ",
+                        ins[i]->value.shape().str(), " in '", v->fn->name(), "'");
+            accumulate_pending(ins[i].get(), std::move(grads[i]), create_graph);
+        }
+    }
+    if (!retain_graph)
+        for (VarImpl<T>* v : order)
+            if (v->fn) v->fn->release();
+}
+
+template <Real T>
+Var<T> seed_for(const Var<T>& out, const Tensor<T>& grad_output, const char* op) {
+    if (grad_output.defined()) {
+        EMBER_CHECK(grad_output.shape() == out.shape(), op, "grad_output shape ", grad_output.shape().str(),
+                    " differs from output shape ", out.shape().str());
+        return Var<T>(grad_output);
+    }
+    EMBER_CHECK(out.numel() == 1, op, "output must be a scalar to be differentiated without grad_output, shape is ",
+                out.shape().str());
+    return Var<T>(Tensor<T>::ones(out.shape()));
+}
+
+}  // namespace detail
+
+// Accumulates the gradient of `out` into the grad() of every leaf that requires grad.
+template <Real T>
+void backward(const Var<T>& out, const Tensor<T>& grad_output = {}, BackwardOptions opts = {}) {
+    EMBER_CHECK(out.defined(), "backward", "undefined Var");
+    EMBER_CHECK(out.requires_grad(), "backward", "output does not require grad (no input requires grad, or it was computed under NoGrad)");
+    Var<T> seed = detail::seed_for(out, grad_output, "backward");
+    detail::walk_backward<T>(
+        out, seed, false, opts.retain_graph, [](VarImpl<T>* v) { return v->fn == nullptr; },
+        [](VarImpl<T>* v, const Var<T>& g) {
+            if (v->fn) return;
+            if (!v->grad.defined()) {
+                const Tensor<T>& gv = g.value();
+                v->grad = gv.unique() && gv.is_contiguous() ? gv : gv.clone();
+            } else {
+                v->grad.copy_from(Tensor<T>(v->grad + g.value()));
+            }
+        });
+}
+
+template <Real T>
+void Var<T>::backward(BackwardOptions opts) const {
+    ember::backward(*this, Tensor<T>(), opts);
+}
+
+struct GradArgs {
+    bool create_graph = false;
+    std::optional<bool> retain_graph{};  // defaults to create_graph, as in PyTorch
+};
+
+// d(output)/d(inputs) without touching any grad(). With create_graph the results are Vars
+// on the graph and can be differentiated again. Inputs that do not affect the output get
+// zeros.
+template <Real T>
+std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs, GradArgs args = {},
+                         const Tensor<T>& grad_output = {}) {
+    EMBER_CHECK(output.defined(), "grad", "undefined output");
+    std::vector<Var<T>> result(inputs.size());
+    for (const Var<T>& in : inputs) EMBER_CHECK(in.defined() && in.requires_grad(), "grad", "every input must require grad");
+    if (output.requires_grad()) {
+        Var<T> seed = detail::seed_for(output, grad_output, "grad");
+        const bool retain = args.retain_graph.value_or(args.create_graph);
+        detail::walk_backward<T>(
+            output, seed, args.create_graph, retain,
+            [&](VarImpl<T>* v) {
+                for (const Var<T>& in : inputs)
+                    if (in.impl().get() == v) return true;
+                return false;
+            },
+            [&](VarImpl<T>* v, const Var<T>& g) {
+                for (std::size_t i = 0; i < inputs.size(); ++i)
+                    if (inputs[i].impl().get() == v) result[i] = g;
+            });
+    }
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        if (!result[i].defined()) result[i] = Var<T>(Tensor<T>::zeros(inputs[i].shape()));
+    return result;
+}
+
+}  // namespace ember

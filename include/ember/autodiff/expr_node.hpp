@@ -1,0 +1,173 @@
+#pragma once
+// Turning an expression template into a value: a Tensor (no graph) or a Var recorded as
+// ONE graph node whose backward is ONE fused pass (kernel.hpp). When gradients must be
+// differentiable (create_graph), the same derivative rules are replayed over Var
+// (Vocab<Var> below), so the backward is itself recorded and can be differentiated again.
+#include <algorithm>
+
+#include "ember/expr/kernel.hpp"
+#include "ember/ops/broadcast.hpp"
+
+namespace ember {
+
+namespace expr {
+
+// Derivative rules over Var: each application records a (small) fused node.
+template <Real T>
+struct Vocab<Var<T>> {
+    using V = Var<T>;
+    using scalar = T;
+    template <class Op> static V unary(const Op& op, const V& x) { return make_unary(op, x); }
+    template <class Op> static V binary(const Op& op, const V& a, const V& b) { return make_binary(op, a, b); }
+    static V constant(T v, const V&) { return V::constant(v); }
+    static V gt(const V& a, const V& b) { return a > b; }
+    static V ge(const V& a, const V& b) { return a >= b; }
+    static V nonzero(const V& m) { return m; }  // masks are 0/1 values already
+    static V where(const V& m, const V& a, const V& b) { return expr::where(m, a, b); }
+};
+
+// Leaf values as Vars, for replaying an expression's derivative over Var.
+template <Real T, int L>
+struct VarContext {
+    using V = Var<T>;
+    std::array<V, L> vars;
+    std::array<bool, L> need{};
+    std::array<V, L> adj;
+    template <int K> V load() const { return vars[K]; }
+    V splat(T v) const { return V::constant(v); }
+    bool needs(int from, int to) const {
+        for (int k = from; k < to; ++k)
+            if (need[static_cast<std::size_t>(k)]) return true;
+        return false;
+    }
+    template <int K> void accumulate(const V& g) {
+        if (!need[K]) return;
+        adj[K] = adj[K].defined() ? V(adj[K] + g) : g;
+    }
+};
+
+// The graph node of one fused elementwise expression.
+template <class E>
+struct ExprNode final : Node<typename E::value_type> {
+    using T = typename E::value_type;
+    static constexpr int L = E::leaves;
+    std::optional<E> e;
+    std::vector<LeafRef<T>> leaves;
+    std::vector<int> slot_to_input;  // leaf slot -> index in inputs, or -1 for constants
+
+    ExprNode(const E& expr, std::vector<LeafRef<T>> l) : e(expr), leaves(std::move(l)) {
+        slot_to_input.assign(leaves.size(), -1);
+        for (std::size_t k = 0; k < leaves.size(); ++k) {
+            const auto& v = leaves[k].var;
+            if (!v || !v->requires_grad) continue;
+            auto it = std::find(this->inputs.begin(), this->inputs.end(), v);
+            slot_to_input[k] = static_cast<int>(it - this->inputs.begin());
+            if (it == this->inputs.end()) this->inputs.push_back(v);
+        }
+    }
+    ~ExprNode() override { e.reset(), leaves.clear(); }  // before inputs drop iteratively
+    const char* name() const override { return "fused elementwise"; }
+    void release() override {
+        e.reset();
+        leaves.clear();
+        Node<T>::release();
+    }
+
+    std::vector<Var<T>> backward(const Var<T>& g, std::span<const bool> need) override {
+        return grad_enabled() ? backward_recorded(g, need) : backward_fused(g, need);
+    }
+
+private:
+    // One SIMD pass: recompute the forward in registers, push g down, store the gradients.
+    std::vector<Var<T>> backward_fused(const Var<T>& g, std::span<const bool> need) {
+        std::vector<LeafRef<T>> ls = leaves;
+        LoopLayout<T> lay = plan_loop(ls, "backward");
+        std::vector<GradTarget<T>> targets;
+        std::vector<Tensor<T>> grads(this->inputs.size());
+        std::vector<int> map = slot_to_input;
+        std::vector<int> compact(this->inputs.size(), -1);
+        for (std::size_t i = 0; i < this->inputs.size(); ++i) {
+            if (!need[i]) continue;
+            const Shape& s = this->inputs[i]->value.shape();
+            const bool full = s == lay.shape;
+            grads[i] = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
+            compact[i] = static_cast<int>(targets.size());
+            targets.push_back({grads[i].data(), grads[i].expand(lay.shape).strides(), full});
+        }
+        for (int& m : map) m = m >= 0 ? compact[static_cast<std::size_t>(m)] : -1;
+        backward_into(*e, lay, g.value(), map, targets);
+        std::vector<Var<T>> out(this->inputs.size());
+        for (std::size_t i = 0; i < out.size(); ++i)
+            if (grads[i].defined()) out[i] = Var<T>(std::move(grads[i]));
+        return out;
+    }
+
+    // The same rules over Var: every step is recorded, so the result is differentiable.
+    std::vector<Var<T>> backward_recorded(const Var<T>& g, std::span<const bool> need) {
+        VarContext<T, L> c;
+        for (std::size_t k = 0; k < leaves.size(); ++k) {
+            const int i = slot_to_input[k];
+            c.vars[k] = leaves[k].var ? Var<T>(leaves[k].var) : Var<T>(leaves[k].tensor);
+            c.need[k] = i >= 0 && need[static_cast<std::size_t>(i)];
+        }
+        auto rec = e->template record<0>(c);
+        e->template backprop<0>(c, rec, g);
+        std::vector<Var<T>> out(this->inputs.size());
+        for (std::size_t k = 0; k < leaves.size(); ++k) {
+            const int i = slot_to_input[k];
+            if (i < 0 || !c.adj[k].defined()) continue;
+            Var<T>& o = out[static_cast<std::size_t>(i)];
+            o = o.defined() ? Var<T>(o + c.adj[k]) : c.adj[k];
+        }
+        for (std::size_t i = 0; i < out.size(); ++i)
+            if (out[i].defined()) out[i] = sum_to(out[i], this->inputs[i]->value.shape());
+        return out;
+    }
+};
+
+template <class E>
+Tensor<typename E::value_type> evaluate(const E& e, std::vector<LeafRef<typename E::value_type>>& leaves) {
+    using T = typename E::value_type;
+    LoopLayout<T> lay = plan_loop(leaves, E::leaves ? "elementwise" : "elementwise");
+    Tensor<T> out = Tensor<T>::empty(lay.shape);
+    evaluate_into(e, leaves, lay, out.data());
+    return out;
+}
+
+}  // namespace expr
+
+template <Real T>
+template <expr::Expression E>
+Tensor<T>::Tensor(const E& e) {
+    static_assert(std::same_as<typename E::value_type, T>, "ember: expression and tensor scalar types differ");
+    static_assert(!E::has_var, "ember: this expression contains Var leaves; assign it to a Var (or use .value())");
+    std::vector<expr::LeafRef<T>> leaves;
+    e.collect(leaves);
+    *this = expr::evaluate(e, leaves);
+}
+
+template <Real T>
+template <expr::Expression E>
+Var<T>::Var(const E& e) {
+    static_assert(std::same_as<typename E::value_type, T>, "ember: expression and Var scalar types differ");
+    std::vector<expr::LeafRef<T>> leaves;
+    e.collect(leaves);
+    Tensor<T> value = expr::evaluate(e, leaves);
+    bool any = false;
+    for (auto& l : leaves) any = any || (l.var && l.var->requires_grad);
+    p_ = std::make_shared<VarImpl<T>>();
+    p_->value = std::move(value);
+    if (!any || !grad_enabled()) return;
+    p_->fn = std::make_shared<expr::ExprNode<E>>(e, std::move(leaves));
+    p_->requires_grad = true;
+}
+
+// Evaluates an expression: a Var if it has Var leaves, else a Tensor.
+template <expr::Expression E>
+auto eval(const E& e) {
+    using T = typename E::value_type;
+    if constexpr (E::has_var) return Var<T>(e);
+    else return Tensor<T>(e);
+}
+
+}  // namespace ember

@@ -1,0 +1,197 @@
+#pragma once
+// Var<T>: a tensor that records the operations applied to it, for reverse-mode autodiff.
+// A Var is a shared handle (copies refer to the same node of the graph). Each recorded
+// operation owns a Node that knows its inputs and how to turn the output's gradient into
+// the inputs' gradients, written with the same public ops, so that gradients of gradients
+// come from the same code (see engine.hpp for the backward walk).
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "ember/core/tensor.hpp"
+
+namespace ember {
+
+template <Real T>
+class Var;
+template <Real T>
+struct Node;
+
+// ---- grad mode ------------------------------------------------------------------------
+namespace detail {
+inline bool& grad_mode_flag() {
+    thread_local bool enabled = true;
+    return enabled;
+}
+}  // namespace detail
+
+inline bool grad_enabled() { return detail::grad_mode_flag(); }
+
+// Scope in which operations are not recorded (like torch.no_grad()).
+class GradModeGuard {
+public:
+    explicit GradModeGuard(bool enabled) : previous_(detail::grad_mode_flag()) {
+        detail::grad_mode_flag() = enabled;
+    }
+    ~GradModeGuard() { detail::grad_mode_flag() = previous_; }
+    GradModeGuard(const GradModeGuard&) = delete;
+    GradModeGuard& operator=(const GradModeGuard&) = delete;
+
+private:
+    bool previous_;
+};
+struct NoGrad : GradModeGuard {
+    NoGrad() : GradModeGuard(false) {}
+};
+
+// ---- graph storage --------------------------------------------------------------------
+template <Real T>
+struct VarImpl {
+    Tensor<T> value;
+    Tensor<T> grad;               // accumulated by backward() on leaves
+    std::shared_ptr<Node<T>> fn;  // the operation that produced this value; null for leaves
+    bool requires_grad = false;
+
+    // Scratch state of one backward walk (engine.hpp).
+    std::uint64_t walk = 0;
+    bool needed = false;
+    std::shared_ptr<VarImpl> pending;
+};
+
+template <Real T>
+using ImplPtr = std::shared_ptr<VarImpl<T>>;
+
+namespace detail {
+// Releasing the last reference to a long chain would recurse once per node and overflow
+// the stack (a 100k-node chain); instead inputs are dropped from an explicit work list.
+template <Real T>
+void drop_iteratively(std::vector<ImplPtr<T>>& refs) {
+    thread_local std::vector<ImplPtr<T>>* queue = nullptr;
+    if (queue) {
+        for (auto& r : refs) queue->push_back(std::move(r));
+        refs.clear();
+        return;
+    }
+    std::vector<ImplPtr<T>> work;
+    queue = &work;
+    for (auto& r : refs) work.push_back(std::move(r));
+    refs.clear();
+    while (!work.empty()) {
+        ImplPtr<T> last = std::move(work.back());
+        work.pop_back();
+        last.reset();  // may run ~Node of `last`, which appends to `work`
+    }
+    queue = nullptr;
+}
+}  // namespace detail
+
+template <Real T>
+struct Node {
+    std::vector<ImplPtr<T>> inputs;  // positional inputs of the operation
+    bool released = false;
+
+    virtual ~Node() { detail::drop_iteratively(inputs); }
+    virtual const char* name() const = 0;
+    // Gradients of the inputs (undefined Var where need[i] is false) given the output's
+    // gradient `g`. Runs with grad mode = create_graph, so recorded only when asked.
+    virtual std::vector<Var<T>> backward(const Var<T>& g, std::span<const bool> need) = 0;
+    // Drops saved values and inputs after a backward pass that did not retain the graph.
+    virtual void release() {
+        released = true;
+        detail::drop_iteratively(inputs);
+    }
+};
+
+struct BackwardOptions {
+    bool retain_graph = false;
+};
+
+template <Real T>
+class Var {
+public:
+    using value_type = T;
+
+    Var() = default;
+    explicit Var(Tensor<T> value, bool requires_grad = false) : p_(std::make_shared<VarImpl<T>>()) {
+        EMBER_CHECK(value.defined(), "Var", "cannot wrap an undefined tensor");
+        p_->value = std::move(value);
+        p_->requires_grad = requires_grad;
+    }
+    explicit Var(ImplPtr<T> impl) : p_(std::move(impl)) {}
+    // A constant rank-0 Var.
+    static Var constant(T v) { return Var(Tensor<T>::scalar(v)); }
+
+    // Evaluates an expression template in one fused pass; records one graph node.
+    template <expr::Expression E>
+    Var(const E& e);  // NOLINT(google-explicit-constructor)
+
+    bool defined() const { return p_ != nullptr; }
+    const Tensor<T>& value() const { return p_->value; }
+    const Tensor<T>& grad() const { return p_->grad; }
+    bool requires_grad() const { return p_->requires_grad; }
+    Var& set_requires_grad(bool r = true) {
+        EMBER_CHECK(!p_->fn || r, "Var::set_requires_grad", "only leaves can stop requiring grad; use detach()");
+        p_->requires_grad = r;
+        return *this;
+    }
+    bool is_leaf() const { return p_->fn == nullptr; }
+    const ImplPtr<T>& impl() const { return p_; }
+    const Node<T>* node() const { return p_->fn.get(); }
+
+    const Shape& shape() const { return p_->value.shape(); }
+    int rank() const { return p_->value.rank(); }
+    Index dim(int axis) const { return p_->value.dim(axis); }
+    Index numel() const { return p_->value.numel(); }
+    T item() const { return p_->value.item(); }
+
+    // Same value, cut from the graph (gradients stop here).
+    Var detach() const { return Var(p_->value); }
+    void zero_grad() const { p_->grad = Tensor<T>(); }
+    void set_grad(Tensor<T> g) const { p_->grad = std::move(g); }
+
+    // Accumulates d(this)/d(leaf) into every leaf's grad(); `this` must be a scalar.
+    void backward(BackwardOptions opts = {}) const;
+
+private:
+    ImplPtr<T> p_;
+};
+
+namespace detail {
+// A node whose backward is a callable `(const Var& g, span<const bool> need) -> vector<Var>`
+// capturing what it saved; the callable is dropped on release.
+template <Real T, class Backward>
+struct FnNode final : Node<T> {
+    const char* op_name;
+    std::optional<Backward> fn;
+    FnNode(const char* n, Backward f) : op_name(n), fn(std::move(f)) {}
+    ~FnNode() override { fn.reset(); }  // saved Vars go first; inputs then drop iteratively
+    const char* name() const override { return op_name; }
+    std::vector<Var<T>> backward(const Var<T>& g, std::span<const bool> need) override { return (*fn)(g, need); }
+    void release() override {
+        fn.reset();
+        Node<T>::release();
+    }
+};
+}  // namespace detail
+
+// Wraps `value` as the output of operation `name` applied to `inputs`. The graph is
+// recorded only when grad mode is on and some input requires grad.
+template <Real T, class Backward>
+Var<T> record(const char* name, Tensor<T> value, std::initializer_list<Var<T>> inputs, Backward&& backward) {
+    Var<T> out(std::move(value));
+    if (!grad_enabled()) return out;
+    bool any = false;
+    for (const Var<T>& v : inputs) any = any || v.requires_grad();
+    if (!any) return out;
+    auto node = std::make_shared<detail::FnNode<T, std::decay_t<Backward>>>(name, std::forward<Backward>(backward));
+    node->inputs.reserve(inputs.size());
+    for (const Var<T>& v : inputs) node->inputs.push_back(v.impl());
+    out.impl()->fn = std::move(node);
+    out.impl()->requires_grad = true;
+    return out;
+}
+
+}  // namespace ember

@@ -1,0 +1,98 @@
+#pragma once
+// Shape of a tensor (rank 0 to 4, row-major, N C H W) and NumPy broadcasting rules.
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <ostream>
+#include <span>
+#include <string>
+
+#include "ember/core/error.hpp"
+
+namespace ember {
+
+inline constexpr int kMaxRank = 4;
+using Index = std::int64_t;
+
+class Shape {
+public:
+    Shape() = default;
+    Shape(std::initializer_list<Index> dims) { assign(dims.begin(), dims.size()); }
+    explicit Shape(std::span<const Index> dims) { assign(dims.data(), dims.size()); }
+
+    int rank() const { return rank_; }
+    Index operator[](int i) const { return dims_[static_cast<std::size_t>(i)]; }
+    Index& operator[](int i) { return dims_[static_cast<std::size_t>(i)]; }
+    // Negative axes count from the end, as in NumPy.
+    Index dim(int axis) const { return (*this)[normalize_axis(axis, "shape")]; }
+    Index numel() const {
+        Index n = 1;
+        for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
+        return n;
+    }
+    const Index* begin() const { return dims_.data(); }
+    const Index* end() const { return dims_.data() + rank_; }
+
+    int normalize_axis(int axis, const char* op) const {
+        int a = axis < 0 ? axis + rank_ : axis;
+        EMBER_CHECK(a >= 0 && a < rank_, op, "axis ", axis, " out of range for shape ", str());
+        return a;
+    }
+
+    // Row-major strides (in elements) of a contiguous tensor of this shape.
+    std::array<Index, kMaxRank> contiguous_strides() const {
+        std::array<Index, kMaxRank> s{};
+        Index acc = 1;
+        for (int i = rank_ - 1; i >= 0; --i) {
+            s[static_cast<std::size_t>(i)] = acc;
+            acc *= dims_[static_cast<std::size_t>(i)];
+        }
+        return s;
+    }
+
+    std::string str() const {
+        std::string s = "[";
+        for (int i = 0; i < rank_; ++i) {
+            if (i) s += ",";
+            s += std::to_string(dims_[static_cast<std::size_t>(i)]);
+        }
+        return s + "]";
+    }
+
+    friend bool operator==(const Shape& a, const Shape& b) {
+        if (a.rank_ != b.rank_) return false;
+        for (int i = 0; i < a.rank_; ++i)
+            if (a[i] != b[i]) return false;
+        return true;
+    }
+    friend std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
+
+private:
+    void assign(const Index* d, std::size_t n) {
+        EMBER_CHECK(n <= static_cast<std::size_t>(kMaxRank), "shape", "rank ", n,
+                    " exceeds the maximum rank ", kMaxRank);
+        rank_ = static_cast<int>(n);
+        for (std::size_t i = 0; i < n; ++i) {
+            EMBER_CHECK(d[i] >= 0, "shape", "negative dimension ", d[i]);
+            dims_[i] = d[i];
+        }
+    }
+    std::array<Index, kMaxRank> dims_{};
+    int rank_ = 0;
+};
+
+// NumPy broadcasting: align trailing dimensions; each pair must be equal or contain a 1.
+inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
+    int r = a.rank() > b.rank() ? a.rank() : b.rank();
+    std::array<Index, kMaxRank> out{};
+    for (int i = 0; i < r; ++i) {
+        int ia = a.rank() - r + i, ib = b.rank() - r + i;
+        Index da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
+        EMBER_CHECK(da == db || da == 1 || db == 1, op, "shapes ", a.str(), " and ", b.str(),
+                    " cannot be broadcast together");
+        out[static_cast<std::size_t>(i)] = da == 1 ? db : da;
+    }
+    return Shape(std::span<const Index>(out.data(), static_cast<std::size_t>(r)));
+}
+
+}  // namespace ember

@@ -1,0 +1,242 @@
+#pragma once
+// Tensor<T>: a rank 0-4 row-major array of float or double in a 64-byte aligned, pooled
+// buffer. Copies share the buffer (like PyTorch); reshape, slice, transpose and expand
+// are views without copies; contiguous() copies only when the layout requires it.
+#include <algorithm>
+#include <array>
+#include <concepts>
+#include <cstring>
+#include <initializer_list>
+#include <memory>
+#include <vector>
+
+#include "ember/core/error.hpp"
+#include "ember/core/shape.hpp"
+#include "ember/core/storage.hpp"
+
+namespace ember {
+
+// The scalar types ember computes in: float for training, double for gradient checks.
+template <class T>
+concept Real = std::same_as<T, float> || std::same_as<T, double>;
+
+using Strides = std::array<Index, kMaxRank>;
+
+namespace expr {
+// An expression template node (see ember/expr/expr.hpp); tensors can be built from one.
+template <class E>
+concept Expression = requires { typename std::remove_cvref_t<E>::is_expression_tag; };
+}  // namespace expr
+
+template <Real T>
+class Tensor {
+public:
+    using value_type = T;
+
+    Tensor() = default;  // an empty (rank 0, no buffer) tensor; defined() is false
+
+    static Tensor empty(const Shape& shape) {
+        Tensor t;
+        t.shape_ = shape;
+        t.strides_ = shape.contiguous_strides();
+        t.storage_ = std::make_shared<Storage<T>>(static_cast<std::size_t>(shape.numel()));
+        t.data_ = t.storage_->data();
+        return t;
+    }
+    static Tensor full(const Shape& shape, T value) {
+        Tensor t = empty(shape);
+        std::fill_n(t.data_, shape.numel(), value);
+        return t;
+    }
+    static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
+    static Tensor ones(const Shape& shape) { return full(shape, T(1)); }
+    static Tensor scalar(T value) { return full(Shape{}, value); }
+    static Tensor from(const Shape& shape, std::initializer_list<T> values) {
+        return from(shape, std::vector<T>(values));
+    }
+    static Tensor from(const Shape& shape, const std::vector<T>& values) {
+        EMBER_CHECK(static_cast<Index>(values.size()) == shape.numel(), "Tensor::from", "shape ",
+                    shape.str(), " needs ", shape.numel(), " values, got ", values.size());
+        Tensor t = empty(shape);
+        std::copy(values.begin(), values.end(), t.data_);
+        return t;
+    }
+    // [0, 1, ..., n-1]
+    static Tensor arange(Index n) {
+        Tensor t = empty(Shape{n});
+        for (Index i = 0; i < n; ++i) t.data_[i] = static_cast<T>(i);
+        return t;
+    }
+
+    // Evaluates an expression template (ember/expr/expr.hpp) in one fused pass.
+    template <expr::Expression E>
+    Tensor(const E& e);  // NOLINT(google-explicit-constructor): expressions convert implicitly
+
+    bool defined() const { return storage_ != nullptr; }
+    const Shape& shape() const { return shape_; }
+    const Strides& strides() const { return strides_; }
+    int rank() const { return shape_.rank(); }
+    Index dim(int axis) const { return shape_.dim(axis); }
+    Index numel() const { return shape_.numel(); }
+    T* data() const { return data_; }
+    const std::shared_ptr<Storage<T>>& storage() const { return storage_; }
+    bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
+    // True when no other tensor shares this buffer, so it may be updated in place.
+    bool unique() const { return storage_ && storage_.use_count() == 1; }
+
+    bool is_contiguous() const {
+        const Strides c = shape_.contiguous_strides();
+        for (int i = 0; i < rank(); ++i)
+            if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != c[static_cast<std::size_t>(i)]) return false;
+        return true;
+    }
+
+    // Element access by multi-index (any layout).
+    T& at(std::initializer_list<Index> idx) const {
+        EMBER_CHECK(static_cast<int>(idx.size()) == rank(), "Tensor::at", "expected ", rank(),
+                    " indices for shape ", shape_.str(), ", got ", idx.size());
+        Index off = 0;
+        int d = 0;
+        for (Index i : idx) {
+            EMBER_CHECK(i >= 0 && i < shape_[d], "Tensor::at", "index ", i, " out of range for axis ", d,
+                        " of shape ", shape_.str());
+            off += i * strides_[static_cast<std::size_t>(d++)];
+        }
+        return data_[off];
+    }
+    // Element `i` in row-major order (any layout).
+    T flat(Index i) const { return data_[offset_of(i)]; }
+    T item() const {
+        EMBER_CHECK(numel() == 1, "Tensor::item", "needs exactly one element, shape is ", shape_.str());
+        return data_[0];
+    }
+    std::vector<T> to_vector() const {
+        std::vector<T> v(static_cast<std::size_t>(numel()));
+        for (Index i = 0; i < numel(); ++i) v[static_cast<std::size_t>(i)] = flat(i);
+        return v;
+    }
+
+    // A contiguous tensor with the same values: *this when already contiguous, else a copy.
+    Tensor contiguous() const {
+        if (is_contiguous()) return *this;
+        Tensor t = empty(shape_);
+        copy_strided(t.data_);
+        return t;
+    }
+    Tensor clone() const {
+        Tensor t = empty(shape_);
+        if (is_contiguous()) std::memcpy(t.data_, data_, sizeof(T) * static_cast<std::size_t>(numel()));
+        else copy_strided(t.data_);
+        return t;
+    }
+    // Copies the values of `src` (same shape) into this tensor's buffer.
+    void copy_from(const Tensor& src) const {
+        EMBER_CHECK(src.shape() == shape_, "Tensor::copy_from", "shape ", src.shape().str(), " into ",
+                    shape_.str());
+        EMBER_CHECK(is_contiguous(), "Tensor::copy_from", "destination must be contiguous");
+        if (src.is_contiguous()) std::memmove(data_, src.data_, sizeof(T) * static_cast<std::size_t>(numel()));
+        else src.copy_strided(data_);
+    }
+    void fill(T value) const {
+        EMBER_CHECK(is_contiguous(), "Tensor::fill", "tensor must be contiguous");
+        std::fill_n(data_, numel(), value);
+    }
+
+    // ---- views ---------------------------------------------------------------------
+    // Same buffer, new shape; one dimension may be -1. Needs a contiguous layout.
+    Tensor reshape(const Shape& requested) const {
+        Shape s = requested;
+        Index known = 1;
+        int infer = -1;
+        for (int i = 0; i < s.rank(); ++i) {
+            if (s[i] == -1) {
+                EMBER_CHECK(infer < 0, "reshape", "only one dimension may be -1 in ", s.str());
+                infer = i;
+            } else known *= s[i];
+        }
+        if (infer >= 0) {
+            EMBER_CHECK(known > 0 && numel() % known == 0, "reshape", "cannot infer -1 reshaping ",
+                        shape_.str(), " to ", s.str());
+            s[infer] = numel() / known;
+        }
+        EMBER_CHECK(s.numel() == numel(), "reshape", "cannot reshape ", shape_.str(), " (", numel(),
+                    " elements) to ", s.str());
+        EMBER_CHECK(is_contiguous(), "reshape", "tensor of shape ", shape_.str(),
+                    " is not contiguous; call contiguous() first");
+        Tensor t = *this;
+        t.shape_ = s;
+        t.strides_ = s.contiguous_strides();
+        return t;
+    }
+    // Elements [start, end) with `step` along `axis`, sharing the buffer.
+    Tensor slice(int axis, Index start, Index end, Index step = 1) const {
+        int a = shape_.normalize_axis(axis, "slice");
+        const Index n = shape_[a];
+        if (start < 0) start += n;
+        if (end < 0) end += n;
+        EMBER_CHECK(step > 0, "slice", "step must be positive, got ", step);
+        EMBER_CHECK(0 <= start && start <= end && end <= n, "slice", "range [", start, ",", end,
+                    ") out of bounds for axis ", a, " of shape ", shape_.str());
+        Tensor t = *this;
+        t.data_ = data_ + start * strides_[static_cast<std::size_t>(a)];
+        t.shape_[a] = (end - start + step - 1) / step;
+        t.strides_[static_cast<std::size_t>(a)] *= step;
+        return t;
+    }
+    // Swaps two axes (a view).
+    Tensor transpose(int a0 = -2, int a1 = -1) const {
+        int i = shape_.normalize_axis(a0, "transpose"), j = shape_.normalize_axis(a1, "transpose");
+        Tensor t = *this;
+        std::swap(t.shape_[i], t.shape_[j]);
+        std::swap(t.strides_[static_cast<std::size_t>(i)], t.strides_[static_cast<std::size_t>(j)]);
+        return t;
+    }
+    // Broadcasts to `target` (NumPy rules) with zero strides: a view, no copy.
+    Tensor expand(const Shape& target) const {
+        Shape b = broadcast_shapes(shape_, target, "expand");
+        EMBER_CHECK(b == target, "expand", "cannot expand ", shape_.str(), " to ", target.str());
+        Tensor t = *this;
+        t.shape_ = target;
+        const int off = target.rank() - rank();
+        for (int i = 0; i < target.rank(); ++i) {
+            const int src = i - off;
+            t.strides_[static_cast<std::size_t>(i)] =
+                (src < 0 || shape_[src] == 1) ? 0 : strides_[static_cast<std::size_t>(src)];
+        }
+        return t;
+    }
+
+    // Offset (in elements) of row-major element i.
+    Index offset_of(Index i) const {
+        Index off = 0;
+        for (int d = rank() - 1; d >= 0; --d) {
+            const Index n = shape_[d];
+            off += (i % n) * strides_[static_cast<std::size_t>(d)];
+            i /= n;
+        }
+        return off;
+    }
+
+private:
+    void copy_strided(T* out) const {
+        const Index n = numel();
+        if (rank() == 0) {
+            if (n) out[0] = data_[0];
+            return;
+        }
+        // Walk rows of the last axis; the inner loop is a strided copy.
+        const Index inner = shape_[rank() - 1], s = strides_[static_cast<std::size_t>(rank() - 1)];
+        for (Index row = 0; row * inner < n; ++row) {
+            const T* src = data_ + offset_of(row * inner);
+            T* dst = out + row * inner;
+            for (Index j = 0; j < inner; ++j) dst[j] = src[j * s];
+        }
+    }
+
+    std::shared_ptr<Storage<T>> storage_;
+    T* data_ = nullptr;
+    Shape shape_;
+    Strides strides_{};
+};
+
+}  // namespace ember

@@ -1,0 +1,77 @@
+#pragma once
+// One knob for all parallelism: ember::set_num_threads(n) sets the threads of our own
+// kernels (OpenMP) and of Eigen's GEMM.
+#include <algorithm>
+#include <cstdint>
+
+#include <Eigen/Core>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace ember {
+
+namespace detail {
+inline int& thread_count() {
+    static int n = [] {
+#ifdef _OPENMP
+        return omp_get_max_threads();
+#else
+        return 1;
+#endif
+    }();
+    return n;
+}
+}  // namespace detail
+
+inline int num_threads() { return detail::thread_count(); }
+
+inline void set_num_threads(int n) {
+    n = std::max(1, n);
+    detail::thread_count() = n;
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#endif
+    Eigen::setNbThreads(n);
+}
+
+// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread; chunk
+// boundaries are multiples of `align` so SIMD loops stay aligned. Small work runs inline.
+template <class Body>
+void parallel_chunks(std::int64_t n, std::int64_t min_per_thread, std::int64_t align, Body&& body) {
+    int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n / std::max<std::int64_t>(min_per_thread, 1)));
+    if (threads <= 1) {
+        body(std::int64_t{0}, n);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+        const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+        std::int64_t chunk = (n + nt - 1) / nt;
+        chunk = (chunk + align - 1) / align * align;
+        const std::int64_t b = std::min(n, t * chunk), e = std::min(n, b + chunk);
+        if (b < e) body(b, e);
+    }
+#else
+    body(std::int64_t{0}, n);
+#endif
+}
+
+// Runs body(i) for i in [0, n) across threads (each index independent).
+template <class Body>
+void parallel_for(std::int64_t n, Body&& body) {
+    const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n));
+    if (threads <= 1) {
+        for (std::int64_t i = 0; i < n; ++i) body(i);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t i = 0; i < n; ++i) body(i);
+#else
+    for (std::int64_t i = 0; i < n; ++i) body(i);
+#endif
+}
+
+}  // namespace ember

@@ -1,0 +1,18 @@
+#pragma once
+// ember: tensors, fused SIMD expression templates and reverse-mode autodiff (with
+// gradients of gradients) for energy-based models and GANs. Include this one header.
+#include "ember/core/error.hpp"
+#include "ember/core/random.hpp"
+#include "ember/core/shape.hpp"
+#include "ember/core/storage.hpp"
+#include "ember/core/tensor.hpp"
+#include "ember/core/threading.hpp"
+#include "ember/autodiff/var.hpp"
+#include "ember/autodiff/expr_node.hpp"
+#include "ember/autodiff/engine.hpp"
+#include "ember/autodiff/gradcheck.hpp"
+#include "ember/ops/broadcast.hpp"
+#include "ember/ops/conv.hpp"
+#include "ember/ops/linalg.hpp"
+#include "ember/ops/reduce.hpp"
+#include "ember/ops/shape.hpp"

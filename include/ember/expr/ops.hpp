@@ -1,0 +1,262 @@
+#pragma once
+// Every elementwise operation, defined once: its forward `f` on SIMD batches, and its
+// derivative rule `df` (unary) or `da`/`db` (binary) written in the vocabulary of
+// vocab.hpp, so the same rule drives the fused backward kernel and, over Var, the
+// recorded backward that gradients of gradients differentiate. A rule receives the
+// operands, the op's output `y` and the incoming gradient `g`, and returns g * ∂y/∂x.
+// Forward forms follow the stable primitives of MATH.md §8.
+#include <cmath>
+
+#include "ember/expr/vocab.hpp"
+
+namespace ember::expr {
+
+namespace simd {
+// exp(-|x|), shared by the stable sigmoid / softplus / log-sigmoid forms.
+template <class B> B exp_neg_abs(const B& x) { return xsimd::exp(-xsimd::abs(x)); }
+template <class B> B sigmoid(const B& x) {
+    using T = typename B::value_type;
+    const B e = exp_neg_abs(x), r = B(T(1)) / (B(T(1)) + e);
+    return xsimd::select(x >= B(T(0)), r, e * r);
+}
+// softplus(x) = max(x,0) + log1p(exp(-|x|))
+template <class B> B softplus(const B& x) {
+    using T = typename B::value_type;
+    return xsimd::max(x, B(T(0))) + xsimd::log1p(exp_neg_abs(x));
+}
+}  // namespace simd
+
+struct Differentiable { static constexpr bool differentiable = true; };
+struct Constant { static constexpr bool differentiable = false; };
+
+// ---- unary ------------------------------------------------------------------------------
+struct NegOp : Differentiable {
+    static constexpr const char* name = "neg";
+    template <class B> B f(const B& x) const { return -x; }
+    template <class V> V df(const V&, const V&, const V& g) const { return -g; }
+};
+struct ExpOp : Differentiable {
+    static constexpr const char* name = "exp";
+    template <class B> B f(const B& x) const { return xsimd::exp(x); }
+    template <class V> V df(const V&, const V& y, const V& g) const { return g * y; }
+};
+struct LogOp : Differentiable {
+    static constexpr const char* name = "log";
+    template <class B> B f(const B& x) const { return xsimd::log(x); }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g / x; }
+};
+struct Log1pOp : Differentiable {
+    static constexpr const char* name = "log1p";
+    template <class B> B f(const B& x) const { return xsimd::log1p(x); }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g / (x + scalar_t<V>(1)); }
+};
+struct Expm1Op : Differentiable {
+    static constexpr const char* name = "expm1";
+    template <class B> B f(const B& x) const { return xsimd::expm1(x); }
+    template <class V> V df(const V&, const V& y, const V& g) const { return g * (y + scalar_t<V>(1)); }
+};
+struct SqrtOp : Differentiable {
+    static constexpr const char* name = "sqrt";
+    template <class B> B f(const B& x) const { return xsimd::sqrt(x); }
+    template <class V> V df(const V&, const V& y, const V& g) const { return g * scalar_t<V>(0.5) / y; }
+};
+struct RsqrtOp : Differentiable {
+    static constexpr const char* name = "rsqrt";
+    template <class B> B f(const B& x) const { return B(typename B::value_type(1)) / xsimd::sqrt(x); }
+    template <class V> V df(const V&, const V& y, const V& g) const { return g * scalar_t<V>(-0.5) * y * y * y; }
+};
+struct SquareOp : Differentiable {
+    static constexpr const char* name = "square";
+    template <class B> B f(const B& x) const { return x * x; }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g * scalar_t<V>(2) * x; }
+};
+struct SignOp : Constant {
+    static constexpr const char* name = "sign";
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        return xsimd::select(x > B(T(0)), B(T(1)), xsimd::select(x < B(T(0)), B(T(-1)), B(T(0))));
+    }
+};
+struct AbsOp : Differentiable {
+    static constexpr const char* name = "abs";
+    template <class B> B f(const B& x) const { return xsimd::abs(x); }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SignOp{}, x); }
+};
+struct TanhOp : Differentiable {
+    static constexpr const char* name = "tanh";
+    template <class B> B f(const B& x) const { return xsimd::tanh(x); }
+    template <class V> V df(const V&, const V& y, const V& g) const { return g * (scalar_t<V>(1) - y * y); }
+};
+struct SigmoidOp : Differentiable {
+    static constexpr const char* name = "sigmoid";
+    template <class B> B f(const B& x) const { return simd::sigmoid(x); }
+    template <class V> V df(const V&, const V& y, const V& g) const { return g * y * (scalar_t<V>(1) - y); }
+};
+struct SoftplusOp : Differentiable {
+    static constexpr const char* name = "softplus";
+    template <class B> B f(const B& x) const { return simd::softplus(x); }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SigmoidOp{}, x); }
+};
+// log σ(x) = -softplus(-x) = min(x,0) - log1p(exp(-|x|)); d/dx = σ(-x), exact for large x.
+struct LogSigmoidOp : Differentiable {
+    static constexpr const char* name = "log_sigmoid";
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        return xsimd::min(x, B(T(0))) - xsimd::log1p(simd::exp_neg_abs(x));
+    }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SigmoidOp{}, un(NegOp{}, x)); }
+};
+struct ReluOp : Differentiable {
+    static constexpr const char* name = "relu";
+    template <class B> B f(const B& x) const { return xsimd::max(x, B(typename B::value_type(0))); }
+    template <class V> V df(const V& x, const V&, const V& g) const {
+        const V zero = cst(scalar_t<V>(0), x);
+        return where(gt(x, zero), g, zero);
+    }
+};
+struct LeakyReluOp : Differentiable {
+    static constexpr const char* name = "leaky_relu";
+    double slope = 0.01;
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        return xsimd::select(x > B(T(0)), x, x * B(T(slope)));
+    }
+    template <class V> V df(const V& x, const V&, const V& g) const {
+        return where(gt(x, cst(scalar_t<V>(0), x)), g, V(g * scalar_t<V>(slope)));
+    }
+};
+struct EluOp : Differentiable {
+    static constexpr const char* name = "elu";
+    double alpha = 1.0;
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        return xsimd::select(x > B(T(0)), x, B(T(alpha)) * xsimd::expm1(x));
+    }
+    template <class V> V df(const V& x, const V& y, const V& g) const {
+        return where(gt(x, cst(scalar_t<V>(0), x)), g, V(g * (y + scalar_t<V>(alpha))));
+    }
+};
+// Gradient passes where lo <= x <= hi, as in PyTorch.
+struct ClampOp : Differentiable {
+    static constexpr const char* name = "clamp";
+    double lo, hi;
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        return xsimd::min(xsimd::max(x, B(T(lo))), B(T(hi)));
+    }
+    template <class V> V df(const V& x, const V&, const V& g) const {
+        using T = scalar_t<V>;
+        const V zero = cst(T(0), x);
+        return where(ge(x, cst(T(lo), x)), where(ge(cst(T(hi), x), x), g, zero), zero);
+    }
+};
+// x^p for a constant exponent; integer exponents are exact for negative x.
+struct PowScalarOp : Differentiable {
+    static constexpr const char* name = "pow";
+    double p;
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        if (p == 0) return B(T(1));
+        if (p == 1) return x;
+        if (p == 2) return x * x;
+        if (p == 0.5) return xsimd::sqrt(x);
+        const B mag = xsimd::pow(xsimd::abs(x), B(T(p)));
+        if (std::floor(p) != p) return xsimd::pow(x, B(T(p)));  // NaN for x < 0, as std::pow
+        const bool odd = std::fmod(std::fabs(p), 2.0) == 1.0;
+        return odd ? xsimd::select(x < B(T(0)), -mag, mag) : mag;
+    }
+    template <class V> V df(const V& x, const V&, const V& g) const {
+        if (p == 0) return g * scalar_t<V>(0);
+        return g * scalar_t<V>(p) * un(PowScalarOp{{}, p - 1}, x);
+    }
+};
+
+// ---- binary -----------------------------------------------------------------------------
+struct AddOp : Differentiable {
+    static constexpr const char* name = "add";
+    template <class B> B f(const B& a, const B& b) const { return a + b; }
+    template <class V> V da(const V&, const V&, const V&, const V& g) const { return g; }
+    template <class V> V db(const V&, const V&, const V&, const V& g) const { return g; }
+};
+struct SubOp : Differentiable {
+    static constexpr const char* name = "sub";
+    template <class B> B f(const B& a, const B& b) const { return a - b; }
+    template <class V> V da(const V&, const V&, const V&, const V& g) const { return g; }
+    template <class V> V db(const V&, const V&, const V&, const V& g) const { return -g; }
+};
+struct MulOp : Differentiable {
+    static constexpr const char* name = "mul";
+    template <class B> B f(const B& a, const B& b) const { return a * b; }
+    template <class V> V da(const V&, const V& b, const V&, const V& g) const { return g * b; }
+    template <class V> V db(const V& a, const V&, const V&, const V& g) const { return g * a; }
+};
+struct DivOp : Differentiable {
+    static constexpr const char* name = "div";
+    template <class B> B f(const B& a, const B& b) const { return a / b; }
+    template <class V> V da(const V&, const V& b, const V&, const V& g) const { return g / b; }
+    template <class V> V db(const V&, const V& b, const V& y, const V& g) const { return -(g * y) / b; }
+};
+// Ties send the gradient to the first operand.
+struct MinOp : Differentiable {
+    static constexpr const char* name = "min";
+    template <class B> B f(const B& a, const B& b) const { return xsimd::min(a, b); }
+    template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
+        return where(ge(b, a), g, cst(scalar_t<V>(0), g));
+    }
+    template <class V> V db(const V& a, const V& b, const V&, const V& g) const {
+        return where(ge(b, a), cst(scalar_t<V>(0), g), g);
+    }
+};
+struct MaxOp : Differentiable {
+    static constexpr const char* name = "max";
+    template <class B> B f(const B& a, const B& b) const { return xsimd::max(a, b); }
+    template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
+        return where(ge(a, b), g, cst(scalar_t<V>(0), g));
+    }
+    template <class V> V db(const V& a, const V& b, const V&, const V& g) const {
+        return where(ge(a, b), cst(scalar_t<V>(0), g), g);
+    }
+};
+// a^b for a > 0 (elementwise exponent).
+struct PowOp : Differentiable {
+    static constexpr const char* name = "pow";
+    template <class B> B f(const B& a, const B& b) const { return xsimd::pow(a, b); }
+    template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
+        return g * b * bin(PowOp{}, a, V(b - scalar_t<V>(1)));
+    }
+    template <class V> V db(const V& a, const V&, const V& y, const V& g) const { return g * y * un(LogOp{}, a); }
+};
+
+// Comparisons give masks of 0 and 1; they carry no gradient.
+#define EMBER_COMPARISON(NAME, SYMBOL)                                                  \
+    struct NAME : Constant {                                                            \
+        static constexpr const char* name = #SYMBOL;                                    \
+        template <class B> B f(const B& a, const B& b) const {                          \
+            using T = typename B::value_type;                                           \
+            return xsimd::select(a SYMBOL b, B(T(1)), B(T(0)));                         \
+        }                                                                               \
+    };
+EMBER_COMPARISON(GtOp, >)
+EMBER_COMPARISON(GeOp, >=)
+EMBER_COMPARISON(LtOp, <)
+EMBER_COMPARISON(LeOp, <=)
+EMBER_COMPARISON(EqOp, ==)
+EMBER_COMPARISON(NeOp, !=)
+#undef EMBER_COMPARISON
+
+// ---- ternary ----------------------------------------------------------------------------
+// where(mask, a, b): a where mask != 0, else b; the mask carries no gradient.
+struct WhereOp : Differentiable {
+    static constexpr const char* name = "where";
+    template <class B> B f(const B& m, const B& a, const B& b) const {
+        return xsimd::select(m != B(typename B::value_type(0)), a, b);
+    }
+    template <class V> V da(const V& m, const V&, const V&, const V&, const V& g) const {
+        return where(nonzero(m), g, cst(scalar_t<V>(0), g));
+    }
+    template <class V> V db(const V& m, const V&, const V&, const V&, const V& g) const {
+        return where(nonzero(m), cst(scalar_t<V>(0), g), g);
+    }
+};
+
+}  // namespace ember::expr
