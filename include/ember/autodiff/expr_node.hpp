@@ -157,7 +157,7 @@ Var<T>::Var(const E& e) {
     for (auto& l : leaves) any = any || (l.var && l.var->requires_grad);
     p_ = std::make_shared<VarImpl<T>>();
     p_->value = std::move(value);
-    if (!any || !grad_enabled()) return;
+    if (!E::has_grad_path || !any || !grad_enabled()) return;  // e.g. a comparison: no gradient
     p_->fn = std::make_shared<expr::ExprNode<E>>(e, std::move(leaves));
     p_->requires_grad = true;
 }

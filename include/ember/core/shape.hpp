@@ -73,7 +73,8 @@ private:
                     " exceeds the maximum rank ", kMaxRank);
         rank_ = static_cast<int>(n);
         for (std::size_t i = 0; i < n; ++i) {
-            EMBER_CHECK(d[i] >= 0, "shape", "negative dimension ", d[i]);
+            // -1 is allowed as reshape's "infer this dimension"; tensors reject it.
+            EMBER_CHECK(d[i] >= -1, "shape", "negative dimension ", d[i]);
             dims_[i] = d[i];
         }
     }

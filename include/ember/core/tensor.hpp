@@ -36,6 +36,8 @@ public:
     Tensor() = default;  // an empty (rank 0, no buffer) tensor; defined() is false
 
     static Tensor empty(const Shape& shape) {
+        for (int i = 0; i < shape.rank(); ++i)
+            EMBER_CHECK(shape[i] >= 0, "Tensor", "negative dimension in shape ", shape.str());
         Tensor t;
         t.shape_ = shape;
         t.strides_ = shape.contiguous_strides();

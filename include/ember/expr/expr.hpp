@@ -39,6 +39,7 @@ struct VarLeaf : NodeBase {
     using value_type = T;
     static constexpr int leaves = 1;
     static constexpr bool has_var = true;
+    static constexpr bool has_grad_path = true;  // a gradient can reach a Var through it
     Var<T> v;
     void collect(std::vector<LeafRef<T>>& out) const { out.push_back({v.value(), v.impl()}); }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
@@ -54,6 +55,7 @@ struct TensorLeaf : NodeBase {
     using value_type = T;
     static constexpr int leaves = 1;
     static constexpr bool has_var = false;
+    static constexpr bool has_grad_path = false;
     Tensor<T> t;
     void collect(std::vector<LeafRef<T>>& out) const { out.push_back({t, nullptr}); }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
@@ -67,6 +69,7 @@ struct ScalarLeaf : NodeBase {
     using value_type = T;
     static constexpr int leaves = 0;
     static constexpr bool has_var = false;
+    static constexpr bool has_grad_path = false;
     T value;
     void collect(std::vector<LeafRef<T>>&) const {}
     template <int Off, class C> auto eval(const C& c) const { return c.splat(value); }
@@ -79,6 +82,7 @@ struct Unary : NodeBase {
     using value_type = typename A::value_type;
     static constexpr int leaves = A::leaves;
     static constexpr bool has_var = A::has_var;
+    static constexpr bool has_grad_path = Op::differentiable && A::has_grad_path;
     Op op;
     A a;
     void collect(std::vector<LeafRef<value_type>>& out) const { a.collect(out); }
@@ -100,6 +104,7 @@ struct Binary : NodeBase {
     using value_type = typename A::value_type;
     static constexpr int leaves = A::leaves + B::leaves;
     static constexpr bool has_var = A::has_var || B::has_var;
+    static constexpr bool has_grad_path = Op::differentiable && (A::has_grad_path || B::has_grad_path);
     static constexpr int OffB = A::leaves;
     Op op;
     A a;
@@ -128,6 +133,7 @@ struct Ternary : NodeBase {
     using value_type = typename A::value_type;
     static constexpr int leaves = M::leaves + A::leaves + B::leaves;
     static constexpr bool has_var = M::has_var || A::has_var || B::has_var;
+    static constexpr bool has_grad_path = A::has_grad_path || B::has_grad_path;
     static constexpr int OffA = M::leaves, OffB = M::leaves + A::leaves;
     Op op;
     M m;

@@ -230,19 +230,22 @@ void backward_into(const E& e, const LoopLayout<T>& lay, const Tensor<T>& g,
             for (int d = 0; d < D; ++d) {
                 T* p = tp[static_cast<std::size_t>(d)];
                 const V& a = acc[static_cast<std::size_t>(d)];
+                // A full target is written once (when its rows have length 1 it also
+                // looks constant along the row, but must still be stored, not summed).
+                const bool full = targets[static_cast<std::size_t>(d)].full;
                 if (valid == W) {
-                    if (tsplat[static_cast<std::size_t>(d)]) *p += xsimd::hadd(a);
-                    else if (targets[static_cast<std::size_t>(d)].full) a.store_unaligned(p + j);
+                    if (full) a.store_unaligned(p + j);
+                    else if (tsplat[static_cast<std::size_t>(d)]) *p += xsimd::hadd(a);
                     else (V::load_unaligned(p + j) + a).store_unaligned(p + j);
                 } else {
                     alignas(64) T tmp[W];
                     a.store_aligned(tmp);
-                    if (tsplat[static_cast<std::size_t>(d)]) {
+                    if (full) {
+                        std::memcpy(p + j, tmp, sizeof(T) * static_cast<std::size_t>(valid));
+                    } else if (tsplat[static_cast<std::size_t>(d)]) {
                         T s = 0;
                         for (Index i = 0; i < valid; ++i) s += tmp[i];
                         *p += s;
-                    } else if (targets[static_cast<std::size_t>(d)].full) {
-                        std::memcpy(p + j, tmp, sizeof(T) * static_cast<std::size_t>(valid));
                     } else {
                         for (Index i = 0; i < valid; ++i) p[j + i] += tmp[i];
                     }

@@ -111,7 +111,7 @@ struct ReluOp : Differentiable {
     template <class B> B f(const B& x) const { return xsimd::max(x, B(typename B::value_type(0))); }
     template <class V> V df(const V& x, const V&, const V& g) const {
         const V zero = cst(scalar_t<V>(0), x);
-        return where(gt(x, zero), g, zero);
+        return choose(gt(x, zero), g, zero);
     }
 };
 struct LeakyReluOp : Differentiable {
@@ -122,7 +122,7 @@ struct LeakyReluOp : Differentiable {
         return xsimd::select(x > B(T(0)), x, x * B(T(slope)));
     }
     template <class V> V df(const V& x, const V&, const V& g) const {
-        return where(gt(x, cst(scalar_t<V>(0), x)), g, V(g * scalar_t<V>(slope)));
+        return choose(gt(x, cst(scalar_t<V>(0), x)), g, V(g * scalar_t<V>(slope)));
     }
 };
 struct EluOp : Differentiable {
@@ -133,7 +133,7 @@ struct EluOp : Differentiable {
         return xsimd::select(x > B(T(0)), x, B(T(alpha)) * xsimd::expm1(x));
     }
     template <class V> V df(const V& x, const V& y, const V& g) const {
-        return where(gt(x, cst(scalar_t<V>(0), x)), g, V(g * (y + scalar_t<V>(alpha))));
+        return choose(gt(x, cst(scalar_t<V>(0), x)), g, V(g * (y + scalar_t<V>(alpha))));
     }
 };
 // Gradient passes where lo <= x <= hi, as in PyTorch.
@@ -147,7 +147,7 @@ struct ClampOp : Differentiable {
     template <class V> V df(const V& x, const V&, const V& g) const {
         using T = scalar_t<V>;
         const V zero = cst(T(0), x);
-        return where(ge(x, cst(T(lo), x)), where(ge(cst(T(hi), x), x), g, zero), zero);
+        return choose(ge(x, cst(T(lo), x)), choose(ge(cst(T(hi), x), x), g, zero), zero);
     }
 };
 // x^p for a constant exponent; integer exponents are exact for negative x.
@@ -201,20 +201,20 @@ struct MinOp : Differentiable {
     static constexpr const char* name = "min";
     template <class B> B f(const B& a, const B& b) const { return xsimd::min(a, b); }
     template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
-        return where(ge(b, a), g, cst(scalar_t<V>(0), g));
+        return choose(ge(b, a), g, cst(scalar_t<V>(0), g));
     }
     template <class V> V db(const V& a, const V& b, const V&, const V& g) const {
-        return where(ge(b, a), cst(scalar_t<V>(0), g), g);
+        return choose(ge(b, a), cst(scalar_t<V>(0), g), g);
     }
 };
 struct MaxOp : Differentiable {
     static constexpr const char* name = "max";
     template <class B> B f(const B& a, const B& b) const { return xsimd::max(a, b); }
     template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
-        return where(ge(a, b), g, cst(scalar_t<V>(0), g));
+        return choose(ge(a, b), g, cst(scalar_t<V>(0), g));
     }
     template <class V> V db(const V& a, const V& b, const V&, const V& g) const {
-        return where(ge(a, b), cst(scalar_t<V>(0), g), g);
+        return choose(ge(a, b), cst(scalar_t<V>(0), g), g);
     }
 };
 // a^b for a > 0 (elementwise exponent).
@@ -252,10 +252,10 @@ struct WhereOp : Differentiable {
         return xsimd::select(m != B(typename B::value_type(0)), a, b);
     }
     template <class V> V da(const V& m, const V&, const V&, const V&, const V& g) const {
-        return where(nonzero(m), g, cst(scalar_t<V>(0), g));
+        return choose(nonzero(m), g, cst(scalar_t<V>(0), g));
     }
     template <class V> V db(const V& m, const V&, const V&, const V&, const V& g) const {
-        return where(nonzero(m), cst(scalar_t<V>(0), g), g);
+        return choose(nonzero(m), cst(scalar_t<V>(0), g), g);
     }
 };
 

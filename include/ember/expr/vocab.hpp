@@ -32,6 +32,6 @@ template <class V> V cst(scalar_t<V> v, const V& like) { return Vocab<V>::consta
 template <class V> auto gt(const V& a, const V& b) { return Vocab<V>::gt(a, b); }
 template <class V> auto ge(const V& a, const V& b) { return Vocab<V>::ge(a, b); }
 template <class V> auto nonzero(const V& m) { return Vocab<V>::nonzero(m); }
-template <class M, class V> V where(const M& m, const V& a, const V& b) { return Vocab<V>::where(m, a, b); }
+template <class M, class V> V choose(const M& m, const V& a, const V& b) { return Vocab<V>::where(m, a, b); }
 
 }  // namespace ember::expr

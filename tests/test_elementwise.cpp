@@ -1,0 +1,189 @@
+// Every elementwise op through the harness, over the broadcasting cases, plus fusion:
+// one buffer per fused forward, one node per fused expression.
+#include <cmath>
+
+#include "harness.hpp"
+
+using namespace ember;
+using namespace ember::test;
+
+namespace {
+
+double sp(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::fabs(x))); }
+double sig(double x) { return 1 / (1 + std::exp(-x)); }
+
+struct Unary {
+    const char* name;
+    double lo, hi;
+    std::function<V(const V&)> op;
+    std::function<double(double)> ref;
+    bool second_order = true;
+};
+
+std::vector<Unary> unary_table() {
+    return {
+        {"neg", -2, 2, [](const V& x) { return V(-x); }, [](double x) { return -x; }},
+        {"exp", -2, 2, [](const V& x) { return V(exp(x)); }, [](double x) { return std::exp(x); }},
+        {"log", 0.2, 3, [](const V& x) { return V(log(x)); }, [](double x) { return std::log(x); }},
+        {"log1p", -0.5, 3, [](const V& x) { return V(log1p(x)); }, [](double x) { return std::log1p(x); }},
+        {"expm1", -2, 2, [](const V& x) { return V(expm1(x)); }, [](double x) { return std::expm1(x); }},
+        {"sqrt", 0.2, 3, [](const V& x) { return V(sqrt(x)); }, [](double x) { return std::sqrt(x); }},
+        {"rsqrt", 0.2, 3, [](const V& x) { return V(rsqrt(x)); }, [](double x) { return 1 / std::sqrt(x); }},
+        {"square", -2, 2, [](const V& x) { return V(square(x)); }, [](double x) { return x * x; }},
+        {"abs", -2, 2, [](const V& x) { return V(abs(x)); }, [](double x) { return std::fabs(x); }},
+        {"pow 3", -2, 2, [](const V& x) { return V(pow(x, 3)); }, [](double x) { return x * x * x; }},
+        {"pow 2.5", 0.2, 2, [](const V& x) { return V(pow(x, 2.5)); }, [](double x) { return std::pow(x, 2.5); }},
+        {"tanh", -2, 2, [](const V& x) { return V(tanh(x)); }, [](double x) { return std::tanh(x); }},
+        {"sigmoid", -6, 6, [](const V& x) { return V(sigmoid(x)); }, sig},
+        {"softplus", -6, 6, [](const V& x) { return V(softplus(x)); }, sp},
+        {"log_sigmoid", -6, 6, [](const V& x) { return V(log_sigmoid(x)); }, [](double x) { return -sp(-x); }},
+        {"relu", -2, 2, [](const V& x) { return V(relu(x)); }, [](double x) { return std::max(x, 0.0); }},
+        {"leaky_relu", -2, 2, [](const V& x) { return V(leaky_relu(x, 0.2)); },
+         [](double x) { return x > 0 ? x : 0.2 * x; }},
+        {"elu", -2, 2, [](const V& x) { return V(elu(x, 1.5)); },
+         [](double x) { return x > 0 ? x : 1.5 * std::expm1(x); }},
+        {"clamp", -2, 2, [](const V& x) { return V(clamp(x, -0.5, 1.0)); },
+         [](double x) { return std::min(std::max(x, -0.5), 1.0); }},
+    };
+}
+
+struct Binary {
+    const char* name;
+    double lo, hi;
+    std::function<V(const V&, const V&)> op;
+    std::function<double(double, double)> ref;
+};
+
+std::vector<Binary> binary_table() {
+    return {
+        {"add", -2, 2, [](const V& a, const V& b) { return V(a + b); }, [](double a, double b) { return a + b; }},
+        {"sub", -2, 2, [](const V& a, const V& b) { return V(a - b); }, [](double a, double b) { return a - b; }},
+        {"mul", -2, 2, [](const V& a, const V& b) { return V(a * b); }, [](double a, double b) { return a * b; }},
+        {"div", 0.5, 2, [](const V& a, const V& b) { return V(a / b); }, [](double a, double b) { return a / b; }},
+        {"pow", 0.5, 2, [](const V& a, const V& b) { return V(pow(a, b)); },
+         [](double a, double b) { return std::pow(a, b); }},
+        {"minimum", -2, 2, [](const V& a, const V& b) { return V(minimum(a, b)); },
+         [](double a, double b) { return std::min(a, b); }},
+        {"maximum", -2, 2, [](const V& a, const V& b) { return V(maximum(a, b)); },
+         [](double a, double b) { return std::max(a, b); }},
+        {"where(a>b)", -2, 2, [](const V& a, const V& b) { return V(where(a > b, a * b, b - a)); },
+         [](double a, double b) { return a > b ? a * b : b - a; }},
+    };
+}
+
+// Broadcasting cases: equal shapes, a row, a column against a row, a scalar, rank 3.
+const std::vector<std::pair<Shape, Shape>> kBroadcastCases = {
+    {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{3, 1}, {1, 4}}, {{3, 4}, {}}, {{2, 3, 4}, {3, 1}}};
+
+}  // namespace
+
+TEST_CASE("unary elementwise ops: value, gradient and gradient of gradient") {
+    for (const auto& u : unary_table()) {
+        for (Shape s : {Shape{3, 4}, Shape{}, Shape{2, 1, 5}}) {
+            OpRow row{u.name, {s}, u.lo, u.hi, [op = u.op](const Vs& v) { return op(v[0]); },
+                      elementwise([f = u.ref](const std::vector<double>& a) { return f(a[0]); }), u.second_order};
+            check_op(row);
+        }
+    }
+}
+
+TEST_CASE("binary elementwise ops under broadcasting") {
+    for (const auto& b : binary_table()) {
+        for (const auto& [sa, sb] : kBroadcastCases) {
+            for (bool swapped : {false, true}) {
+                OpRow row{b.name, swapped ? std::vector<Shape>{sb, sa} : std::vector<Shape>{sa, sb}, b.lo, b.hi,
+                          [op = b.op](const Vs& v) { return op(v[0], v[1]); },
+                          elementwise([f = b.ref](const std::vector<double>& a) { return f(a[0], a[1]); })};
+                check_op(row);
+            }
+        }
+    }
+}
+
+TEST_CASE("scalar operands and mixed Tensor constants") {
+    check_op({"2*x+1", {{3, 4}}, -2, 2, [](const Vs& v) { return V(2.0 * v[0] + 1); },
+              elementwise([](const std::vector<double>& a) { return 2 * a[0] + 1; })});
+    check_op({"1/x", {{5}}, 0.5, 2, [](const Vs& v) { return V(1.0 / v[0]); },
+              elementwise([](const std::vector<double>& a) { return 1 / a[0]; })});
+    Tensor<double> c = Tensor<double>::from({4}, {1, -2, 3, 0.5});
+    check_op({"x*c (tensor constant)", {{3, 4}}, -2, 2, [c](const Vs& v) { return V(v[0] * c); },
+              [c](const Ts& in) { return Tensor<double>(in[0] * c); }});
+}
+
+TEST_CASE("the benchmark chain and a shared leaf inside one fused node") {
+    auto chain = [](const Vs& v) {
+        const V &a = v[0], &x = v[1], &b = v[2];
+        return V(softplus(a * x + b) * sigmoid(x) - log1p(exp(-abs(x))));
+    };
+    auto ref = elementwise([](const std::vector<double>& a) {
+        return sp(a[0] * a[1] + a[2]) * sig(a[1]) - std::log1p(std::exp(-std::fabs(a[1])));
+    });
+    check_op({"chain", {{4, 5}, {4, 5}, {4, 5}}, -3, 3, chain, ref});
+    check_op({"chain with scalar a and row b", {{}, {4, 5}, {5}}, -3, 3, chain, ref});
+}
+
+TEST_CASE("comparisons give masks without gradient") {
+    V x(Tensor<double>::from({4}, {-1, 0, 1, 2}), true);
+    V m = x > 0.5;
+    CHECK(m.value().to_vector() == std::vector<double>{0, 0, 1, 1});
+    CHECK_FALSE(m.requires_grad());
+    V n = where(x >= 0.0, x, 0.0);
+    n = V(n * 1.0);
+    CHECK(n.value().to_vector() == std::vector<double>{0, 0, 1, 2});
+    CHECK(V(eq(x, 1.0)).value().to_vector() == std::vector<double>{0, 0, 1, 0});
+}
+
+TEST_CASE("float kernels agree with double references") {
+    Generator gen(3);
+    Tensor<float> x = uniform<float>({1000}, gen, -8.f, 8.f);
+    const std::vector<std::pair<const char*, std::function<Tensor<float>(const Tensor<float>&)>>> ops = {
+        {"softplus", [](const Tensor<float>& t) { return Tensor<float>(softplus(t)); }},
+        {"sigmoid", [](const Tensor<float>& t) { return Tensor<float>(sigmoid(t)); }},
+        {"log_sigmoid", [](const Tensor<float>& t) { return Tensor<float>(log_sigmoid(t)); }},
+        {"tanh", [](const Tensor<float>& t) { return Tensor<float>(tanh(t)); }},
+        {"exp", [](const Tensor<float>& t) { return Tensor<float>(exp(t)); }},
+        {"log1p(exp(-|x|))", [](const Tensor<float>& t) { return Tensor<float>(log1p(exp(-abs(t)))); }},
+    };
+    const std::vector<std::function<double(double)>> refs = {
+        sp, sig, [](double v) { return -sp(-v); }, [](double v) { return std::tanh(v); },
+        [](double v) { return std::exp(v); }, [](double v) { return std::log1p(std::exp(-std::fabs(v))); }};
+    for (std::size_t k = 0; k < ops.size(); ++k) {
+        INFO(ops[k].first);
+        Tensor<float> y = ops[k].second(x);
+        double worst = 0;
+        for (Index i = 0; i < x.numel(); ++i) {
+            const double want = refs[k](x.data()[i]);
+            worst = std::max(worst, std::fabs(y.data()[i] - want) / std::max(std::fabs(want), 1e-30));
+        }
+        // A few ulp of float (2^-23 ≈ 1.2e-7) relative error.
+        CHECK(worst < 8 * 1.2e-7);
+    }
+}
+
+TEST_CASE("a fused expression of 10 ops allocates one buffer and records one node") {
+    Generator gen(5);
+    Var<float> xf(normal<float>({1000}, gen), true);
+    const auto before = pool_stats().requests;
+    // neg, abs, exp, log1p, mul, add, softplus, sigmoid, mul, sub: ten ops
+    Var<float> y = softplus(xf * 2.0f + 1.0f) * sigmoid(xf) - log1p(exp(-abs(xf)));
+    CHECK(pool_stats().requests - before == 1);
+    REQUIRE(y.node() != nullptr);
+    CHECK(std::string(y.node()->name()) == "fused elementwise");
+    CHECK(y.node()->inputs.size() == 1);
+    CHECK(y.node()->inputs[0] == xf.impl());
+
+    // Backward of it is that one node: the gradient arrives straight at the leaf.
+    Var<float> s = sum(y);
+    const auto before_bwd = pool_stats().requests;
+    s.backward();
+    REQUIRE(xf.grad().defined());
+    // sum's backward expands (a view); the fused backward writes one gradient buffer;
+    // plus the seed and the rank-0 reshape/sum_to bookkeeping of the scalar path.
+    CHECK(pool_stats().requests - before_bwd <= 3);
+}
+
+TEST_CASE("errors name the op and the shapes") {
+    V a(Tensor<double>::zeros({3, 4})), b(Tensor<double>::zeros({5}));
+    CHECK_THROWS_WITH_AS(V(a + b), "elementwise: shapes [3,4] and [5] cannot be broadcast together", Error);
+    CHECK_THROWS_WITH_AS(clamp(a, 1.0, 0.0), "clamp: lower bound 1 exceeds upper bound 0", Error);
+}

@@ -1,0 +1,258 @@
+// Reductions, matrix products, convolutions, pooling and shape ops through the harness.
+#include <cmath>
+
+#include "harness.hpp"
+
+using namespace ember;
+using namespace ember::test;
+
+namespace {
+
+// Reference reduction of `t` over `axis` (or everything) by folding each slice into f.
+Tensor<double> reduce_ref(const Tensor<double>& t, std::optional<int> axis, bool keepdim,
+                          const std::function<double(const std::vector<double>&)>& f) {
+    const Shape& s = t.shape();
+    if (!axis) {
+        Tensor<double> out = Tensor<double>::scalar(f(t.to_vector()));
+        if (!keepdim) return out;
+        Shape k = s;
+        for (int d = 0; d < s.rank(); ++d) k[d] = 1;
+        return out.reshape(k);
+    }
+    const int a = s.normalize_axis(*axis, "ref");
+    Index outer = 1, inner = 1;
+    for (int d = 0; d < a; ++d) outer *= s[d];
+    for (int d = a + 1; d < s.rank(); ++d) inner *= s[d];
+    std::vector<double> res;
+    const Tensor<double> c = t.contiguous();
+    for (Index o = 0; o < outer; ++o)
+        for (Index i = 0; i < inner; ++i) {
+            std::vector<double> v;
+            for (Index k = 0; k < s[a]; ++k) v.push_back(c.data()[(o * s[a] + k) * inner + i]);
+            res.push_back(f(v));
+        }
+    std::vector<Index> dims;
+    for (int d = 0; d < s.rank(); ++d)
+        if (d != a || keepdim) dims.push_back(d == a ? 1 : s[d]);
+    return Tensor<double>::from(Shape(std::span<const Index>(dims)), res);
+}
+
+double vsum(const std::vector<double>& v) {
+    double s = 0;
+    for (double x : v) s += x;
+    return s;
+}
+
+Tensor<double> matmul_ref(const Tensor<double>& a, const Tensor<double>& b) {
+    const bool batched = a.rank() == 3;
+    const Index B = batched ? a.dim(0) : 1, M = a.dim(-2), K = a.dim(-1), N = b.dim(-1);
+    Tensor<double> out = batched ? Tensor<double>::zeros({B, M, N}) : Tensor<double>::zeros({M, N});
+    for (Index bi = 0; bi < B; ++bi)
+        for (Index i = 0; i < M; ++i)
+            for (Index j = 0; j < N; ++j) {
+                double s = 0;
+                for (Index k = 0; k < K; ++k) {
+                    const double av = batched ? a.at({bi, i, k}) : a.at({i, k});
+                    const double bv = b.rank() == 3 ? b.at({bi, k, j}) : b.at({k, j});
+                    s += av * bv;
+                }
+                out.data()[(bi * M + i) * N + j] = s;
+            }
+    return out;
+}
+
+// Direct convolution: y[n,o,i,j] = Σ x[n,c,i*s-p+ki*d, j*s-p+kj*d] w[o,c,ki,kj].
+Tensor<double> conv_ref(const Tensor<double>& x, const Tensor<double>& w, Index s, Index p, Index d) {
+    const Index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3), O = w.dim(0), kh = w.dim(2), kw = w.dim(3);
+    const Index Ho = (H + 2 * p - d * (kh - 1) - 1) / s + 1, Wo = (W + 2 * p - d * (kw - 1) - 1) / s + 1;
+    Tensor<double> y = Tensor<double>::zeros({N, O, Ho, Wo});
+    for (Index n = 0; n < N; ++n)
+        for (Index o = 0; o < O; ++o)
+            for (Index i = 0; i < Ho; ++i)
+                for (Index j = 0; j < Wo; ++j) {
+                    double acc = 0;
+                    for (Index c = 0; c < C; ++c)
+                        for (Index ki = 0; ki < kh; ++ki)
+                            for (Index kj = 0; kj < kw; ++kj) {
+                                const Index iy = i * s - p + ki * d, ix = j * s - p + kj * d;
+                                if (iy >= 0 && iy < H && ix >= 0 && ix < W) acc += x.at({n, c, iy, ix}) * w.at({o, c, ki, kj});
+                            }
+                    y.at({n, o, i, j}) = acc;
+                }
+    return y;
+}
+
+// Direct transposed convolution: every input pixel scatters its kernel-weighted value.
+Tensor<double> conv_transpose_ref(const Tensor<double>& y, const Tensor<double>& w, Index s, Index p, Index op, Index d) {
+    const Index N = y.dim(0), Ci = y.dim(1), H = y.dim(2), W = y.dim(3), Co = w.dim(1), kh = w.dim(2), kw = w.dim(3);
+    const Index Ho = (H - 1) * s - 2 * p + d * (kh - 1) + op + 1, Wo = (W - 1) * s - 2 * p + d * (kw - 1) + op + 1;
+    Tensor<double> x = Tensor<double>::zeros({N, Co, Ho, Wo});
+    for (Index n = 0; n < N; ++n)
+        for (Index ci = 0; ci < Ci; ++ci)
+            for (Index i = 0; i < H; ++i)
+                for (Index j = 0; j < W; ++j)
+                    for (Index co = 0; co < Co; ++co)
+                        for (Index ki = 0; ki < kh; ++ki)
+                            for (Index kj = 0; kj < kw; ++kj) {
+                                const Index oy = i * s - p + ki * d, ox = j * s - p + kj * d;
+                                if (oy >= 0 && oy < Ho && ox >= 0 && ox < Wo)
+                                    x.at({n, co, oy, ox}) += y.at({n, ci, i, j}) * w.at({ci, co, ki, kj});
+                            }
+    return x;
+}
+
+Tensor<double> pool_ref(const Tensor<double>& x, Index k, Index s, Index p, bool is_max) {
+    const Index N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
+    const Index Ho = (H + 2 * p - k) / s + 1, Wo = (W + 2 * p - k) / s + 1;
+    Tensor<double> y = Tensor<double>::zeros({N, C, Ho, Wo});
+    for (Index n = 0; n < N; ++n)
+        for (Index c = 0; c < C; ++c)
+            for (Index i = 0; i < Ho; ++i)
+                for (Index j = 0; j < Wo; ++j) {
+                    double acc = is_max ? -INFINITY : 0;
+                    for (Index a = 0; a < k; ++a)
+                        for (Index b = 0; b < k; ++b) {
+                            const Index iy = i * s - p + a, ix = j * s - p + b;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                            acc = is_max ? std::max(acc, x.at({n, c, iy, ix})) : acc + x.at({n, c, iy, ix});
+                        }
+                    y.at({n, c, i, j}) = is_max ? acc : acc / static_cast<double>(k * k);
+                }
+    return y;
+}
+
+}  // namespace
+
+TEST_CASE("reductions over all elements and over each axis") {
+    struct Red {
+        const char* name;
+        std::function<V(const V&, std::optional<int>, bool)> op;
+        std::function<double(const std::vector<double>&)> f;
+    };
+    const std::vector<Red> reds = {
+        {"sum", [](const V& x, auto a, bool k) { return sum(x, a, k); }, vsum},
+        {"mean", [](const V& x, auto a, bool k) { return mean(x, a, k); },
+         [](const std::vector<double>& v) { return vsum(v) / static_cast<double>(v.size()); }},
+        {"max", [](const V& x, auto a, bool k) { return max(x, a, k); },
+         [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); }},
+        {"min", [](const V& x, auto a, bool k) { return min(x, a, k); },
+         [](const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }},
+        {"logsumexp", [](const V& x, auto a, bool k) { return logsumexp(x, a, k); },
+         [](const std::vector<double>& v) {
+             double s = 0;
+             for (double x : v) s += std::exp(x);
+             return std::log(s);
+         }},
+        {"var", [](const V& x, auto a, bool k) { return var(x, a, k); },
+         [](const std::vector<double>& v) {
+             const double m = vsum(v) / static_cast<double>(v.size());
+             double s = 0;
+             for (double x : v) s += (x - m) * (x - m);
+             return s / static_cast<double>(v.size() - 1);
+         }},
+        {"norm2", [](const V& x, auto a, bool k) { return norm2(x, a, k); },
+         [](const std::vector<double>& v) {
+             double s = 0;
+             for (double x : v) s += x * x;
+             return std::sqrt(s);
+         }},
+    };
+    for (const auto& r : reds)
+        for (std::optional<int> axis : {std::optional<int>{}, std::optional<int>{0}, std::optional<int>{1}, std::optional<int>{-1}})
+            for (bool keep : {false, true}) {
+                std::string name = std::string(r.name) + (axis ? " axis " + std::to_string(*axis) : " all") + (keep ? " keepdim" : "");
+                check_op({name, {{2, 3, 4}}, -2, 2, [op = r.op, axis, keep](const Vs& v) { return op(v[0], axis, keep); },
+                          [f = r.f, axis, keep](const Ts& in) { return reduce_ref(in[0], axis, keep, f); }});
+            }
+}
+
+TEST_CASE("logsumexp is stable and argmax picks the first maximum") {
+    V x(Tensor<double>::from({3}, {1000, 1000, -INFINITY}));
+    CHECK(logsumexp(x).item() == doctest::Approx(1000 + std::log(2.0)));
+    V all_neg_inf(Tensor<double>::full({2}, -INFINITY));
+    CHECK(logsumexp(all_neg_inf).item() == -INFINITY);
+    Tensor<double> t = Tensor<double>::from({2, 3}, {1, 5, 5, 7, 2, 7});
+    CHECK(argmax(t, 1) == std::vector<Index>{1, 0});
+    CHECK(argmax(t, 0) == std::vector<Index>{1, 0, 1});
+    // gradient at x = 0 of the norm is 0, not NaN
+    V z(Tensor<double>::zeros({3}), true);
+    sum(norm2(z)).backward();
+    CHECK(z.grad().to_vector() == std::vector<double>{0, 0, 0});
+}
+
+TEST_CASE("matmul: plain, batched, shared right factor, transposed views") {
+    check_op({"matmul", {{3, 4}, {4, 5}}, -1, 1, [](const Vs& v) { return matmul(v[0], v[1]); },
+              [](const Ts& in) { return matmul_ref(in[0], in[1]); }});
+    check_op({"batched matmul", {{2, 3, 4}, {2, 4, 2}}, -1, 1, [](const Vs& v) { return matmul(v[0], v[1]); },
+              [](const Ts& in) { return matmul_ref(in[0], in[1]); }});
+    check_op({"matmul [B,M,K]x[K,N]", {{2, 3, 4}, {4, 2}}, -1, 1, [](const Vs& v) { return matmul(v[0], v[1]); },
+              [](const Ts& in) { return matmul_ref(in[0], in[1]); }});
+    check_op({"matmul of transposed views", {{4, 3}, {5, 4}}, -1, 1,
+              [](const Vs& v) { return matmul(transpose(v[0]), transpose(v[1])); },
+              [](const Ts& in) { return matmul_ref(in[0].transpose().contiguous(), in[1].transpose().contiguous()); }});
+    V a(Tensor<double>::zeros({64, 784})), b(Tensor<double>::zeros({512, 10}));
+    CHECK_THROWS_WITH_AS(matmul(a, b), "matmul: inner dimensions differ: [64,784] x [512,10]", Error);
+}
+
+TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
+    for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {2, 1, 1}, {1, 2, 2}}) {
+        check_op({"conv2d s" + std::to_string(s) + " p" + std::to_string(p) + " d" + std::to_string(d),
+                  {{2, 2, 5, 5}, {3, 2, 3, 3}, {3}}, -1, 1,
+                  [=](const Vs& v) { return conv2d(v[0], v[1], v[2], {s, p, d}); },
+                  [=](const Ts& in) {
+                      return Tensor<double>(conv_ref(in[0], in[1], s, p, d) + in[2].reshape({1, 3, 1, 1}));
+                  }});
+    }
+    check_op({"conv2d 1x1", {{2, 3, 2, 2}, {4, 3, 1, 1}}, -1, 1, [](const Vs& v) { return conv2d(v[0], v[1]); },
+              [](const Ts& in) { return conv_ref(in[0], in[1], 1, 0, 1); }});
+    for (auto [s, p, op] : {std::tuple<Index, Index, Index>{1, 0, 0}, {2, 1, 1}}) {
+        check_op({"conv_transpose2d s" + std::to_string(s) + " p" + std::to_string(p) + " op" + std::to_string(op),
+                  {{2, 3, 3, 3}, {3, 2, 3, 3}}, -1, 1,
+                  [=](const Vs& v) { return conv_transpose2d(v[0], v[1], {}, {s, p, op, 1}); },
+                  [=](const Ts& in) { return conv_transpose_ref(in[0], in[1], s, p, op, 1); }});
+    }
+    V x(Tensor<double>::zeros({2, 3, 8, 8})), w(Tensor<double>::zeros({4, 2, 3, 3}));
+    CHECK_THROWS_WITH_AS(conv2d(x, w), "conv2d: input has 3 channels but weight expects 2: [2,3,8,8] * [4,2,3,3]", Error);
+}
+
+TEST_CASE("pooling and upsampling") {
+    check_op({"avg_pool2d", {{2, 2, 5, 5}}, -1, 1, [](const Vs& v) { return avg_pool2d(v[0], 3, 2, 1); },
+              [](const Ts& in) { return pool_ref(in[0], 3, 2, 1, false); }});
+    check_op({"max_pool2d", {{2, 2, 4, 4}}, -1, 1, [](const Vs& v) { return max_pool2d(v[0], 2); },
+              [](const Ts& in) { return pool_ref(in[0], 2, 2, 0, true); }});
+    check_op({"upsample2d", {{1, 2, 2, 3}}, -1, 1, [](const Vs& v) { return upsample2d(v[0], 2); },
+              [](const Ts& in) {
+                  Tensor<double> out = Tensor<double>::zeros({1, 2, 4, 6});
+                  for (Index c = 0; c < 2; ++c)
+                      for (Index i = 0; i < 4; ++i)
+                          for (Index j = 0; j < 6; ++j) out.at({0, c, i, j}) = in[0].at({0, c, i / 2, j / 2});
+                  return out;
+              }});
+}
+
+TEST_CASE("shape ops: reshape, transpose, slice, concat, index_select, one_hot") {
+    check_op({"reshape", {{2, 6}}, -1, 1, [](const Vs& v) { return V(square(reshape(v[0], {3, -1}))); },
+              [](const Ts& in) { return Tensor<double>(square(in[0].reshape({3, 4}))); }});
+    check_op({"transpose", {{2, 3, 4}}, -1, 1, [](const Vs& v) { return V(square(transpose(v[0], 0, 2))); },
+              [](const Ts& in) { return Tensor<double>(square(in[0].transpose(0, 2).contiguous())); }});
+    check_op({"slice", {{4, 5}}, -1, 1, [](const Vs& v) { return V(square(slice(v[0], 1, 1, 5, 2))); },
+              [](const Ts& in) { return Tensor<double>(square(in[0].slice(1, 1, 5, 2).contiguous())); }});
+    check_op({"concat", {{2, 3}, {2, 2}}, -1, 1, [](const Vs& v) { return V(square(concat(Vs{v[0], v[1]}, 1))); },
+              [](const Ts& in) {
+                  Tensor<double> out = Tensor<double>::empty({2, 5});
+                  for (Index i = 0; i < 2; ++i)
+                      for (Index j = 0; j < 5; ++j) out.at({i, j}) = j < 3 ? in[0].at({i, j}) : in[1].at({i, j - 3});
+                  return Tensor<double>(square(out));
+              }});
+    check_op({"index_select", {{4, 3}}, -1, 1, [](const Vs& v) { return V(square(index_select(v[0], {3, 0, 3}))); },
+              [](const Ts& in) {
+                  Tensor<double> out = Tensor<double>::empty({3, 3});
+                  const Index rows[] = {3, 0, 3};
+                  for (Index i = 0; i < 3; ++i)
+                      for (Index j = 0; j < 3; ++j) out.at({i, j}) = in[0].at({rows[i], j});
+                  return Tensor<double>(square(out));
+              }});
+    CHECK(one_hot<float>({2, 0}, 3).to_vector() == std::vector<float>{0, 0, 1, 1, 0, 0});
+    CHECK_THROWS_WITH_AS(one_hot<float>({3}, 3), "one_hot: label 3 out of range [0,3)", Error);
+    CHECK_THROWS_WITH_AS(index_select(V(Tensor<double>::zeros({2, 2})), {2}), "index_select: row 2 out of range for shape [2,2]", Error);
+}
