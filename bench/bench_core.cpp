@@ -1,0 +1,158 @@
+// Benchmarks of the core, matching bench/torch_bench.py workload for workload so that
+// bench/compare runs both side by side. Threads: ember::set_num_threads(2) unless
+// EMBER_THREADS says otherwise.
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+#include <cstdlib>
+#include <ember/ember.hpp>
+
+using namespace ember;
+
+namespace {
+
+constexpr Index kChain = Index{1} << 22;  // 4M floats
+
+int threads() {
+    const char* env = std::getenv("EMBER_THREADS");
+    return env ? std::atoi(env) : 2;
+}
+
+template <class X>
+auto chain(const X& a, const X& x, const X& b) {
+    return softplus(a * x + b) * sigmoid(x) - log1p(exp(-abs(x)));
+}
+
+// softplus(a*x+b)*sigmoid(x) - log1p(exp(-|x|)) on 4M floats: one fused pass.
+void BM_ChainForward(benchmark::State& st) {
+    set_num_threads(threads());
+    Generator g(1);
+    Tensor<float> a = normal<float>({kChain}, g), x = normal<float>({kChain}, g), b = normal<float>({kChain}, g);
+    for (auto _ : st) {
+        Tensor<float> y = chain(a, x, b);
+        benchmark::DoNotOptimize(y.data());
+    }
+    st.counters["GB/s"] = benchmark::Counter(4.0 * 4 * kChain * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// Forward + backward with a, x, b all requiring grad: one node, one fused backward pass.
+void BM_ChainForwardBackward(benchmark::State& st) {
+    set_num_threads(threads());
+    Generator g(1);
+    Var<float> a(normal<float>({kChain}, g), true), x(normal<float>({kChain}, g), true), b(normal<float>({kChain}, g), true);
+    const Tensor<float> seed = Tensor<float>::ones({kChain});
+    for (auto _ : st) {
+        Var<float> y = chain(a, x, b);
+        backward(y, seed);
+        benchmark::DoNotOptimize(x.grad().data());
+        a.zero_grad(), x.zero_grad(), b.zero_grad();
+    }
+    // forward reads 3 + writes 1; backward reads 3 + seed, writes 3 gradients
+    st.counters["GB/s"] = benchmark::Counter(11.0 * 4 * kChain * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// STREAM triad a = b + s*c through an expression: the memory-bandwidth reference.
+void BM_Triad(benchmark::State& st) {
+    set_num_threads(threads());
+    const Index n = Index{1} << 26;
+    Tensor<float> b = Tensor<float>::full({n}, 1.f), c = Tensor<float>::full({n}, 2.f);
+    for (auto _ : st) {
+        Tensor<float> a = b + 3.0f * c;
+        benchmark::DoNotOptimize(a.data());
+    }
+    st.counters["GB/s"] = benchmark::Counter(3.0 * 4 * n * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+const std::vector<std::array<Index, 3>> kGemmShapes = {{64, 784, 512}, {256, 784, 1024}, {1024, 1024, 1024}};
+
+// matmul forward + backward: C = AB, dA = G Bᵀ, dB = Aᵀ G.
+void BM_MatmulForwardBackward(benchmark::State& st) {
+    set_num_threads(threads());
+    const auto [M, K, N] = kGemmShapes[static_cast<std::size_t>(st.range(0))];
+    Generator g(2);
+    Var<float> A(normal<float>({M, K}, g), true), B(normal<float>({K, N}, g), true);
+    const Tensor<float> G = normal<float>({M, N}, g);
+    for (auto _ : st) {
+        Var<float> C = matmul(A, B);
+        backward(C, G);
+        benchmark::DoNotOptimize(A.grad().data());
+        A.zero_grad(), B.zero_grad();
+    }
+    st.counters["GFLOP/s"] = benchmark::Counter(3.0 * 2 * M * K * N * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+    st.SetLabel(std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N));
+}
+
+// The same three products in plain Eigen: the bar is to add no overhead to it.
+void BM_EigenMatmulForwardBackward(benchmark::State& st) {
+    set_num_threads(threads());
+    const auto [M, K, N] = kGemmShapes[static_cast<std::size_t>(st.range(0))];
+    using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    Mat A = Mat::Random(M, K), B = Mat::Random(K, N), G = Mat::Random(M, N);
+    for (auto _ : st) {
+        Mat C(M, N), dA(M, K), dB(K, N);
+        C.noalias() = A * B;
+        dA.noalias() = G * B.transpose();
+        dB.noalias() = A.transpose() * G;
+        benchmark::DoNotOptimize(C.data());
+        benchmark::DoNotOptimize(dA.data());
+        benchmark::DoNotOptimize(dB.data());
+    }
+    st.counters["GFLOP/s"] = benchmark::Counter(3.0 * 2 * M * K * N * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+    st.SetLabel(std::to_string(M) + "x" + std::to_string(K) + "x" + std::to_string(N));
+}
+
+// conv2d forward + backward (input gradient included, as inside a network).
+void BM_Conv2dForwardBackward(benchmark::State& st) {
+    set_num_threads(threads());
+    const bool second = st.range(0) == 1;
+    const Shape xs = second ? Shape{64, 64, 14, 14} : Shape{64, 1, 28, 28};
+    const Shape ws = second ? Shape{128, 64, 3, 3} : Shape{64, 1, 3, 3};
+    Generator g(3);
+    Var<float> x(normal<float>(xs, g), true), w(normal<float>(ws, g), true), b(normal<float>({ws[0]}, g), true);
+    Tensor<float> G;
+    for (auto _ : st) {
+        Var<float> y = conv2d(x, w, b, {2, 1, 1});
+        if (!G.defined()) G = Tensor<float>::ones(y.shape());
+        backward(y, G);
+        benchmark::DoNotOptimize(w.grad().data());
+        x.zero_grad(), w.zero_grad(), b.zero_grad();
+    }
+    st.SetLabel(xs.str() + "*" + ws.str());
+}
+
+// Autodiff bookkeeping: a chain of scalar ops, recorded then differentiated.
+void BM_ScalarChainRecord(benchmark::State& st) {
+    const Index n = st.range(0);
+    Var<float> x(Tensor<float>::scalar(1.f), true);
+    for (auto _ : st) {
+        Var<float> y = x;
+        for (Index i = 0; i < n; ++i) y = Var<float>(y * 1.0001f);
+        benchmark::DoNotOptimize(y.impl().get());
+    }
+    st.counters["ns/node"] = benchmark::Counter(static_cast<double>(n * st.iterations()), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+void BM_ScalarChainRecordAndBackward(benchmark::State& st) {
+    const Index n = st.range(0);
+    Var<float> x(Tensor<float>::scalar(1.f), true);
+    for (auto _ : st) {
+        Var<float> y = x;
+        for (Index i = 0; i < n; ++i) y = Var<float>(y * 1.0001f);
+        y.backward();
+        x.zero_grad();
+    }
+    st.counters["ns/node"] = benchmark::Counter(static_cast<double>(n * st.iterations()), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
+}  // namespace
+
+BENCHMARK(BM_ChainForward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ChainForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Triad)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MatmulForwardBackward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_EigenMatmulForwardBackward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Conv2dForwardBackward)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ScalarChainRecord)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ScalarChainRecordAndBackward)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+BENCHMARK_MAIN();

@@ -1,0 +1,94 @@
+"""PyTorch side of bench/compare: the same workloads as bench_core.cpp, timed the same way.
+
+Run with Debian's interpreter and PyTorch at its fastest on this kind of machine:
+    OPENBLAS_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx512 /usr/bin/python3 bench/torch_bench.py
+Prints one line per workload: name, median milliseconds over the repetitions.
+"""
+import json
+import statistics
+import sys
+import time
+
+import torch
+
+torch.set_num_threads(2)
+REPS = int(sys.argv[1]) if len(sys.argv) > 1 else 15
+
+
+def timed(fn, reps=REPS, warmup=3):
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(out)
+
+
+def chain(a, x, b):
+    return torch.nn.functional.softplus(a * x + b) * torch.sigmoid(x) - torch.log1p(torch.exp(-torch.abs(x)))
+
+
+results = {}
+n = 1 << 22
+g = torch.Generator().manual_seed(1)
+a, x, b = (torch.randn(n, generator=g) for _ in range(3))
+results["BM_ChainForward"] = timed(lambda: chain(a, x, b))
+
+ag, xg, bg = (t.clone().requires_grad_() for t in (a, x, b))
+seed = torch.ones(n)
+
+
+def chain_fb():
+    y = chain(ag, xg, bg)
+    y.backward(seed)
+    ag.grad = xg.grad = bg.grad = None
+
+
+results["BM_ChainForwardBackward"] = timed(chain_fb)
+
+for i, (M, K, N) in enumerate([(64, 784, 512), (256, 784, 1024), (1024, 1024, 1024)]):
+    A = torch.randn(M, K, requires_grad=True)
+    B = torch.randn(K, N, requires_grad=True)
+    G = torch.randn(M, N)
+
+    def mm():
+        C = A @ B
+        C.backward(G)
+        A.grad = B.grad = None
+
+    results[f"BM_MatmulForwardBackward/{i}"] = timed(mm)
+
+for i, (xs, ws) in enumerate([((64, 1, 28, 28), (64, 1, 3, 3)), ((64, 64, 14, 14), (128, 64, 3, 3))]):
+    X = torch.randn(*xs, requires_grad=True)
+    W = torch.randn(*ws, requires_grad=True)
+    bias = torch.randn(ws[0], requires_grad=True)
+
+    def conv():
+        y = torch.nn.functional.conv2d(X, W, bias, stride=2, padding=1)
+        y.backward(torch.ones_like(y))
+        X.grad = W.grad = bias.grad = None
+
+    results[f"BM_Conv2dForwardBackward/{i}"] = timed(conv)
+
+# Autodiff bookkeeping: 10k scalar multiplications recorded, then backward.
+s = torch.tensor(1.0, requires_grad=True)
+
+
+def scalar_chain_record():
+    y = s
+    for _ in range(10000):
+        y = y * 1.0001
+    return y
+
+
+def scalar_chain_backward():
+    scalar_chain_record().backward()
+    s.grad = None
+
+
+results["BM_ScalarChainRecord/10000"] = timed(scalar_chain_record, reps=5)
+results["BM_ScalarChainRecordAndBackward/10000"] = timed(scalar_chain_backward, reps=5)
+
+print(json.dumps(results))
