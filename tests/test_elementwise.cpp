@@ -1,6 +1,7 @@
 // Every elementwise op through the harness, over the broadcasting cases, plus fusion:
 // one buffer per fused forward, one node per fused expression.
 #include <cmath>
+#include <cstring>
 
 #include "harness.hpp"
 
@@ -186,4 +187,55 @@ TEST_CASE("errors name the op and the shapes") {
     V a(Tensor<double>::zeros({3, 4})), b(Tensor<double>::zeros({5}));
     CHECK_THROWS_WITH_AS(V(a + b), "elementwise: shapes [3,4] and [5] cannot be broadcast together", Error);
     CHECK_THROWS_WITH_AS(clamp(a, 1.0, 0.0), "clamp: lower bound 1 exceeds upper bound 0", Error);
+}
+
+namespace {
+// Distance in units in the last place between a float result and a double reference.
+std::int64_t ulp_distance(float got, double ref) {
+    const float want = static_cast<float>(ref);
+    if (std::isnan(got) && std::isnan(want)) return 0;
+    if (got == want) return 0;
+    std::int32_t a, b;
+    std::memcpy(&a, &got, 4);
+    std::memcpy(&b, &want, 4);
+    if ((a < 0) != (b < 0)) return std::int64_t{1} << 40;
+    return std::llabs(static_cast<std::int64_t>(a) - b);
+}
+}  // namespace
+
+TEST_CASE("fast float exp/log/log1p are within 2 ulp, special values included") {
+    using B = xsimd::batch<float>;
+    struct Fn {
+        const char* name;
+        float lo, hi;
+        B (*f)(const B&);
+        double (*ref)(double);
+    };
+    const Fn fns[] = {
+        {"exp", -110, 90, [](const B& x) { return simd::exp(x); }, [](double x) { return std::exp(x); }},
+        {"log", 0, 1e6, [](const B& x) { return simd::log(x); }, [](double x) { return std::log(x); }},
+        {"log near 1", 0, 2, [](const B& x) { return simd::log(x); }, [](double x) { return std::log(x); }},
+        {"log1p", -1, 10, [](const B& x) { return simd::log1p(x); }, [](double x) { return std::log1p(x); }},
+        {"log1p tiny", -1e-3f, 1e-3f, [](const B& x) { return simd::log1p(x); }, [](double x) { return std::log1p(x); }},
+    };
+    for (const Fn& fn : fns) {
+        INFO(fn.name);
+        Generator gen(17);
+        Tensor<float> xs = uniform<float>({1 << 16}, gen, fn.lo, fn.hi);
+        std::vector<float> v = xs.to_vector();
+        for (float s : {0.f, -0.f, INFINITY, -INFINITY, NAN, 1e-40f, -1.f, 1e-30f, 88.7f, -103.f, -87.5f, 1e-8f, -1e-8f})
+            v.push_back(s);
+        while (v.size() % B::size) v.push_back(0.5f);
+        std::int64_t worst = 0;
+        float at = 0;
+        for (std::size_t i = 0; i < v.size(); i += B::size) {
+            float out[B::size];
+            fn.f(B::load_unaligned(&v[i])).store_unaligned(out);
+            for (std::size_t k = 0; k < B::size; ++k) {
+                const auto d = ulp_distance(out[k], fn.ref(v[i + k]));
+                if (d > worst) worst = d, at = v[i + k];
+            }
+        }
+        CHECK_MESSAGE(worst <= 2, "worst ", worst, " ulp at ", at);
+    }
 }

@@ -58,8 +58,8 @@ private:
 };
 
 // Matplotlib's viridis (perceptually uniform, readable in grey and by colour-blind
-// viewers) as a degree-6 polynomial fit per channel (Matt Zucker's fit, max error < 1%);
-// t is clamped to [0, 1], 0 = dark purple, 1 = yellow.
+// viewers) as a degree-6 polynomial per channel (Matt Zucker's fit, within ~2% of the
+// tabulated map). t is clamped to [0, 1]: 0 = dark purple, 1 = yellow.
 inline Rgb viridis(double t) {
     static constexpr std::array<std::array<double, 3>, 7> c = {{
         {0.2777273272234177, 0.005407344544966578, 0.3340998053353061},

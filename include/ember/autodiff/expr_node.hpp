@@ -57,6 +57,7 @@ struct ExprNode final : Node<typename E::value_type> {
 
     ExprNode(const E& expr, std::vector<LeafRef<T>> l) : e(expr), leaves(std::move(l)) {
         slot_to_input.assign(leaves.size(), -1);
+        this->inputs.reserve(leaves.size());
         for (std::size_t k = 0; k < leaves.size(); ++k) {
             const auto& v = leaves[k].var;
             if (!v || !v->requires_grad) continue;
@@ -81,21 +82,22 @@ private:
     // One SIMD pass: recompute the forward in registers, push g down, store the gradients.
     std::vector<Var<T>> backward_fused(const Var<T>& g, std::span<const bool> need) {
         std::vector<LeafRef<T>> ls = leaves;
-        LoopLayout<T> lay = plan_loop(ls, "backward");
+        Shape out_shape;
+        for (const auto& l : ls) out_shape = broadcast_shapes(out_shape, l.tensor.shape(), "backward");
         std::vector<GradTarget<T>> targets;
         std::vector<Tensor<T>> grads(this->inputs.size());
-        std::vector<int> map = slot_to_input;
         std::vector<int> compact(this->inputs.size(), -1);
         for (std::size_t i = 0; i < this->inputs.size(); ++i) {
             if (!need[i]) continue;
             const Shape& s = this->inputs[i]->value.shape();
-            const bool full = s == lay.shape;
+            const bool full = s == out_shape;
             grads[i] = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
             compact[i] = static_cast<int>(targets.size());
-            targets.push_back({grads[i].data(), grads[i].expand(lay.shape).strides(), full});
+            targets.push_back({grads[i].data(), grads[i].expand(out_shape).strides(), full});
         }
+        std::vector<int> map = slot_to_input;
         for (int& m : map) m = m >= 0 ? compact[static_cast<std::size_t>(m)] : -1;
-        backward_into(*e, lay, g.value(), map, targets);
+        backward_into(*e, ls, g.value(), map, targets);
         std::vector<Var<T>> out(this->inputs.size());
         for (std::size_t i = 0; i < out.size(); ++i)
             if (grads[i].defined()) out[i] = Var<T>(std::move(grads[i]));
@@ -125,15 +127,6 @@ private:
     }
 };
 
-template <class E>
-Tensor<typename E::value_type> evaluate(const E& e, std::vector<LeafRef<typename E::value_type>>& leaves) {
-    using T = typename E::value_type;
-    LoopLayout<T> lay = plan_loop(leaves, E::leaves ? "elementwise" : "elementwise");
-    Tensor<T> out = Tensor<T>::empty(lay.shape);
-    evaluate_into(e, leaves, lay, out.data());
-    return out;
-}
-
 }  // namespace expr
 
 template <Real T>
@@ -143,7 +136,7 @@ Tensor<T>::Tensor(const E& e) {
     static_assert(!E::has_var, "ember: this expression contains Var leaves; assign it to a Var (or use .value())");
     std::vector<expr::LeafRef<T>> leaves;
     e.collect(leaves);
-    *this = expr::evaluate(e, leaves);
+    *this = expr::evaluate(e, leaves, "elementwise");
 }
 
 template <Real T>
@@ -151,14 +144,15 @@ template <expr::Expression E>
 Var<T>::Var(const E& e) {
     static_assert(std::same_as<typename E::value_type, T>, "ember: expression and Var scalar types differ");
     std::vector<expr::LeafRef<T>> leaves;
+    leaves.reserve(E::leaves);
     e.collect(leaves);
-    Tensor<T> value = expr::evaluate(e, leaves);
+    Tensor<T> value = expr::evaluate(e, leaves, "elementwise");
     bool any = false;
     for (auto& l : leaves) any = any || (l.var && l.var->requires_grad);
-    p_ = std::make_shared<VarImpl<T>>();
+    p_ = detail::make_small_shared<VarImpl<T>>();
     p_->value = std::move(value);
     if (!E::has_grad_path || !any || !grad_enabled()) return;  // e.g. a comparison: no gradient
-    p_->fn = std::make_shared<expr::ExprNode<E>>(e, std::move(leaves));
+    p_->fn = detail::make_small_shared<expr::ExprNode<E>>(e, std::move(leaves));
     p_->requires_grad = true;
 }
 

@@ -115,7 +115,7 @@ public:
     using value_type = T;
 
     Var() = default;
-    explicit Var(Tensor<T> value, bool requires_grad = false) : p_(std::make_shared<VarImpl<T>>()) {
+    explicit Var(Tensor<T> value, bool requires_grad = false) : p_(detail::make_small_shared<VarImpl<T>>()) {
         EMBER_CHECK(value.defined(), "Var", "cannot wrap an undefined tensor");
         p_->value = std::move(value);
         p_->requires_grad = requires_grad;
@@ -186,7 +186,7 @@ Var<T> record(const char* name, Tensor<T> value, std::initializer_list<Var<T>> i
     bool any = false;
     for (const Var<T>& v : inputs) any = any || v.requires_grad();
     if (!any) return out;
-    auto node = std::make_shared<detail::FnNode<T, std::decay_t<Backward>>>(name, std::forward<Backward>(backward));
+    auto node = detail::make_small_shared<detail::FnNode<T, std::decay_t<Backward>>>(name, std::forward<Backward>(backward));
     node->inputs.reserve(inputs.size());
     for (const Var<T>& v : inputs) node->inputs.push_back(v.impl());
     out.impl()->fn = std::move(node);

@@ -97,14 +97,20 @@ inline PoolStats pool_stats() { return detail::BufferPool::instance().stats(); }
 inline void pool_trim() { detail::BufferPool::instance().trim(); }
 inline void set_pool_limit(std::size_t bytes) { detail::BufferPool::instance().set_limit(bytes); }
 
-// Owns one pooled buffer of `size` elements.
+// Owns one buffer of `size` elements: pooled, or for a few elements (scalars, small
+// vectors) held inline so that recording scalar operations never takes the pool's lock.
 template <class T>
 class Storage {
 public:
+    static constexpr std::size_t kInline = kAlignment / sizeof(T);
+
     explicit Storage(std::size_t size)
-        : data_(static_cast<T*>(detail::BufferPool::instance().acquire(size * sizeof(T)))),
+        : data_(size <= kInline ? inline_
+                                : static_cast<T*>(detail::BufferPool::instance().acquire(size * sizeof(T)))),
           size_(size) {}
-    ~Storage() { detail::BufferPool::instance().release(data_, size_ * sizeof(T)); }
+    ~Storage() {
+        if (data_ != inline_) detail::BufferPool::instance().release(data_, size_ * sizeof(T));
+    }
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
 
@@ -114,6 +120,7 @@ public:
 private:
     T* data_;
     std::size_t size_;
+    alignas(kAlignment) T inline_[kInline];
 };
 
 }  // namespace ember

@@ -12,6 +12,7 @@
 
 #include "ember/core/error.hpp"
 #include "ember/core/shape.hpp"
+#include "ember/core/small_alloc.hpp"
 #include "ember/core/storage.hpp"
 
 namespace ember {
@@ -41,7 +42,7 @@ public:
         Tensor t;
         t.shape_ = shape;
         t.strides_ = shape.contiguous_strides();
-        t.storage_ = std::make_shared<Storage<T>>(static_cast<std::size_t>(shape.numel()));
+        t.storage_ = detail::make_small_shared<Storage<T>>(static_cast<std::size_t>(shape.numel()));
         t.data_ = t.storage_->data();
         return t;
     }

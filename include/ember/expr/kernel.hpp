@@ -1,9 +1,13 @@
 #pragma once
 // The fused kernels: evaluate an expression tree (expr.hpp) over SIMD batches in one pass
-// over memory, forward, and forward-then-backward for gradients. Leaves may broadcast
-// (NumPy rules): their strides in output-index space are 0 along broadcast axes. The
-// loops run over rows of the last axis; when every leaf is either full-shape contiguous or
-// a single element the whole tensor is one row, split across threads.
+// over memory, forward, and forward-then-backward for gradients.
+//
+// Every array the loop touches (leaves, the incoming gradient, gradient targets) is viewed
+// with strides in the output's index space, 0 along broadcast axes. Adjacent axes along
+// which every array is laid out alike are then merged (as PyTorch's TensorIterator does),
+// so [N,C,H,W] + bias[1,C,1,1] runs over N·C rows of H·W elements, and full-shape operands
+// become one flat run split across threads. Within a row each array is either contiguous
+// (stride 1) or constant (stride 0).
 #include <array>
 #include <cstring>
 #include <vector>
@@ -39,44 +43,60 @@ struct BackwardContext : ForwardContext<T, L> {
     template <int K> void accumulate(const V& g) { adj[K] += g; }
 };
 
-// The layout of the loop: output shape and every slot's strides in output index space.
-template <Real T>
-struct LoopLayout {
-    Shape shape;
-    std::vector<const T*> base;
-    std::vector<Strides> strides;
-    bool flat = true;  // every slot is full-shape contiguous or a single element
-
-    Index rows() const { return shape.rank() ? shape.numel() / std::max<Index>(inner(), 1) : 1; }
-    Index inner() const { return shape.rank() ? shape[shape.rank() - 1] : 1; }
+// The loop's iteration space after merging axes: `rows` rows of `inner` elements, and for
+// every array its base pointer and strides over the merged axes.
+struct LoopSpace {
+    Shape shape;  // merged shape (rank >= 1); the last axis is the row
+    Index inner() const { return shape[shape.rank() - 1]; }
+    Index rows() const { return shape.numel() / std::max<Index>(inner(), 1); }
+    bool flat() const { return shape.rank() == 1; }
 };
 
-// Views every leaf as a tensor broadcast to the common shape. Leaves whose last axis is
-// strided (e.g. a transposed view) are first made contiguous so rows load as vectors.
-template <Real T>
-LoopLayout<T> plan_loop(std::vector<LeafRef<T>>& leaves, const char* op) {
-    LoopLayout<T> lay;
-    for (auto& l : leaves) lay.shape = broadcast_shapes(lay.shape, l.tensor.shape(), op);
-    const Strides full = lay.shape.contiguous_strides();
-    const int r = lay.shape.rank();
-    for (auto& l : leaves) {
-        Tensor<T> e = l.tensor.expand(lay.shape);
-        if (r && e.strides()[static_cast<std::size_t>(r - 1)] > 1) {
-            l.tensor = l.tensor.contiguous();
-            e = l.tensor.expand(lay.shape);
+// Merges adjacent axes of `shape` wherever every array in `strides` allows it, and rewrites
+// those strides for the merged shape. Axes of size 1 always merge.
+inline LoopSpace merge_axes(const Shape& shape, std::vector<Strides*> strides) {
+    const int r = shape.rank();
+    std::vector<Index> dims;
+    std::vector<std::vector<Index>> st(strides.size());
+    if (r == 0) {
+        dims.push_back(1);
+        for (std::size_t a = 0; a < strides.size(); ++a) st[a].push_back(0);
+    } else {
+        // Walk from the innermost axis outwards, growing the current merged axis.
+        dims.push_back(shape[r - 1]);
+        for (std::size_t a = 0; a < strides.size(); ++a) st[a].push_back((*strides[a])[static_cast<std::size_t>(r - 1)]);
+        for (int d = r - 2; d >= 0; --d) {
+            const Index n = shape[d];
+            bool merge = true;
+            for (std::size_t a = 0; a < strides.size() && merge; ++a)
+                merge = n == 1 || dims.back() == 1 ||
+                        (*strides[a])[static_cast<std::size_t>(d)] == st[a].back() * dims.back();
+            if (merge && n != 1) {
+                if (dims.back() == 1)  // the merged axis so far was trivial: take this one's strides
+                    for (std::size_t a = 0; a < strides.size(); ++a) st[a].back() = (*strides[a])[static_cast<std::size_t>(d)];
+                dims.back() *= n;
+            } else if (!merge) {
+                dims.push_back(n);
+                for (std::size_t a = 0; a < strides.size(); ++a) st[a].push_back((*strides[a])[static_cast<std::size_t>(d)]);
+            }
         }
-        bool contiguous = true, single = l.tensor.numel() == 1;
-        for (int d = 0; d < r; ++d)
-            if (lay.shape[d] > 1 && e.strides()[static_cast<std::size_t>(d)] != full[static_cast<std::size_t>(d)]) contiguous = false;
-        lay.flat = lay.flat && (contiguous || single);
-        lay.base.push_back(e.data());
-        lay.strides.push_back(e.strides());
     }
-    return lay;
+    // `dims` was built innermost first.
+    LoopSpace sp;
+    std::vector<Index> rev(dims.rbegin(), dims.rend());
+    sp.shape = Shape(std::span<const Index>(rev));
+    for (std::size_t a = 0; a < strides.size(); ++a) {
+        Strides out{};
+        for (std::size_t i = 0; i < st[a].size(); ++i) out[i] = st[a][st[a].size() - 1 - i];
+        // A size-1 row's stride is irrelevant; call it 0 (constant) for the loaders.
+        if (sp.inner() == 1) out[static_cast<std::size_t>(sp.shape.rank() - 1)] = 0;
+        *strides[a] = out;
+    }
+    return sp;
 }
 
-template <Real T>
-Index row_offset(const Shape& s, const Strides& st, Index row) {
+// Offset of the first element of row `row` for an array with the given merged strides.
+inline Index row_offset(const Shape& s, const Strides& st, Index row) {
     Index off = 0;
     for (int d = s.rank() - 2; d >= 0; --d) {
         off += (row % s[d]) * st[static_cast<std::size_t>(d)];
@@ -85,23 +105,27 @@ Index row_offset(const Shape& s, const Strides& st, Index row) {
     return off;
 }
 
-// Points `row` at the start of a run of `len` elements: row `r` of the layout, or for the
-// flat layout, elements [begin, begin + len).
-template <Real T, int L>
-void point_row(const LoopLayout<T>& lay, Index r, Index begin, RowPointers<T, L>& row) {
-    const int rank = lay.shape.rank();
-    for (int k = 0; k < L; ++k) {
-        const Strides& st = lay.strides[static_cast<std::size_t>(k)];
-        if (lay.flat) {
-            bool single = true;
-            for (int d = 0; d < rank; ++d) single = single && (st[static_cast<std::size_t>(d)] == 0 || lay.shape[d] == 1);
-            row.splat[static_cast<std::size_t>(k)] = single;
-            row.ptr[static_cast<std::size_t>(k)] = lay.base[static_cast<std::size_t>(k)] + (single ? 0 : begin);
-        } else {
-            row.splat[static_cast<std::size_t>(k)] = rank == 0 || st[static_cast<std::size_t>(rank - 1)] == 0 || lay.shape[rank - 1] == 1;
-            row.ptr[static_cast<std::size_t>(k)] = lay.base[static_cast<std::size_t>(k)] + row_offset<T>(lay.shape, st, r);
+inline Index last_stride(const Shape& s, const Strides& st) {
+    return s.rank() ? st[static_cast<std::size_t>(s.rank() - 1)] : 0;
+}
+
+// Broadcasts every leaf to the common shape; leaves whose last axis is strided (e.g. a
+// transposed view) are first made contiguous so rows load as vectors.
+template <Real T>
+Shape broadcast_leaves(std::vector<LeafRef<T>>& leaves, std::vector<Strides>& strides, const char* op) {
+    Shape shape;
+    for (auto& l : leaves) shape = broadcast_shapes(shape, l.tensor.shape(), op);
+    strides.clear();
+    strides.reserve(leaves.size());
+    for (auto& l : leaves) {
+        Tensor<T> e = l.tensor.expand(shape);
+        if (last_stride(shape, e.strides()) > 1) {
+            l.tensor = l.tensor.contiguous();
+            e = l.tensor.expand(shape);
         }
+        strides.push_back(e.strides());
     }
+    return shape;
 }
 
 // Copies the last `rem` (< batch size) elements of each vector slot into padded scratch so
@@ -119,6 +143,20 @@ struct TailScratch {
         }
     }
 };
+
+template <Real T, int L>
+RowPointers<T, L> point_row(const LoopSpace& sp, const std::vector<LeafRef<T>>& leaves, const std::vector<Strides>& st,
+                            Index row, Index begin) {
+    RowPointers<T, L> p;
+    for (int k = 0; k < L; ++k) {
+        const Strides& s = st[static_cast<std::size_t>(k)];
+        const bool splat = last_stride(sp.shape, s) == 0;
+        p.splat[static_cast<std::size_t>(k)] = splat;
+        p.ptr[static_cast<std::size_t>(k)] =
+            leaves[static_cast<std::size_t>(k)].tensor.data() + row_offset(sp.shape, s, row) + (splat ? 0 : begin);
+    }
+    return p;
+}
 
 // out[0, len) = e over one run.
 template <int L, class E, Real T>
@@ -141,82 +179,81 @@ void forward_run(const E& e, RowPointers<T, L> row, Index len, T* out) {
     }
 }
 
-// Evaluates e into the contiguous tensor `out` (whose shape is the broadcast shape).
+// Evaluates e into a new contiguous tensor of the broadcast shape.
 template <class E, Real T>
-void evaluate_into(const E& e, std::vector<LeafRef<T>>& leaves, const LoopLayout<T>& lay, T* out) {
+Tensor<T> evaluate(const E& e, std::vector<LeafRef<T>>& leaves, const char* op) {
     constexpr int L = E::leaves;
     constexpr Index W = static_cast<Index>(Batch<T>::size);
-    const Index n = lay.shape.numel();
-    if (n == 0) return;
-    if (lay.flat) {
+    std::vector<Strides> st;
+    const Shape shape = broadcast_leaves(leaves, st, op);
+    Tensor<T> out = Tensor<T>::empty(shape);
+    const Index n = shape.numel();
+    if (n == 0) return out;
+    std::vector<Strides*> arrays;
+    for (auto& s : st) arrays.push_back(&s);
+    const LoopSpace sp = merge_axes(shape, arrays);
+    T* o = out.data();
+    if (sp.flat()) {
         parallel_chunks(n, 1 << 15, W, [&](Index b, Index end) {
-            RowPointers<T, L> row;
-            point_row<T, L>(lay, 0, b, row);
-            forward_run<L>(e, row, end - b, out + b);
+            forward_run<L>(e, point_row<T, L>(sp, leaves, st, 0, b), end - b, o + b);
         });
-    } else {
-        const Index inner = lay.inner(), rows = lay.rows();
-        auto body = [&](Index r0, Index r1) {
-            for (Index r = r0; r < r1; ++r) {
-                RowPointers<T, L> row;
-                point_row<T, L>(lay, r, 0, row);
-                forward_run<L>(e, row, inner, out + r * inner);
-            }
-        };
-        if (n < (1 << 15)) body(0, rows);
-        else parallel_chunks(rows, 1, 1, body);
+        return out;
     }
-    (void)leaves;
+    const Index inner = sp.inner();
+    auto rows = [&](Index r0, Index r1) {
+        for (Index r = r0; r < r1; ++r) forward_run<L>(e, point_row<T, L>(sp, leaves, st, r, 0), inner, o + r * inner);
+    };
+    if (n < (1 << 15)) rows(0, sp.rows());
+    else parallel_chunks(sp.rows(), 1, 1, rows);
+    return out;
 }
 
 // Where one distinct input's gradient goes: a buffer of the input's shape, viewed with
-// strides in output-index space (0 along broadcast axes, which the kernel sums over).
+// strides in output index space (0 along broadcast axes, which the kernel sums over).
 template <Real T>
 struct GradTarget {
     T* base = nullptr;
     Strides strides{};
-    bool full = false;  // same shape as the output: plain stores, no accumulation
+    bool full = false;  // same shape as the output: written once, no accumulation
 };
 
-// For every distinct input d: grad_d = sum over its leaf slots of g * ∂e/∂slot, reduced
-// over broadcast axes, in one pass that recomputes the forward values in registers.
+// For every distinct input d: grad_d = Σ over its leaf slots of g · ∂e/∂slot, reduced over
+// broadcast axes, in one pass that recomputes the forward values in registers.
 template <class E, Real T>
-void backward_into(const E& e, const LoopLayout<T>& lay, const Tensor<T>& g,
+void backward_into(const E& e, std::vector<LeafRef<T>>& leaves, const Tensor<T>& g_in,
                    const std::vector<int>& slot_to_input, std::vector<GradTarget<T>>& targets) {
     constexpr int L = E::leaves;
     constexpr Index W = static_cast<Index>(Batch<T>::size);
     using V = Batch<T>;
-    const Index n = lay.shape.numel();
-    if (n == 0 || targets.empty()) return;
-    const int rank = lay.shape.rank();
-    Tensor<T> ge = g.expand(lay.shape);
-    if (rank && ge.strides()[static_cast<std::size_t>(rank - 1)] > 1) ge = g.contiguous().expand(lay.shape);
+    std::vector<Strides> st;
+    const Shape shape = broadcast_leaves(leaves, st, "backward");
+    const Index n = shape.numel();
     const int D = static_cast<int>(targets.size());
+    if (n == 0 || D == 0) return;
+    Tensor<T> g = g_in;
+    if (last_stride(shape, g.expand(shape).strides()) > 1) g = g.contiguous();
+    Strides gst = g.expand(shape).strides();
 
-    bool all_full = true;
-    for (auto& t : targets) all_full = all_full && t.full;
-    bool g_contig = ge.is_contiguous() || g.numel() == 1;
+    std::vector<Strides*> arrays;
+    for (auto& s : st) arrays.push_back(&s);
+    arrays.push_back(&gst);
+    for (auto& t : targets) arrays.push_back(&t.strides);
+    const LoopSpace sp = merge_axes(shape, arrays);
+    const bool g_splat = last_stride(sp.shape, gst) == 0;
 
-    auto run = [&](const LoopLayout<T>& lay, const RowPointers<T, L>& row, const T* gp, bool g_splat, Index len, Index r,
-                   Index begin) {
-        // Per target: pointer and whether it is constant along this run.
+    // One run of `len` elements starting at element `begin` of row `r`.
+    auto run = [&](Index r, Index begin, Index len) {
+        BackwardContext<T, L> c;
+        c.row = point_row<T, L>(sp, leaves, st, r, begin);
+        const T* gp = g.data() + row_offset(sp.shape, gst, r) + (g_splat ? 0 : begin);
         std::array<T*, L> tp{};
         std::array<bool, L> tsplat{};
         for (int d = 0; d < D; ++d) {
             const auto& t = targets[static_cast<std::size_t>(d)];
-            if (lay.flat && t.full) {
-                tp[static_cast<std::size_t>(d)] = t.base + begin;
-                tsplat[static_cast<std::size_t>(d)] = false;
-            } else if (lay.flat) {  // flat layout: a non-full target is a single element
-                tp[static_cast<std::size_t>(d)] = t.base;
-                tsplat[static_cast<std::size_t>(d)] = true;
-            } else {
-                tp[static_cast<std::size_t>(d)] = t.base + row_offset<T>(lay.shape, t.strides, r);
-                tsplat[static_cast<std::size_t>(d)] = rank == 0 || t.strides[static_cast<std::size_t>(rank - 1)] == 0 || lay.shape[rank - 1] == 1;
-            }
+            tsplat[static_cast<std::size_t>(d)] = last_stride(sp.shape, t.strides) == 0;
+            tp[static_cast<std::size_t>(d)] =
+                t.base + row_offset(sp.shape, t.strides, r) + (tsplat[static_cast<std::size_t>(d)] ? 0 : begin);
         }
-        BackwardContext<T, L> c;
-        c.row = row;
         auto step = [&](Index j, Index valid, const V& gv) {
             c.adj.fill(V(T(0)));
             auto rec = e.template record<0>(c);
@@ -230,25 +267,26 @@ void backward_into(const E& e, const LoopLayout<T>& lay, const Tensor<T>& g,
             for (int d = 0; d < D; ++d) {
                 T* p = tp[static_cast<std::size_t>(d)];
                 const V& a = acc[static_cast<std::size_t>(d)];
-                // A full target is written once (when its rows have length 1 it also
-                // looks constant along the row, but must still be stored, not summed).
+                // A full target is written once (a row of length 1 also looks constant
+                // along the row, but must still be stored, not summed).
                 const bool full = targets[static_cast<std::size_t>(d)].full;
+                const bool splat = tsplat[static_cast<std::size_t>(d)];
                 if (valid == W) {
                     if (full) a.store_unaligned(p + j);
-                    else if (tsplat[static_cast<std::size_t>(d)]) *p += xsimd::hadd(a);
+                    else if (splat) *p += xsimd::hadd(a);
                     else (V::load_unaligned(p + j) + a).store_unaligned(p + j);
+                    continue;
+                }
+                alignas(64) T tmp[W];
+                a.store_aligned(tmp);
+                if (full) {
+                    std::memcpy(p + j, tmp, sizeof(T) * static_cast<std::size_t>(valid));
+                } else if (splat) {
+                    T s = 0;
+                    for (Index i = 0; i < valid; ++i) s += tmp[i];
+                    *p += s;
                 } else {
-                    alignas(64) T tmp[W];
-                    a.store_aligned(tmp);
-                    if (full) {
-                        std::memcpy(p + j, tmp, sizeof(T) * static_cast<std::size_t>(valid));
-                    } else if (tsplat[static_cast<std::size_t>(d)]) {
-                        T s = 0;
-                        for (Index i = 0; i < valid; ++i) s += tmp[i];
-                        *p += s;
-                    } else {
-                        for (Index i = 0; i < valid; ++i) p[j + i] += tmp[i];
-                    }
+                    for (Index i = 0; i < valid; ++i) p[j + i] += tmp[i];
                 }
             }
         };
@@ -268,28 +306,19 @@ void backward_into(const E& e, const LoopLayout<T>& lay, const Tensor<T>& g,
         }
     };
 
-    if (lay.flat && g_contig) {
-        const bool g_splat = g.numel() == 1;
-        auto body = [&](Index b, Index end) {
-            RowPointers<T, L> row;
-            point_row<T, L>(lay, 0, b, row);
-            run(lay, row, ge.data() + (g_splat ? 0 : b), g_splat, end - b, 0, b);
-        };
-        // Accumulating targets are shared between threads, so only full ones go parallel.
-        if (all_full) parallel_chunks(n, 1 << 14, W, body);
-        else body(0, n);
-    } else {
-        LoopLayout<T> rows_lay = lay;
-        rows_lay.flat = false;
-        const Index inner = lay.inner(), rows = lay.rows();
-        const bool g_splat_row = rank == 0 || ge.strides()[static_cast<std::size_t>(rank - 1)] == 0 || lay.shape[rank - 1] == 1;
-        for (Index r = 0; r < rows; ++r) {
-            RowPointers<T, L> row;
-            point_row<T, L>(rows_lay, r, 0, row);
-            const T* gp = ge.data() + row_offset<T>(lay.shape, ge.strides(), r);
-            run(rows_lay, row, gp, g_splat_row, inner, r, 0);
-        }
+    // Threads may share a target only when nothing accumulates: every target must be full.
+    bool all_full = true;
+    for (auto& t : targets) all_full = all_full && t.full;
+    if (sp.flat()) {
+        if (all_full) parallel_chunks(n, 1 << 14, W, [&](Index b, Index end) { run(0, b, end - b); });
+        else run(0, 0, n);
+        return;
     }
+    auto rows = [&](Index r0, Index r1) {
+        for (Index r = r0; r < r1; ++r) run(r, 0, sp.inner());
+    };
+    if (all_full && n >= (1 << 15)) parallel_chunks(sp.rows(), 1, 1, rows);
+    else rows(0, sp.rows());
 }
 
 }  // namespace ember::expr

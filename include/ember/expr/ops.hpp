@@ -8,12 +8,13 @@
 #include <cmath>
 
 #include "ember/expr/vocab.hpp"
+#include "ember/simd/fastmath.hpp"
 
 namespace ember::expr {
 
-namespace simd {
+namespace stable {
 // exp(-|x|), shared by the stable sigmoid / softplus / log-sigmoid forms.
-template <class B> B exp_neg_abs(const B& x) { return xsimd::exp(-xsimd::abs(x)); }
+template <class B> B exp_neg_abs(const B& x) { return ember::simd::exp(-xsimd::abs(x)); }
 template <class B> B sigmoid(const B& x) {
     using T = typename B::value_type;
     const B e = exp_neg_abs(x), r = B(T(1)) / (B(T(1)) + e);
@@ -22,9 +23,9 @@ template <class B> B sigmoid(const B& x) {
 // softplus(x) = max(x,0) + log1p(exp(-|x|))
 template <class B> B softplus(const B& x) {
     using T = typename B::value_type;
-    return xsimd::max(x, B(T(0))) + xsimd::log1p(exp_neg_abs(x));
+    return xsimd::max(x, B(T(0))) + ember::simd::log1p(exp_neg_abs(x));
 }
-}  // namespace simd
+}  // namespace stable
 
 struct Differentiable { static constexpr bool differentiable = true; };
 struct Constant { static constexpr bool differentiable = false; };
@@ -37,17 +38,17 @@ struct NegOp : Differentiable {
 };
 struct ExpOp : Differentiable {
     static constexpr const char* name = "exp";
-    template <class B> B f(const B& x) const { return xsimd::exp(x); }
+    template <class B> B f(const B& x) const { return ember::simd::exp(x); }
     template <class V> V df(const V&, const V& y, const V& g) const { return g * y; }
 };
 struct LogOp : Differentiable {
     static constexpr const char* name = "log";
-    template <class B> B f(const B& x) const { return xsimd::log(x); }
+    template <class B> B f(const B& x) const { return ember::simd::log(x); }
     template <class V> V df(const V& x, const V&, const V& g) const { return g / x; }
 };
 struct Log1pOp : Differentiable {
     static constexpr const char* name = "log1p";
-    template <class B> B f(const B& x) const { return xsimd::log1p(x); }
+    template <class B> B f(const B& x) const { return ember::simd::log1p(x); }
     template <class V> V df(const V& x, const V&, const V& g) const { return g / (x + scalar_t<V>(1)); }
 };
 struct Expm1Op : Differentiable {
@@ -89,12 +90,12 @@ struct TanhOp : Differentiable {
 };
 struct SigmoidOp : Differentiable {
     static constexpr const char* name = "sigmoid";
-    template <class B> B f(const B& x) const { return simd::sigmoid(x); }
+    template <class B> B f(const B& x) const { return stable::sigmoid(x); }
     template <class V> V df(const V&, const V& y, const V& g) const { return g * y * (scalar_t<V>(1) - y); }
 };
 struct SoftplusOp : Differentiable {
     static constexpr const char* name = "softplus";
-    template <class B> B f(const B& x) const { return simd::softplus(x); }
+    template <class B> B f(const B& x) const { return stable::softplus(x); }
     template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SigmoidOp{}, x); }
 };
 // log σ(x) = -softplus(-x) = min(x,0) - log1p(exp(-|x|)); d/dx = σ(-x), exact for large x.
@@ -102,7 +103,7 @@ struct LogSigmoidOp : Differentiable {
     static constexpr const char* name = "log_sigmoid";
     template <class B> B f(const B& x) const {
         using T = typename B::value_type;
-        return xsimd::min(x, B(T(0))) - xsimd::log1p(simd::exp_neg_abs(x));
+        return xsimd::min(x, B(T(0))) - ember::simd::log1p(stable::exp_neg_abs(x));
     }
     template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SigmoidOp{}, un(NegOp{}, x)); }
 };
