@@ -8,13 +8,12 @@
 #include <cmath>
 
 #include "ember/expr/vocab.hpp"
-#include "ember/simd/fastmath.hpp"
 
 namespace ember::expr {
 
 namespace stable {
 // exp(-|x|), shared by the stable sigmoid / softplus / log-sigmoid forms.
-template <class B> B exp_neg_abs(const B& x) { return ember::simd::exp(-xsimd::abs(x)); }
+template <class B> B exp_neg_abs(const B& x) { return xsimd::exp(-xsimd::abs(x)); }
 template <class B> B sigmoid(const B& x) {
     using T = typename B::value_type;
     const B e = exp_neg_abs(x), r = B(T(1)) / (B(T(1)) + e);
@@ -23,7 +22,7 @@ template <class B> B sigmoid(const B& x) {
 // softplus(x) = max(x,0) + log1p(exp(-|x|))
 template <class B> B softplus(const B& x) {
     using T = typename B::value_type;
-    return xsimd::max(x, B(T(0))) + ember::simd::log1p(exp_neg_abs(x));
+    return xsimd::max(x, B(T(0))) + xsimd::log1p(exp_neg_abs(x));
 }
 }  // namespace stable
 
@@ -38,17 +37,17 @@ struct NegOp : Differentiable {
 };
 struct ExpOp : Differentiable {
     static constexpr const char* name = "exp";
-    template <class B> B f(const B& x) const { return ember::simd::exp(x); }
+    template <class B> B f(const B& x) const { return xsimd::exp(x); }
     template <class V> V df(const V&, const V& y, const V& g) const { return g * y; }
 };
 struct LogOp : Differentiable {
     static constexpr const char* name = "log";
-    template <class B> B f(const B& x) const { return ember::simd::log(x); }
+    template <class B> B f(const B& x) const { return xsimd::log(x); }
     template <class V> V df(const V& x, const V&, const V& g) const { return g / x; }
 };
 struct Log1pOp : Differentiable {
     static constexpr const char* name = "log1p";
-    template <class B> B f(const B& x) const { return ember::simd::log1p(x); }
+    template <class B> B f(const B& x) const { return xsimd::log1p(x); }
     template <class V> V df(const V& x, const V&, const V& g) const { return g / (x + scalar_t<V>(1)); }
 };
 struct Expm1Op : Differentiable {
@@ -103,7 +102,7 @@ struct LogSigmoidOp : Differentiable {
     static constexpr const char* name = "log_sigmoid";
     template <class B> B f(const B& x) const {
         using T = typename B::value_type;
-        return xsimd::min(x, B(T(0))) - ember::simd::log1p(stable::exp_neg_abs(x));
+        return xsimd::min(x, B(T(0))) - xsimd::log1p(stable::exp_neg_abs(x));
     }
     template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SigmoidOp{}, un(NegOp{}, x)); }
 };
