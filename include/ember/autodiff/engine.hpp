@@ -29,7 +29,8 @@ std::vector<VarImpl<T>*> topological_order(const std::vector<VarImpl<T>*>& roots
         stack.push_back({r, 0});
         while (!stack.empty()) {
             auto& [v, next] = stack.back();
-            const auto& ins = v->fn ? v->fn->inputs : std::vector<ImplPtr<T>>{};
+            static const detail::InputList<ImplPtr<T>> no_inputs;
+            const auto& ins = v->fn ? v->fn->inputs : no_inputs;
             if (v->fn && v->fn->released)
                 fail("backward", "the graph through '", v->fn->name(),
                      "' was already freed by an earlier backward; pass retain_graph = true to the first one");
@@ -43,7 +44,8 @@ std::vector<VarImpl<T>*> topological_order(const std::vector<VarImpl<T>*>& roots
                 continue;
             }
             bool needed = is_target(v);
-            for (const auto& in : ins) needed = needed || (in->walk == walk && in->requires_grad && in->needed);
+            for (std::size_t i = 0; i < ins.size(); ++i)
+                needed = needed || (ins[i]->walk == walk && ins[i]->requires_grad && ins[i]->needed);
             v->needed = needed;
             order.push_back(v);
             stack.pop_back();

@@ -51,26 +51,24 @@ template <class E>
 struct ExprNode final : Node<typename E::value_type> {
     using T = typename E::value_type;
     static constexpr int L = E::leaves;
-    std::optional<E> e;
-    std::vector<LeafRef<T>> leaves;
-    std::vector<int> slot_to_input;  // leaf slot -> index in inputs, or -1 for constants
+    std::optional<E> e;  // holds the leaves (Vars and Tensors) alive until release
+    std::array<int, static_cast<std::size_t>(L)> slot_to_input;  // leaf slot -> index in inputs, or -1
 
-    ExprNode(const E& expr, std::vector<LeafRef<T>> l) : e(expr), leaves(std::move(l)) {
-        slot_to_input.assign(leaves.size(), -1);
+    ExprNode(const E& expr, const Leaves<E>& leaves) : e(expr) {
+        slot_to_input.fill(-1);
         this->inputs.reserve(leaves.size());
         for (std::size_t k = 0; k < leaves.size(); ++k) {
             const auto& v = leaves[k].var;
             if (!v || !v->requires_grad) continue;
-            auto it = std::find(this->inputs.begin(), this->inputs.end(), v);
-            slot_to_input[k] = static_cast<int>(it - this->inputs.begin());
-            if (it == this->inputs.end()) this->inputs.push_back(v);
+            const std::size_t at = this->inputs.index_of(v);
+            slot_to_input[k] = static_cast<int>(at);
+            if (at == this->inputs.size()) this->inputs.push_back(v);
         }
     }
-    ~ExprNode() override { e.reset(), leaves.clear(); }  // before inputs drop iteratively
+    ~ExprNode() override { e.reset(); }  // before inputs drop iteratively
     const char* name() const override { return "fused elementwise"; }
     void release() override {
         e.reset();
-        leaves.clear();
         Node<T>::release();
     }
 
@@ -81,32 +79,33 @@ struct ExprNode final : Node<typename E::value_type> {
 private:
     // One SIMD pass: recompute the forward in registers, push g down, store the gradients.
     std::vector<Var<T>> backward_fused(const Var<T>& g, std::span<const bool> need) {
-        std::vector<LeafRef<T>> ls = leaves;
+        Leaves<E> ls = collect_leaves(*e);
         Shape out_shape;
         for (const auto& l : ls) out_shape = broadcast_shapes(out_shape, l.tensor.shape(), "backward");
-        std::vector<GradTarget<T>> targets;
-        std::vector<Tensor<T>> grads(this->inputs.size());
-        std::vector<int> compact(this->inputs.size(), -1);
+        std::array<GradTarget<T>, static_cast<std::size_t>(L)> targets;
+        std::array<int, static_cast<std::size_t>(L)> compact, map;
+        std::vector<Var<T>> out(this->inputs.size());
+        int D = 0;
         for (std::size_t i = 0; i < this->inputs.size(); ++i) {
+            compact[i] = -1;
             if (!need[i]) continue;
             const Shape& s = this->inputs[i]->value.shape();
             const bool full = s == out_shape;
-            grads[i] = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
-            compact[i] = static_cast<int>(targets.size());
-            targets.push_back({grads[i].data(), grads[i].expand(out_shape).strides(), full});
+            Tensor<T> grad = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
+            targets[static_cast<std::size_t>(D)] = {grad.data(), grad.expand(out_shape).strides(), full};
+            compact[i] = D++;
+            out[i] = Var<T>(std::move(grad));
         }
-        std::vector<int> map = slot_to_input;
-        for (int& m : map) m = m >= 0 ? compact[static_cast<std::size_t>(m)] : -1;
-        backward_into(*e, ls, g.value(), map, targets);
-        std::vector<Var<T>> out(this->inputs.size());
-        for (std::size_t i = 0; i < out.size(); ++i)
-            if (grads[i].defined()) out[i] = Var<T>(std::move(grads[i]));
+        for (std::size_t k = 0; k < map.size(); ++k)
+            map[k] = slot_to_input[k] >= 0 ? compact[static_cast<std::size_t>(slot_to_input[k])] : -1;
+        backward_into(*e, ls, g.value(), map, targets, D);
         return out;
     }
 
     // The same rules over Var: every step is recorded, so the result is differentiable.
     std::vector<Var<T>> backward_recorded(const Var<T>& g, std::span<const bool> need) {
         VarContext<T, L> c;
+        const Leaves<E> leaves = collect_leaves(*e);
         for (std::size_t k = 0; k < leaves.size(); ++k) {
             const int i = slot_to_input[k];
             c.vars[k] = leaves[k].var ? Var<T>(leaves[k].var) : Var<T>(leaves[k].tensor);
@@ -134,8 +133,7 @@ template <expr::Expression E>
 Tensor<T>::Tensor(const E& e) {
     static_assert(std::same_as<typename E::value_type, T>, "ember: expression and tensor scalar types differ");
     static_assert(!E::has_var, "ember: this expression contains Var leaves; assign it to a Var (or use .value())");
-    std::vector<expr::LeafRef<T>> leaves;
-    e.collect(leaves);
+    auto leaves = expr::collect_leaves(e);
     *this = expr::evaluate(e, leaves, "elementwise");
 }
 
@@ -143,16 +141,14 @@ template <Real T>
 template <expr::Expression E>
 Var<T>::Var(const E& e) {
     static_assert(std::same_as<typename E::value_type, T>, "ember: expression and Var scalar types differ");
-    std::vector<expr::LeafRef<T>> leaves;
-    leaves.reserve(E::leaves);
-    e.collect(leaves);
+    auto leaves = expr::collect_leaves(e);
     Tensor<T> value = expr::evaluate(e, leaves, "elementwise");
     bool any = false;
     for (auto& l : leaves) any = any || (l.var && l.var->requires_grad);
     p_ = detail::make_small_shared<VarImpl<T>>();
     p_->value = std::move(value);
     if (!E::has_grad_path || !any || !grad_enabled()) return;  // e.g. a comparison: no gradient
-    p_->fn = detail::make_small_shared<expr::ExprNode<E>>(e, std::move(leaves));
+    p_->fn = detail::make_small_shared<expr::ExprNode<E>>(e, leaves);
     p_->requires_grad = true;
 }
 

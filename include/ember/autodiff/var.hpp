@@ -4,6 +4,7 @@
 // operation owns a Node that knows its inputs and how to turn the output's gradient into
 // the inputs' gradients, written with the same public ops, so that gradients of gradients
 // come from the same code (see engine.hpp for the backward walk).
+#include <array>
 #include <memory>
 #include <optional>
 #include <span>
@@ -65,20 +66,61 @@ template <Real T>
 using ImplPtr = std::shared_ptr<VarImpl<T>>;
 
 namespace detail {
+// The inputs of a node: up to four inline (nearly every op), more on the heap.
+template <class P>
+class InputList {
+public:
+    void push_back(P p) {
+        if (size_ < kInline) inline_[size_] = std::move(p);
+        else heap_.push_back(std::move(p));
+        ++size_;
+    }
+    void reserve(std::size_t n) {
+        if (n > kInline) heap_.reserve(n - kInline);
+    }
+    std::size_t size() const { return size_; }
+    bool empty() const { return size_ == 0; }
+    P& operator[](std::size_t i) { return i < kInline ? inline_[i] : heap_[i - kInline]; }
+    const P& operator[](std::size_t i) const { return i < kInline ? inline_[i] : heap_[i - kInline]; }
+    std::size_t index_of(const P& p) const {
+        for (std::size_t i = 0; i < size_; ++i)
+            if ((*this)[i] == p) return i;
+        return size_;
+    }
+    // Moves every element out through f, leaving the list empty.
+    template <class F>
+    void drain(F&& f) {
+        for (std::size_t i = 0; i < size_; ++i) f(std::move((*this)[i]));
+        heap_.clear();
+        size_ = 0;
+    }
+
+private:
+    static constexpr std::size_t kInline = 4;
+    std::array<P, kInline> inline_{};
+    std::vector<P> heap_;
+    std::size_t size_ = 0;
+};
+
 // Releasing the last reference to a long chain would recurse once per node and overflow
 // the stack (a 100k-node chain); instead inputs are dropped from an explicit work list.
 template <Real T>
-void drop_iteratively(std::vector<ImplPtr<T>>& refs) {
+void drop_iteratively(InputList<ImplPtr<T>>& refs) {
     thread_local std::vector<ImplPtr<T>>* queue = nullptr;
     if (queue) {
-        for (auto& r : refs) queue->push_back(std::move(r));
-        refs.clear();
+        refs.drain([](ImplPtr<T>&& r) { queue->push_back(std::move(r)); });
+        return;
+    }
+    // Inputs still referenced elsewhere are not the start of a chain: drop them directly.
+    bool chain = false;
+    for (std::size_t i = 0; i < refs.size(); ++i) chain = chain || refs[i].use_count() <= static_cast<long>(refs.size());
+    if (!chain) {
+        refs.drain([](ImplPtr<T>&& r) { r.reset(); });
         return;
     }
     std::vector<ImplPtr<T>> work;
     queue = &work;
-    for (auto& r : refs) work.push_back(std::move(r));
-    refs.clear();
+    refs.drain([&](ImplPtr<T>&& r) { work.push_back(std::move(r)); });
     while (!work.empty()) {
         ImplPtr<T> last = std::move(work.back());
         work.pop_back();
@@ -90,7 +132,7 @@ void drop_iteratively(std::vector<ImplPtr<T>>& refs) {
 
 template <Real T>
 struct Node {
-    std::vector<ImplPtr<T>> inputs;  // positional inputs of the operation
+    detail::InputList<ImplPtr<T>> inputs;  // positional inputs of the operation
     bool released = false;
 
     virtual ~Node() { detail::drop_iteratively(inputs); }

@@ -10,6 +10,7 @@
 //   backprop<Off>(c, rec, g)  pushes the gradient g down the tape into c's leaf slots.
 // Off is the compile-time slot of the node's first leaf, so leaf loads and gradient
 // accumulation index fixed registers.
+#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -23,6 +24,18 @@ struct LeafRef {
     Tensor<T> tensor;  // the leaf's value
     ImplPtr<T> var;    // the Var it came from, or null for a constant
 };
+
+// The leaves of an expression, in slot order (a fixed-size array: no allocation).
+template <class E>
+using Leaves = std::array<LeafRef<typename E::value_type>, static_cast<std::size_t>(E::leaves)>;
+
+template <class E>
+Leaves<E> collect_leaves(const E& e) {
+    Leaves<E> out;
+    LeafRef<typename E::value_type>* cursor = out.data();
+    e.collect(cursor);
+    return out;
+}
 
 template <class V> struct Rec0 { V y; };
 template <class V, class RA> struct Rec1 { V y; RA a; };
@@ -41,7 +54,7 @@ struct VarLeaf : NodeBase {
     static constexpr bool has_var = true;
     static constexpr bool has_grad_path = true;  // a gradient can reach a Var through it
     Var<T> v;
-    void collect(std::vector<LeafRef<T>>& out) const { out.push_back({v.value(), v.impl()}); }
+    void collect(LeafRef<T>*& out) const { *out++ = {v.value(), v.impl()}; }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
     template <int Off, class C> auto record(const C& c) const { return Rec0<typename C::V>{c.template load<Off>()}; }
     template <int Off, class C, class R> void backprop(C& c, const R&, const typename C::V& g) const {
@@ -57,7 +70,7 @@ struct TensorLeaf : NodeBase {
     static constexpr bool has_var = false;
     static constexpr bool has_grad_path = false;
     Tensor<T> t;
-    void collect(std::vector<LeafRef<T>>& out) const { out.push_back({t, nullptr}); }
+    void collect(LeafRef<T>*& out) const { *out++ = {t, nullptr}; }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
     template <int Off, class C> auto record(const C& c) const { return Rec0<typename C::V>{c.template load<Off>()}; }
     template <int Off, class C, class R> void backprop(C&, const R&, const typename C::V&) const {}
@@ -71,7 +84,7 @@ struct ScalarLeaf : NodeBase {
     static constexpr bool has_var = false;
     static constexpr bool has_grad_path = false;
     T value;
-    void collect(std::vector<LeafRef<T>>&) const {}
+    void collect(LeafRef<T>*&) const {}
     template <int Off, class C> auto eval(const C& c) const { return c.splat(value); }
     template <int Off, class C> auto record(const C& c) const { return Rec0<typename C::V>{c.splat(value)}; }
     template <int Off, class C, class R> void backprop(C&, const R&, const typename C::V&) const {}
@@ -85,7 +98,7 @@ struct Unary : NodeBase {
     static constexpr bool has_grad_path = Op::differentiable && A::has_grad_path;
     Op op;
     A a;
-    void collect(std::vector<LeafRef<value_type>>& out) const { a.collect(out); }
+    void collect(LeafRef<value_type>*& out) const { a.collect(out); }
     template <int Off, class C> auto eval(const C& c) const { return un(op, a.template eval<Off>(c)); }
     template <int Off, class C> auto record(const C& c) const {
         auto ra = a.template record<Off>(c);
@@ -109,7 +122,7 @@ struct Binary : NodeBase {
     Op op;
     A a;
     B b;
-    void collect(std::vector<LeafRef<value_type>>& out) const { a.collect(out), b.collect(out); }
+    void collect(LeafRef<value_type>*& out) const { a.collect(out), b.collect(out); }
     template <int Off, class C> auto eval(const C& c) const {
         return bin(op, a.template eval<Off>(c), b.template eval<Off + OffB>(c));
     }
@@ -139,7 +152,7 @@ struct Ternary : NodeBase {
     M m;
     A a;
     B b;
-    void collect(std::vector<LeafRef<value_type>>& out) const { m.collect(out), a.collect(out), b.collect(out); }
+    void collect(LeafRef<value_type>*& out) const { m.collect(out), a.collect(out), b.collect(out); }
     template <int Off, class C> auto eval(const C& c) const {
         using V = typename C::V;
         return V(Vocab<V>::where(nonzero(V(m.template eval<Off>(c))), V(a.template eval<Off + OffA>(c)),

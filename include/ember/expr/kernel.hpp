@@ -10,7 +10,7 @@
 // (stride 1) or constant (stride 0).
 #include <array>
 #include <cstring>
-#include <vector>
+#include <span>
 
 #include "ember/core/threading.hpp"
 #include "ember/expr/expr.hpp"
@@ -52,45 +52,49 @@ struct LoopSpace {
     bool flat() const { return shape.rank() == 1; }
 };
 
-// Merges adjacent axes of `shape` wherever every array in `strides` allows it, and rewrites
-// those strides for the merged shape. Axes of size 1 always merge.
-inline LoopSpace merge_axes(const Shape& shape, std::vector<Strides*> strides) {
+// Merges adjacent axes of `shape` wherever every array in `arrays` allows it, and rewrites
+// those strides for the merged shape. Axes of size 1 always merge. No allocation.
+inline LoopSpace merge_axes(const Shape& shape, std::span<Strides* const> arrays) {
     const int r = shape.rank();
-    std::vector<Index> dims;
-    std::vector<std::vector<Index>> st(strides.size());
-    if (r == 0) {
-        dims.push_back(1);
-        for (std::size_t a = 0; a < strides.size(); ++a) st[a].push_back(0);
-    } else {
-        // Walk from the innermost axis outwards, growing the current merged axis.
-        dims.push_back(shape[r - 1]);
-        for (std::size_t a = 0; a < strides.size(); ++a) st[a].push_back((*strides[a])[static_cast<std::size_t>(r - 1)]);
-        for (int d = r - 2; d >= 0; --d) {
-            const Index n = shape[d];
-            bool merge = true;
-            for (std::size_t a = 0; a < strides.size() && merge; ++a)
-                merge = n == 1 || dims.back() == 1 ||
-                        (*strides[a])[static_cast<std::size_t>(d)] == st[a].back() * dims.back();
-            if (merge && n != 1) {
-                if (dims.back() == 1)  // the merged axis so far was trivial: take this one's strides
-                    for (std::size_t a = 0; a < strides.size(); ++a) st[a].back() = (*strides[a])[static_cast<std::size_t>(d)];
-                dims.back() *= n;
-            } else if (!merge) {
-                dims.push_back(n);
-                for (std::size_t a = 0; a < strides.size(); ++a) st[a].push_back((*strides[a])[static_cast<std::size_t>(d)]);
-            }
+    // Merged axes, innermost first: their size and the original axis whose stride they keep.
+    std::array<Index, kMaxRank> size{};
+    std::array<int, kMaxRank> rep{};
+    int groups = 1;
+    size[0] = r ? shape[r - 1] : 1;
+    rep[0] = r - 1;
+    for (int d = r - 2; d >= 0; --d) {
+        const Index n = shape[d];
+        if (n == 1) continue;
+        const std::size_t g = static_cast<std::size_t>(groups - 1);
+        if (size[g] == 1) {  // the axis so far is trivial: this one replaces it
+            size[g] = n;
+            rep[g] = d;
+            continue;
+        }
+        bool merge = true;
+        for (Strides* a : arrays)
+            merge = merge && (*a)[static_cast<std::size_t>(d)] == (*a)[static_cast<std::size_t>(rep[g])] * size[g];
+        if (merge) {
+            size[g] *= n;
+        } else {
+            size[static_cast<std::size_t>(groups)] = n;
+            rep[static_cast<std::size_t>(groups)] = d;
+            ++groups;
         }
     }
-    // `dims` was built innermost first.
     LoopSpace sp;
-    std::vector<Index> rev(dims.rbegin(), dims.rend());
-    sp.shape = Shape(std::span<const Index>(rev));
-    for (std::size_t a = 0; a < strides.size(); ++a) {
+    std::array<Index, kMaxRank> dims{};
+    for (int i = 0; i < groups; ++i) dims[static_cast<std::size_t>(i)] = size[static_cast<std::size_t>(groups - 1 - i)];
+    sp.shape = Shape(std::span<const Index>(dims.data(), static_cast<std::size_t>(groups)));
+    for (Strides* a : arrays) {
         Strides out{};
-        for (std::size_t i = 0; i < st[a].size(); ++i) out[i] = st[a][st[a].size() - 1 - i];
-        // A size-1 row's stride is irrelevant; call it 0 (constant) for the loaders.
-        if (sp.inner() == 1) out[static_cast<std::size_t>(sp.shape.rank() - 1)] = 0;
-        *strides[a] = out;
+        for (int i = 0; i < groups; ++i) {
+            const int d = rep[static_cast<std::size_t>(groups - 1 - i)];
+            out[static_cast<std::size_t>(i)] = d >= 0 ? (*a)[static_cast<std::size_t>(d)] : 0;
+        }
+        // A row of one element is constant; loaders then broadcast it.
+        if (sp.inner() == 1) out[static_cast<std::size_t>(groups - 1)] = 0;
+        *a = out;
     }
     return sp;
 }
@@ -111,19 +115,18 @@ inline Index last_stride(const Shape& s, const Strides& st) {
 
 // Broadcasts every leaf to the common shape; leaves whose last axis is strided (e.g. a
 // transposed view) are first made contiguous so rows load as vectors.
-template <Real T>
-Shape broadcast_leaves(std::vector<LeafRef<T>>& leaves, std::vector<Strides>& strides, const char* op) {
+template <Real T, std::size_t L>
+Shape broadcast_leaves(std::array<LeafRef<T>, L>& leaves, std::array<Strides, L>& strides, const char* op) {
     Shape shape;
     for (auto& l : leaves) shape = broadcast_shapes(shape, l.tensor.shape(), op);
-    strides.clear();
-    strides.reserve(leaves.size());
-    for (auto& l : leaves) {
+    for (std::size_t k = 0; k < L; ++k) {
+        LeafRef<T>& l = leaves[k];
         Tensor<T> e = l.tensor.expand(shape);
         if (last_stride(shape, e.strides()) > 1) {
             l.tensor = l.tensor.contiguous();
             e = l.tensor.expand(shape);
         }
-        strides.push_back(e.strides());
+        strides[k] = e.strides();
     }
     return shape;
 }
@@ -145,8 +148,8 @@ struct TailScratch {
 };
 
 template <Real T, int L>
-RowPointers<T, L> point_row(const LoopSpace& sp, const std::vector<LeafRef<T>>& leaves, const std::vector<Strides>& st,
-                            Index row, Index begin) {
+RowPointers<T, L> point_row(const LoopSpace& sp, const std::array<LeafRef<T>, L>& leaves,
+                            const std::array<Strides, L>& st, Index row, Index begin) {
     RowPointers<T, L> p;
     for (int k = 0; k < L; ++k) {
         const Strides& s = st[static_cast<std::size_t>(k)];
@@ -180,17 +183,28 @@ void forward_run(const E& e, RowPointers<T, L> row, Index len, T* out) {
 }
 
 // Evaluates e into a new contiguous tensor of the broadcast shape.
-template <class E, Real T>
-Tensor<T> evaluate(const E& e, std::vector<LeafRef<T>>& leaves, const char* op) {
+template <class E, Real T = typename E::value_type>
+Tensor<T> evaluate(const E& e, Leaves<E>& leaves, const char* op) {
     constexpr int L = E::leaves;
     constexpr Index W = static_cast<Index>(Batch<T>::size);
-    std::vector<Strides> st;
+    std::array<Strides, L> st;
     const Shape shape = broadcast_leaves(leaves, st, op);
     Tensor<T> out = Tensor<T>::empty(shape);
     const Index n = shape.numel();
     if (n == 0) return out;
-    std::vector<Strides*> arrays;
-    for (auto& s : st) arrays.push_back(&s);
+    if (n == 1) {  // scalars: one batch, no loop planning
+        RowPointers<T, L> row;
+        for (int k = 0; k < L; ++k) {
+            row.splat[static_cast<std::size_t>(k)] = true;
+            row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].tensor.data();
+        }
+        ForwardContext<T, L> c;
+        c.row = row;
+        out.data()[0] = e.template eval<0>(c).get(0);
+        return out;
+    }
+    std::array<Strides*, L> arrays;
+    for (int k = 0; k < L; ++k) arrays[static_cast<std::size_t>(k)] = &st[static_cast<std::size_t>(k)];
     const LoopSpace sp = merge_axes(shape, arrays);
     T* o = out.data();
     if (sp.flat()) {
@@ -219,26 +233,29 @@ struct GradTarget {
 
 // For every distinct input d: grad_d = Σ over its leaf slots of g · ∂e/∂slot, reduced over
 // broadcast axes, in one pass that recomputes the forward values in registers.
-template <class E, Real T>
-void backward_into(const E& e, std::vector<LeafRef<T>>& leaves, const Tensor<T>& g_in,
-                   const std::vector<int>& slot_to_input, std::vector<GradTarget<T>>& targets) {
+// `slot_to_input[k]` is the target of leaf slot k (or -1); targets[0, D) are the distinct
+// inputs that need a gradient.
+template <class E, Real T = typename E::value_type>
+void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
+                   const std::array<int, static_cast<std::size_t>(E::leaves)>& slot_to_input,
+                   std::array<GradTarget<T>, static_cast<std::size_t>(E::leaves)>& targets, int D) {
     constexpr int L = E::leaves;
     constexpr Index W = static_cast<Index>(Batch<T>::size);
     using V = Batch<T>;
-    std::vector<Strides> st;
+    std::array<Strides, L> st;
     const Shape shape = broadcast_leaves(leaves, st, "backward");
     const Index n = shape.numel();
-    const int D = static_cast<int>(targets.size());
     if (n == 0 || D == 0) return;
     Tensor<T> g = g_in;
     if (last_stride(shape, g.expand(shape).strides()) > 1) g = g.contiguous();
     Strides gst = g.expand(shape).strides();
 
-    std::vector<Strides*> arrays;
-    for (auto& s : st) arrays.push_back(&s);
-    arrays.push_back(&gst);
-    for (auto& t : targets) arrays.push_back(&t.strides);
-    const LoopSpace sp = merge_axes(shape, arrays);
+    std::array<Strides*, 2 * L + 1> arrays;
+    std::size_t na = 0;
+    for (auto& s : st) arrays[na++] = &s;
+    arrays[na++] = &gst;
+    for (int d = 0; d < D; ++d) arrays[na++] = &targets[static_cast<std::size_t>(d)].strides;
+    const LoopSpace sp = merge_axes(shape, std::span<Strides* const>(arrays.data(), na));
     const bool g_splat = last_stride(sp.shape, gst) == 0;
 
     // One run of `len` elements starting at element `begin` of row `r`.
@@ -308,7 +325,7 @@ void backward_into(const E& e, std::vector<LeafRef<T>>& leaves, const Tensor<T>&
 
     // Threads may share a target only when nothing accumulates: every target must be full.
     bool all_full = true;
-    for (auto& t : targets) all_full = all_full && t.full;
+    for (int d = 0; d < D; ++d) all_full = all_full && targets[static_cast<std::size_t>(d)].full;
     if (sp.flat()) {
         if (all_full) parallel_chunks(n, 1 << 14, W, [&](Index b, Index end) { run(0, b, end - b); });
         else run(0, 0, n);
