@@ -88,8 +88,8 @@ void BM_EigenMatmulForwardBackward(benchmark::State& st) {
     const auto [M, K, N] = kGemmShapes[static_cast<std::size_t>(st.range(0))];
     using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     Mat A = Mat::Random(M, K), B = Mat::Random(K, N), G = Mat::Random(M, N);
+    Mat C(M, N), dA(M, K), dB(K, N);  // allocated once, as ember's pool would reuse them
     for (auto _ : st) {
-        Mat C(M, N), dA(M, K), dB(K, N);
         C.noalias() = A * B;
         dA.noalias() = G * B.transpose();
         dB.noalias() = A.transpose() * G;

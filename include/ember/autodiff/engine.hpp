@@ -78,6 +78,15 @@ void walk_backward(const Var<T>& root, const Var<T>& seed, bool create_graph, bo
     auto order = topological_order<T>({root.impl().get()}, walk, is_target);
     GradModeGuard mode(create_graph);
     root.impl()->pending = seed.impl();
+    struct NeedBuffer {
+        std::unique_ptr<bool[]> p;
+        std::size_t cap = 0;
+        void resize(std::size_t n) {
+            if (n > cap) p.reset(new bool[cap = std::max<std::size_t>(n, 8)]);
+        }
+        bool& operator[](std::size_t i) { return p[i]; }
+        const bool* data() const { return p.get(); }
+    } need;
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
         VarImpl<T>* v = *it;
         if (!v->needed || !v->pending) {
@@ -89,14 +98,14 @@ void walk_backward(const Var<T>& root, const Var<T>& seed, bool create_graph, bo
         on_done(v, g);
         if (!v->fn) continue;
         const auto& ins = v->fn->inputs;
-        std::unique_ptr<bool[]> need(new bool[ins.size()]);
+        need.resize(ins.size());
         bool any = false;
         for (std::size_t i = 0; i < ins.size(); ++i) {
             need[i] = ins[i]->walk == walk && ins[i]->requires_grad && ins[i]->needed;
             any = any || need[i];
         }
         if (!any) continue;
-        std::vector<Var<T>> grads = v->fn->backward(g, std::span<const bool>(need.get(), ins.size()));
+        std::vector<Var<T>> grads = v->fn->backward(g, std::span<const bool>(need.data(), ins.size()));
         for (std::size_t i = 0; i < ins.size(); ++i) {
             if (!need[i] || !grads[i].defined()) continue;
             EMBER_CHECK(grads[i].shape() == ins[i]->value.shape(), "backward",

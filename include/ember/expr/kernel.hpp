@@ -246,6 +246,21 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
     const Shape shape = broadcast_leaves(leaves, st, "backward");
     const Index n = shape.numel();
     if (n == 0 || D == 0) return;
+    if (n == 1) {  // scalars: one batch step, no loop planning
+        BackwardContext<T, L> c;
+        for (int k = 0; k < L; ++k) {
+            c.row.splat[static_cast<std::size_t>(k)] = true;
+            c.row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].tensor.data();
+        }
+        auto rec = e.template record<0>(c);
+        e.template backprop<0>(c, rec, V(g_in.data()[0]));
+        for (int d = 0; d < D; ++d) targets[static_cast<std::size_t>(d)].base[0] = T(0);
+        for (int k = 0; k < L; ++k) {
+            const int d = slot_to_input[static_cast<std::size_t>(k)];
+            if (d >= 0) targets[static_cast<std::size_t>(d)].base[0] += c.adj[static_cast<std::size_t>(k)].get(0);
+        }
+        return;
+    }
     Tensor<T> g = g_in;
     if (last_stride(shape, g.expand(shape).strides()) > 1) g = g.contiguous();
     Strides gst = g.expand(shape).strides();

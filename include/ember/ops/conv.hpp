@@ -31,13 +31,29 @@ struct ConvGeometry {
     Shape w_shape() const { return {O, C, kh, kw}; }
 };
 
-// cols[(c,ki,kj), (oy,ox)] = x[c, oy*s - p + ki*d, ox*s - p + kj*d] (0 outside).
+inline Index ceil_div(Index a, Index b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+
+// The output columns [lo, hi) whose input column ox·s - p + offset lies inside [0, W).
+struct ValidRange {
+    Index lo, hi;
+};
+inline ValidRange valid_range(Index W, Index Wo, Index s, Index p, Index offset) {
+    const Index lo = std::clamp<Index>(ceil_div(p - offset, s), 0, Wo);
+    const Index hi = std::clamp<Index>(ceil_div(W + p - offset, s), lo, Wo);
+    return {lo, hi};
+}
+
+// cols[(c,ki,kj), (oy,ox)] = x[c, oy*s - p + ki*d, ox*s - p + kj*d] (0 outside); rows of
+// cols are `ld` apart, so several samples can sit side by side in one matrix. The valid
+// column range is computed once per kernel offset, so the inner loop has no bounds tests.
 template <Real T>
-void im2col(const ConvGeometry& g, const T* x, T* cols) {
+void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
     for (Index c = 0; c < g.C; ++c)
         for (Index ki = 0; ki < g.kh; ++ki)
             for (Index kj = 0; kj < g.kw; ++kj) {
-                T* row = cols + ((c * g.kh + ki) * g.kw + kj) * g.pixels();
+                T* row = cols + ((c * g.kh + ki) * g.kw + kj) * ld;
+                const ValidRange cr = valid_range(g.W, g.Wo, g.stride, g.pad, kj * g.dil);
+                const Index shift = kj * g.dil - g.pad;
                 for (Index oy = 0; oy < g.Ho; ++oy) {
                     const Index iy = oy * g.stride - g.pad + ki * g.dil;
                     T* out = row + oy * g.Wo;
@@ -45,31 +61,34 @@ void im2col(const ConvGeometry& g, const T* x, T* cols) {
                         std::fill_n(out, g.Wo, T(0));
                         continue;
                     }
-                    const T* in = x + (c * g.H + iy) * g.W;
-                    for (Index ox = 0; ox < g.Wo; ++ox) {
-                        const Index ix = ox * g.stride - g.pad + kj * g.dil;
-                        out[ox] = (ix >= 0 && ix < g.W) ? in[ix] : T(0);
-                    }
+                    const T* in = x + (c * g.H + iy) * g.W + shift;
+                    std::fill_n(out, cr.lo, T(0));
+                    if (g.stride == 1) std::copy(in + cr.lo, in + cr.hi, out + cr.lo);
+                    else
+                        for (Index ox = cr.lo; ox < cr.hi; ++ox) out[ox] = in[ox * g.stride];
+                    std::fill(out + cr.hi, out + g.Wo, T(0));
                 }
             }
 }
 
 // x[c, iy, ix] += cols[(c,ki,kj), (oy,ox)]: the adjoint of im2col.
 template <Real T>
-void col2im(const ConvGeometry& g, const T* cols, T* x) {
+void col2im(const ConvGeometry& g, const T* cols, T* x, Index ld) {
     for (Index c = 0; c < g.C; ++c)
         for (Index ki = 0; ki < g.kh; ++ki)
             for (Index kj = 0; kj < g.kw; ++kj) {
-                const T* row = cols + ((c * g.kh + ki) * g.kw + kj) * g.pixels();
+                const T* row = cols + ((c * g.kh + ki) * g.kw + kj) * ld;
+                const ValidRange cr = valid_range(g.W, g.Wo, g.stride, g.pad, kj * g.dil);
+                const Index shift = kj * g.dil - g.pad;
                 for (Index oy = 0; oy < g.Ho; ++oy) {
                     const Index iy = oy * g.stride - g.pad + ki * g.dil;
                     if (iy < 0 || iy >= g.H) continue;
-                    T* out = x + (c * g.H + iy) * g.W;
+                    T* out = x + (c * g.H + iy) * g.W + shift;
                     const T* in = row + oy * g.Wo;
-                    for (Index ox = 0; ox < g.Wo; ++ox) {
-                        const Index ix = ox * g.stride - g.pad + kj * g.dil;
-                        if (ix >= 0 && ix < g.W) out[ix] += in[ox];
-                    }
+                    if (g.stride == 1)
+                        for (Index ox = cr.lo; ox < cr.hi; ++ox) out[ox] += in[ox];
+                    else
+                        for (Index ox = cr.lo; ox < cr.hi; ++ox) out[ox * g.stride] += in[ox];
                 }
             }
 }
@@ -79,68 +98,97 @@ using MatMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen
 template <Real T>
 using ConstMatMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
-// Per-sample work split across threads; each thread keeps its own im2col buffer and runs
-// a single-threaded GEMM (Eigen does not nest inside our parallel region).
-template <class Body>
-void per_sample(Index n, Body&& body) {
-    parallel_for(n, body);
+// Work is split across threads by groups of samples. A group's im2col columns sit side by
+// side in one [C·kh·kw, count·Ho·Wo] matrix, so each thread runs single-threaded GEMMs wide
+// enough to be efficient (about 512 columns) with no synchronisation between threads.
+inline Index conv_group(const ConvGeometry& g) {
+    const Index threads = std::max<Index>(num_threads(), 1);
+    const Index wide = std::max<Index>((512 + g.pixels() - 1) / g.pixels(), 1);
+    return std::clamp<Index>(wide, 1, std::max<Index>(g.N / threads, 1));
 }
 
+template <Real T>
+using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Runs body(n0, count, cols) for each group of samples; `cols` is a per-thread scratch matrix.
+template <Real T, class Body>
+void for_sample_groups(const ConvGeometry& g, Body&& body) {
+    const Index group = conv_group(g), groups = (g.N + group - 1) / group;
+    parallel_for(groups, [&](Index i) {
+        thread_local Matrix<T> cols;
+        const Index n0 = i * group, count = std::min(group, g.N - n0);
+        cols.resize(g.patch(), count * g.pixels());
+        body(n0, count, cols);
+    });
+}
+
+// y[n0 + i, o, p] <-> Y[o, i·P + p] for the samples of one group.
+template <Real T>
+void to_group(const T* y, Index channels, Index P, Index n0, Index count, T* Y) {
+    for (Index i = 0; i < count; ++i)
+        for (Index o = 0; o < channels; ++o) std::copy_n(y + ((n0 + i) * channels + o) * P, P, Y + (o * count + i) * P);
+}
+template <Real T>
+void from_group(const T* Y, Index channels, Index P, Index n0, Index count, T* y) {
+    for (Index i = 0; i < count; ++i)
+        for (Index o = 0; o < channels; ++o) std::copy_n(Y + (o * count + i) * P, P, y + ((n0 + i) * channels + o) * P);
+}
+
+// y = W · cols(x)
 template <Real T>
 Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& wt) {
     const Tensor<T> x = xt.contiguous(), w = wt.contiguous();
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
     const ConstMatMap<T> W(w.data(), g.O, g.patch());
-    const bool one_by_one = g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0;
-    per_sample(g.N, [&](Index n) {
-        MatMap<T> Y(y.data() + n * g.O * g.pixels(), g.O, g.pixels());
-        if (one_by_one) {
-            Y.noalias() = W * ConstMatMap<T>(x.data() + n * g.C * g.H * g.W, g.C, g.pixels());
+    const Index P = g.pixels();
+    for_sample_groups<T>(g, [&](Index n0, Index count, Matrix<T>& cols) {
+        for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
+        if (count == 1) {
+            MatMap<T>(y.data() + n0 * g.O * P, g.O, P).noalias() = W * cols;
             return;
         }
-        thread_local std::vector<T> cols;
-        cols.resize(static_cast<std::size_t>(g.patch() * g.pixels()));
-        im2col(g, x.data() + n * g.C * g.H * g.W, cols.data());
-        Y.noalias() = W * ConstMatMap<T>(cols.data(), g.patch(), g.pixels());
+        thread_local Matrix<T> Y;
+        Y.noalias() = W * cols;
+        from_group(Y.data(), g.O, P, n0, count, y.data());
     });
     return y;
 }
 
-// x = col2im(Wᵀ y) for every sample.
+// x = col2im(Wᵀ · y)
 template <Real T>
 Tensor<T> conv_adjoint(const ConvGeometry& g, const Tensor<T>& yt, const Tensor<T>& wt) {
     const Tensor<T> y = yt.contiguous(), w = wt.contiguous();
     Tensor<T> x = Tensor<T>::zeros(g.x_shape());
     const ConstMatMap<T> W(w.data(), g.O, g.patch());
-    per_sample(g.N, [&](Index n) {
-        thread_local std::vector<T> cols;
-        cols.resize(static_cast<std::size_t>(g.patch() * g.pixels()));
-        MatMap<T> Cm(cols.data(), g.patch(), g.pixels());
-        Cm.noalias() = W.transpose() * ConstMatMap<T>(y.data() + n * g.O * g.pixels(), g.O, g.pixels());
-        col2im(g, cols.data(), x.data() + n * g.C * g.H * g.W);
+    const Index P = g.pixels();
+    for_sample_groups<T>(g, [&](Index n0, Index count, Matrix<T>& cols) {
+        thread_local Matrix<T> Y;
+        Y.resize(g.O, count * P);
+        to_group(y.data(), g.O, P, n0, count, Y.data());
+        cols.noalias() = W.transpose() * Y;
+        for (Index i = 0; i < count; ++i) col2im(g, cols.data() + i * P, x.data() + (n0 + i) * g.C * g.H * g.W, count * P);
     });
     return x;
 }
 
-// dW = Σ_n y_n cols(x_n)ᵀ, accumulated per thread then summed.
+// dW = Σ_n y_n cols(x_n)ᵀ: each thread accumulates its groups, then the parts are summed.
 template <Real T>
 Tensor<T> conv_weight(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& yt) {
     const Tensor<T> x = xt.contiguous(), y = yt.contiguous();
-    const int threads = static_cast<int>(std::min<Index>(num_threads(), std::max<Index>(g.N, 1)));
-    std::vector<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> part(static_cast<std::size_t>(threads));
-    for (auto& p : part) p.setZero(g.O, g.patch());
-    parallel_chunks(g.N, 1, 1, [&](Index b, Index e) {
+    const Index P = g.pixels();
+    std::vector<Matrix<T>> part(static_cast<std::size_t>(std::max(num_threads(), 1)));
+    for (auto& m : part) m.setZero(g.O, g.patch());
+    for_sample_groups<T>(g, [&](Index n0, Index count, Matrix<T>& cols) {
 #ifdef _OPENMP
-        auto& acc = part[static_cast<std::size_t>(omp_get_thread_num() % threads)];
+        Matrix<T>& acc = part[static_cast<std::size_t>(omp_get_thread_num()) % part.size()];
 #else
-        auto& acc = part[0];
+        Matrix<T>& acc = part[0];
 #endif
-        std::vector<T> cols(static_cast<std::size_t>(g.patch() * g.pixels()));
-        for (Index n = b; n < e; ++n) {
-            im2col(g, x.data() + n * g.C * g.H * g.W, cols.data());
-            acc.noalias() += ConstMatMap<T>(y.data() + n * g.O * g.pixels(), g.O, g.pixels()) *
-                             ConstMatMap<T>(cols.data(), g.patch(), g.pixels()).transpose();
-        }
+        for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
+        thread_local Matrix<T> Y;
+        Y.resize(g.O, count * P);
+        to_group(y.data(), g.O, P, n0, count, Y.data());
+        acc.noalias() += Y * cols.transpose();
     });
     Tensor<T> w = Tensor<T>::empty(g.w_shape());
     MatMap<T> Wm(w.data(), g.O, g.patch());
