@@ -58,8 +58,8 @@ struct ExprNode final : Node<typename E::value_type> {
         slot_to_input.fill(-1);
         this->inputs.reserve(leaves.size());
         for (std::size_t k = 0; k < leaves.size(); ++k) {
-            const auto& v = leaves[k].var;
-            if (!v || !v->requires_grad) continue;
+            if (!leaves[k].var || !leaves[k].impl()->requires_grad) continue;
+            const ImplPtr<T>& v = *leaves[k].var;
             const std::size_t at = this->inputs.index_of(v);
             slot_to_input[k] = static_cast<int>(at);
             if (at == this->inputs.size()) this->inputs.push_back(v);
@@ -81,7 +81,7 @@ private:
     std::vector<Var<T>> backward_fused(const Var<T>& g, std::span<const bool> need) {
         Leaves<E> ls = collect_leaves(*e);
         Shape out_shape;
-        for (const auto& l : ls) out_shape = broadcast_shapes(out_shape, l.tensor.shape(), "backward");
+        for (const auto& l : ls) out_shape = broadcast_shapes(out_shape, l.value().shape(), "backward");
         std::array<GradTarget<T>, static_cast<std::size_t>(L)> targets;
         std::array<int, static_cast<std::size_t>(L)> compact, map;
         std::vector<Var<T>> out(this->inputs.size());
@@ -108,7 +108,7 @@ private:
         const Leaves<E> leaves = collect_leaves(*e);
         for (std::size_t k = 0; k < leaves.size(); ++k) {
             const int i = slot_to_input[k];
-            c.vars[k] = leaves[k].var ? Var<T>(leaves[k].var) : Var<T>(leaves[k].tensor);
+            c.vars[k] = leaves[k].var ? Var<T>(*leaves[k].var) : Var<T>(leaves[k].value());
             c.need[k] = i >= 0 && need[static_cast<std::size_t>(i)];
         }
         auto rec = e->template record<0>(c);
@@ -144,7 +144,7 @@ Var<T>::Var(const E& e) {
     auto leaves = expr::collect_leaves(e);
     Tensor<T> value = expr::evaluate(e, leaves, "elementwise");
     bool any = false;
-    for (auto& l : leaves) any = any || (l.var && l.var->requires_grad);
+    for (auto& l : leaves) any = any || (l.var && l.impl()->requires_grad);
     p_ = detail::make_small_shared<VarImpl<T>>();
     p_->value = std::move(value);
     if (!E::has_grad_path || !any || !grad_enabled()) return;  // e.g. a comparison: no gradient

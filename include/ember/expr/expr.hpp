@@ -19,10 +19,16 @@
 
 namespace ember::expr {
 
+// A leaf as the kernels see it. It points into the expression tree (which outlives every
+// use) instead of copying handles: recording an op then touches no reference counts.
 template <Real T>
 struct LeafRef {
-    Tensor<T> tensor;  // the leaf's value
-    ImplPtr<T> var;    // the Var it came from, or null for a constant
+    const Tensor<T>* tensor = nullptr;  // the leaf's value
+    const ImplPtr<T>* var = nullptr;    // the Var it came from, or null for a constant
+    Tensor<T> copy;                     // a contiguous copy, when the kernel needed one
+
+    const Tensor<T>& value() const { return copy.defined() ? copy : *tensor; }
+    VarImpl<T>* impl() const { return var ? var->get() : nullptr; }
 };
 
 // The leaves of an expression, in slot order (a fixed-size array: no allocation).
@@ -54,7 +60,7 @@ struct VarLeaf : NodeBase {
     static constexpr bool has_var = true;
     static constexpr bool has_grad_path = true;  // a gradient can reach a Var through it
     Var<T> v;
-    void collect(LeafRef<T>*& out) const { *out++ = {v.value(), v.impl()}; }
+    void collect(LeafRef<T>*& out) const { *out++ = {&v.value(), &v.impl(), {}}; }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
     template <int Off, class C> auto record(const C& c) const { return Rec0<typename C::V>{c.template load<Off>()}; }
     template <int Off, class C, class R> void backprop(C& c, const R&, const typename C::V& g) const {
@@ -70,7 +76,7 @@ struct TensorLeaf : NodeBase {
     static constexpr bool has_var = false;
     static constexpr bool has_grad_path = false;
     Tensor<T> t;
-    void collect(LeafRef<T>*& out) const { *out++ = {t, nullptr}; }
+    void collect(LeafRef<T>*& out) const { *out++ = {&t, nullptr, {}}; }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
     template <int Off, class C> auto record(const C& c) const { return Rec0<typename C::V>{c.template load<Off>()}; }
     template <int Off, class C, class R> void backprop(C&, const R&, const typename C::V&) const {}

@@ -113,20 +113,33 @@ inline Index last_stride(const Shape& s, const Strides& st) {
     return s.rank() ? st[static_cast<std::size_t>(s.rank() - 1)] : 0;
 }
 
+// Strides of `t` broadcast to `target` (0 along broadcast axes); `target` must be a valid
+// broadcast of t's shape. The metadata half of Tensor::expand, without a handle copy.
+template <Real T>
+Strides expanded_strides(const Tensor<T>& t, const Shape& target) {
+    Strides out{};
+    const int off = target.rank() - t.rank();
+    for (int i = 0; i < target.rank(); ++i) {
+        const int src = i - off;
+        out[static_cast<std::size_t>(i)] =
+            (src < 0 || t.shape()[src] == 1) ? 0 : t.strides()[static_cast<std::size_t>(src)];
+    }
+    return out;
+}
+
 // Broadcasts every leaf to the common shape; leaves whose last axis is strided (e.g. a
 // transposed view) are first made contiguous so rows load as vectors.
 template <Real T, std::size_t L>
 Shape broadcast_leaves(std::array<LeafRef<T>, L>& leaves, std::array<Strides, L>& strides, const char* op) {
     Shape shape;
-    for (auto& l : leaves) shape = broadcast_shapes(shape, l.tensor.shape(), op);
+    for (auto& l : leaves) shape = broadcast_shapes(shape, l.value().shape(), op);
     for (std::size_t k = 0; k < L; ++k) {
         LeafRef<T>& l = leaves[k];
-        Tensor<T> e = l.tensor.expand(shape);
-        if (last_stride(shape, e.strides()) > 1) {
-            l.tensor = l.tensor.contiguous();
-            e = l.tensor.expand(shape);
+        strides[k] = expanded_strides(l.value(), shape);
+        if (last_stride(shape, strides[k]) > 1) {
+            l.copy = l.value().contiguous();
+            strides[k] = expanded_strides(l.copy, shape);
         }
-        strides[k] = e.strides();
     }
     return shape;
 }
@@ -156,7 +169,7 @@ RowPointers<T, L> point_row(const LoopSpace& sp, const std::array<LeafRef<T>, L>
         const bool splat = last_stride(sp.shape, s) == 0;
         p.splat[static_cast<std::size_t>(k)] = splat;
         p.ptr[static_cast<std::size_t>(k)] =
-            leaves[static_cast<std::size_t>(k)].tensor.data() + row_offset(sp.shape, s, row) + (splat ? 0 : begin);
+            leaves[static_cast<std::size_t>(k)].value().data() + row_offset(sp.shape, s, row) + (splat ? 0 : begin);
     }
     return p;
 }
@@ -196,7 +209,7 @@ Tensor<T> evaluate(const E& e, Leaves<E>& leaves, const char* op) {
         RowPointers<T, L> row;
         for (int k = 0; k < L; ++k) {
             row.splat[static_cast<std::size_t>(k)] = true;
-            row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].tensor.data();
+            row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].value().data();
         }
         ForwardContext<T, L> c;
         c.row = row;
@@ -250,7 +263,7 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
         BackwardContext<T, L> c;
         for (int k = 0; k < L; ++k) {
             c.row.splat[static_cast<std::size_t>(k)] = true;
-            c.row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].tensor.data();
+            c.row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].value().data();
         }
         auto rec = e.template record<0>(c);
         e.template backprop<0>(c, rec, V(g_in.data()[0]));
