@@ -12,9 +12,9 @@ EMBER_SCRIPT_NAME="scripts/$(basename "$0")"
 # Debian packages needed to build ember, its tests, examples and benchmarks.
 EMBER_APT_PACKAGES=(
   build-essential cmake ccache
-  libeigen3-dev libxsimd-dev          # ember's own dependencies
-  doctest-dev libbenchmark-dev        # tests / benchmarks
-  zlib1g-dev libstb-dev               # examples (PNG output)
+  libeigen3-dev libxsimd-dev zlib1g-dev  # ember's own dependencies
+  doctest-dev libbenchmark-dev           # tests / benchmarks
+  libstb-dev                             # examples (PNG output)
 )
 
 # Parallelism for builds and ctest.

@@ -16,3 +16,4 @@
 #include "ember/ops/linalg.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
+#include "ember/data/data.hpp"

@@ -1,0 +1,107 @@
+#pragma once
+// Mini-batches over a data set held in memory: deterministic shuffling from a seed (epoch e
+// uses the permutation of Generator(seed + e), whatever the thread count), optional
+// drop_last, and the usual image transforms.
+#include <optional>
+#include <vector>
+
+#include "ember/core/random.hpp"
+
+namespace ember {
+
+template <Real T>
+struct MiniBatch {
+    Tensor<T> x;                // rows of the data set
+    std::vector<Index> labels;  // their labels, when the data set has labels
+    std::vector<Index> rows;    // which rows of the data set these are
+};
+
+template <Real T>
+class BatchIterator {
+public:
+    struct Options {
+        Index batch_size = 64;
+        bool shuffle = true;
+        bool drop_last = false;
+        std::uint64_t seed = 0;
+    };
+
+    BatchIterator(Tensor<T> data, std::vector<Index> labels, Options o) : data_(data.contiguous()), labels_(std::move(labels)), o_(o) {
+        EMBER_CHECK(data_.rank() >= 1, "BatchIterator", "data must have a leading sample axis, shape is ", data_.shape().str());
+        EMBER_CHECK(o_.batch_size > 0, "BatchIterator", "batch size must be positive, got ", o_.batch_size);
+        EMBER_CHECK(labels_.empty() || static_cast<Index>(labels_.size()) == data_.dim(0), "BatchIterator",
+                    labels_.size(), " labels for ", data_.dim(0), " samples");
+        start_epoch(0);
+    }
+    BatchIterator(Tensor<T> data, Options o) : BatchIterator(std::move(data), {}, o) {}
+
+    Index samples() const { return data_.dim(0); }
+    Index batches_per_epoch() const {
+        return o_.drop_last ? samples() / o_.batch_size : (samples() + o_.batch_size - 1) / o_.batch_size;
+    }
+    std::uint64_t epoch() const { return epoch_; }
+
+    // Restarts at the beginning of epoch `e` (for resuming).
+    void start_epoch(std::uint64_t e) {
+        epoch_ = e;
+        pos_ = 0;
+        order_.resize(static_cast<std::size_t>(samples()));
+        if (o_.shuffle) {
+            Generator g(o_.seed + e);
+            order_ = permutation(samples(), g);
+        } else {
+            for (Index i = 0; i < samples(); ++i) order_[static_cast<std::size_t>(i)] = i;
+        }
+    }
+
+    // The next batch of this epoch, or nothing when the epoch is over (call start_epoch).
+    std::optional<MiniBatch<T>> next() {
+        const Index n = samples(), left = n - pos_;
+        if (left <= 0 || (o_.drop_last && left < o_.batch_size)) return std::nullopt;
+        const Index b = std::min(o_.batch_size, left);
+        MiniBatch<T> out;
+        out.rows.assign(order_.begin() + pos_, order_.begin() + pos_ + b);
+        pos_ += b;
+        Shape s = data_.shape();
+        s[0] = b;
+        out.x = Tensor<T>::empty(s);
+        const Index row = n ? data_.numel() / n : 0;
+        for (Index i = 0; i < b; ++i)
+            std::copy_n(data_.data() + out.rows[static_cast<std::size_t>(i)] * row, row, out.x.data() + i * row);
+        if (!labels_.empty())
+            for (Index r : out.rows) out.labels.push_back(labels_[static_cast<std::size_t>(r)]);
+        return out;
+    }
+
+private:
+    Tensor<T> data_;
+    std::vector<Index> labels_;
+    Options o_;
+    std::vector<Index> order_;
+    Index pos_ = 0;
+    std::uint64_t epoch_ = 0;
+};
+
+// Pixel transforms for data stored as 0..255.
+template <Real T>
+Tensor<T> scale_to_unit(const Tensor<T>& pixels) {  // [0, 1]
+    return Tensor<T>(pixels * T(1.0 / 255.0));
+}
+template <Real T>
+Tensor<T> scale_to_symmetric(const Tensor<T>& pixels) {  // [-1, 1]
+    return Tensor<T>(pixels * T(2.0 / 255.0) - T(1));
+}
+// Dynamic binarisation: each value in [0, 1] becomes 1 with that probability.
+template <Real T>
+Tensor<T> binarize(const Tensor<T>& unit, Generator& gen) {
+    const Tensor<T> u = uniform<T>(unit.shape(), gen);
+    return Tensor<T>(u < unit);
+}
+// Uniform dequantisation (MATH.md §6): (pixel + u) / 256 with u ~ U[0, 1), in [0, 1).
+template <Real T>
+Tensor<T> dequantize(const Tensor<T>& pixels, Generator& gen) {
+    const Tensor<T> u = uniform<T>(pixels.shape(), gen);
+    return Tensor<T>((pixels + u) * T(1.0 / 256.0));
+}
+
+}  // namespace ember
