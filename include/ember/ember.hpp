@@ -17,3 +17,4 @@
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 #include "ember/data/data.hpp"
+#include "ember/io/io.hpp"

@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <string>
@@ -72,7 +73,12 @@ private:
         EMBER_CHECK(n <= static_cast<std::size_t>(kMaxRank), "shape", "rank ", n,
                     " exceeds the maximum rank ", kMaxRank);
         rank_ = static_cast<int>(n);
+        Index total = 1;
         for (std::size_t i = 0; i < n; ++i) {
+            if (d[i] > 0) {
+                EMBER_CHECK(total <= std::numeric_limits<Index>::max() / d[i], "shape", "too many elements in a shape of rank ", n);
+                total *= d[i];
+            }
             // -1 is allowed as reshape's "infer this dimension"; tensors reject it.
             EMBER_CHECK(d[i] >= -1, "shape", "negative dimension ", d[i]);
             dims_[i] = d[i];

@@ -17,11 +17,11 @@ public:
 
     static void* allocate(std::size_t bytes) {
         const std::size_t c = size_class(bytes);
-        if (c >= kClasses) return ::operator new(bytes, std::align_val_t{kGranule});
-        auto& lists = local();
-        if (FreeBlock* b = lists.head[c]) {
-            lists.head[c] = b->next;
-            --lists.count[c];
+        Lists* lists = local();
+        if (c >= kClasses || !lists) return ::operator new((c + 1) * kGranule, std::align_val_t{kGranule});
+        if (FreeBlock* b = lists->head[c]) {
+            lists->head[c] = b->next;
+            --lists->count[c];
             return b;
         }
         return ::operator new((c + 1) * kGranule, std::align_val_t{kGranule});
@@ -29,30 +29,45 @@ public:
 
     static void deallocate(void* p, std::size_t bytes) {
         const std::size_t c = size_class(bytes);
-        auto& lists = local();
-        if (c >= kClasses || lists.count[c] >= kMaxPerClass) {
+        Lists* lists = local();
+        if (c >= kClasses || !lists || lists->count[c] >= kMaxPerClass) {
             ::operator delete(p, std::align_val_t{kGranule});
             return;
         }
         auto* b = static_cast<FreeBlock*>(p);
-        b->next = lists.head[c];
-        lists.head[c] = b;
-        ++lists.count[c];
+        b->next = lists->head[c];
+        lists->head[c] = b;
+        ++lists->count[c];
     }
 
 private:
     struct FreeBlock {
         FreeBlock* next;
     };
+    // A thread's lists are returned to the system when the thread ends; objects released
+    // after that (e.g. by static destructors) bypass the lists.
     struct Lists {
         std::array<FreeBlock*, kClasses> head{};
         std::array<std::size_t, kClasses> count{};
+        ~Lists() {
+            for (FreeBlock* h : head)
+                while (h) {
+                    FreeBlock* next = h->next;
+                    ::operator delete(h, std::align_val_t{kGranule});
+                    h = next;
+                }
+            ended() = true;
+        }
     };
     static std::size_t size_class(std::size_t bytes) { return (bytes + kGranule - 1) / kGranule - 1; }
-    // Never destroyed: objects may be released after a thread's destructors have run.
-    static Lists& local() {
-        thread_local Lists* lists = new Lists();
-        return *lists;
+    static bool& ended() {
+        thread_local bool flag = false;  // trivially destructible: readable after ~Lists
+        return flag;
+    }
+    static Lists* local() {
+        if (ended()) return nullptr;
+        thread_local Lists lists;
+        return &lists;
     }
 };
 
