@@ -18,3 +18,4 @@
 #include "ember/ops/shape.hpp"
 #include "ember/data/data.hpp"
 #include "ember/io/io.hpp"
+#include "ember/optim/optim.hpp"

@@ -7,7 +7,7 @@ replaces the block between the "BEGIN GENERATED" and "END GENERATED" markers in
 tests/test_optim.cpp. Rerun with any PyTorch that has these APIs (the values in the test
 came from Debian's python3-torch, PyTorch 1.13):
 
-    python3 tests/data/optim_reference.py > /tmp/reference.inc
+    python3 tests/data/optim_reference.py > reference.inc
 
 Every optimiser case uses the same two parameters and five steps of fixed gradients.
 Parameter B has no gradient at step 3 (p.grad = None), so the step is skipped for it, as

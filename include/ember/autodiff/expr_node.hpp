@@ -152,6 +152,20 @@ Var<T>::Var(const E& e) {
     p_->requires_grad = true;
 }
 
+// dst = src in place, where src is a Tensor or an elementwise expression over Tensors of
+// dst's shape: one fused pass, no temporary (optimisers update parameters this way).
+template <Real T, class Src>
+void assign(const Tensor<T>& dst, const Src& src) {
+    if constexpr (expr::is_tensor<Src>::value) {
+        dst.copy_from(src);
+    } else {
+        static_assert(expr::Expression<Src>, "ember: assign() takes a Tensor or an elementwise expression");
+        static_assert(std::same_as<typename Src::value_type, T>, "ember: expression and tensor scalar types differ");
+        static_assert(!Src::has_var, "ember: assign() evaluates expressions over Tensors, not Vars");
+        expr::evaluate_to(src, dst, "assign");
+    }
+}
+
 // Evaluates an expression: a Var if it has Var leaves, else a Tensor.
 template <expr::Expression E>
 auto eval(const E& e) {

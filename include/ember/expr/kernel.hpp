@@ -195,36 +195,32 @@ void forward_run(const E& e, RowPointers<T, L> row, Index len, T* out) {
     }
 }
 
-// Evaluates e into a new contiguous tensor of the broadcast shape.
+// Evaluates e into `out`, a contiguous tensor of the broadcast shape whose leaf strides are
+// `st` (from broadcast_leaves).
 template <class E, Real T = typename E::value_type>
-Tensor<T> evaluate(const E& e, Leaves<E>& leaves, const char* op) {
+void evaluate_prepared(const E& e, Leaves<E>& leaves, std::array<Strides, static_cast<std::size_t>(E::leaves)>& st,
+                       const Shape& shape, T* o) {
     constexpr int L = E::leaves;
     constexpr Index W = static_cast<Index>(Batch<T>::size);
-    std::array<Strides, L> st;
-    const Shape shape = broadcast_leaves(leaves, st, op);
-    Tensor<T> out = Tensor<T>::empty(shape);
     const Index n = shape.numel();
-    if (n == 0) return out;
+    if (n == 0) return;
     if (n == 1) {  // scalars: one batch, no loop planning
         RowPointers<T, L> row;
         for (int k = 0; k < L; ++k) {
             row.splat[static_cast<std::size_t>(k)] = true;
             row.ptr[static_cast<std::size_t>(k)] = leaves[static_cast<std::size_t>(k)].value().data();
         }
-        ForwardContext<T, L> c;
-        c.row = row;
-        out.data()[0] = e.template eval<0>(c).get(0);
-        return out;
+        forward_run<L>(e, row, 1, o);  // the same code as every other run's tail
+        return;
     }
     std::array<Strides*, L> arrays;
     for (int k = 0; k < L; ++k) arrays[static_cast<std::size_t>(k)] = &st[static_cast<std::size_t>(k)];
     const LoopSpace sp = merge_axes(shape, arrays);
-    T* o = out.data();
     if (sp.flat()) {
         parallel_chunks(n, 1 << 15, W, [&](Index b, Index end) {
             forward_run<L>(e, point_row<T, L>(sp, leaves, st, 0, b), end - b, o + b);
         });
-        return out;
+        return;
     }
     const Index inner = sp.inner();
     auto rows = [&](Index r0, Index r1) {
@@ -232,7 +228,28 @@ Tensor<T> evaluate(const E& e, Leaves<E>& leaves, const char* op) {
     };
     if (n < (1 << 15)) rows(0, sp.rows());
     else parallel_chunks(sp.rows(), 1, 1, rows);
+}
+
+// Evaluates e into a new contiguous tensor of the broadcast shape.
+template <class E, Real T = typename E::value_type>
+Tensor<T> evaluate(const E& e, Leaves<E>& leaves, const char* op) {
+    std::array<Strides, static_cast<std::size_t>(E::leaves)> st;
+    const Shape shape = broadcast_leaves(leaves, st, op);
+    Tensor<T> out = Tensor<T>::empty(shape);
+    evaluate_prepared(e, leaves, st, shape, out.data());
     return out;
+}
+
+// Evaluates e into the existing contiguous tensor `dst` of the broadcast shape. dst may
+// itself be a leaf of e: each element is read before that same element is written.
+template <class E, Real T = typename E::value_type>
+void evaluate_to(const E& e, const Tensor<T>& dst, const char* op) {
+    auto leaves = collect_leaves(e);
+    std::array<Strides, static_cast<std::size_t>(E::leaves)> st;
+    const Shape shape = broadcast_leaves(leaves, st, op);
+    EMBER_CHECK(shape == dst.shape(), op, "expression of shape ", shape.str(), " into a tensor of shape ", dst.shape().str());
+    EMBER_CHECK(dst.is_contiguous(), op, "destination of shape ", dst.shape().str(), " is not contiguous");
+    evaluate_prepared(e, leaves, st, shape, dst.data());
 }
 
 // Where one distinct input's gradient goes: a buffer of the input's shape, viewed with
