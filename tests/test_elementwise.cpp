@@ -2,6 +2,7 @@
 // one buffer per fused forward, one node per fused expression.
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "harness.hpp"
 
@@ -189,3 +190,13 @@ TEST_CASE("errors name the op and the shapes") {
     CHECK_THROWS_WITH_AS(clamp(a, 1.0, 0.0), "clamp: lower bound 1 exceeds upper bound 0", Error);
 }
 
+
+TEST_CASE("NaN propagates through relu, maximum, minimum and clamp, as in PyTorch") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    Tensor<double> x = Tensor<double>::from({2}, {nan, 1.0});
+    for (const Tensor<double>& y : {Tensor<double>(relu(x)), Tensor<double>(maximum(x, 0.5)), Tensor<double>(minimum(0.5, x)),
+                                    Tensor<double>(clamp(x, -1.0, 0.5))}) {
+        CHECK(std::isnan(y.flat(0)));
+        CHECK_FALSE(std::isnan(y.flat(1)));
+    }
+}

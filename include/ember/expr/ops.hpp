@@ -20,6 +20,14 @@ template <class B> B sigmoid(const B& x) {
     return xsimd::select(x >= B(T(0)), r, e * r);
 }
 // softplus(x) = max(x,0) + log1p(exp(-|x|))
+// max/min that propagate NaN from either operand, as PyTorch does (xsimd's return the
+// second operand, which would hide a NaN instead of reporting it).
+template <class B> B max_nan(const B& a, const B& b) {
+    return xsimd::select(xsimd::isnan(a) | xsimd::isnan(b), a + b, xsimd::max(a, b));
+}
+template <class B> B min_nan(const B& a, const B& b) {
+    return xsimd::select(xsimd::isnan(a) | xsimd::isnan(b), a + b, xsimd::min(a, b));
+}
 template <class B> B softplus(const B& x) {
     using T = typename B::value_type;
     return xsimd::max(x, B(T(0))) + xsimd::log1p(exp_neg_abs(x));
@@ -108,7 +116,7 @@ struct LogSigmoidOp : Differentiable {
 };
 struct ReluOp : Differentiable {
     static constexpr const char* name = "relu";
-    template <class B> B f(const B& x) const { return xsimd::max(x, B(typename B::value_type(0))); }
+    template <class B> B f(const B& x) const { return stable::max_nan(x, B(typename B::value_type(0))); }
     template <class V> V df(const V& x, const V&, const V& g) const {
         const V zero = cst(scalar_t<V>(0), x);
         return choose(gt(x, zero), g, zero);
@@ -142,7 +150,7 @@ struct ClampOp : Differentiable {
     double lo, hi;
     template <class B> B f(const B& x) const {
         using T = typename B::value_type;
-        return xsimd::min(xsimd::max(x, B(T(lo))), B(T(hi)));
+        return stable::min_nan(stable::max_nan(x, B(T(lo))), B(T(hi)));
     }
     template <class V> V df(const V& x, const V&, const V& g) const {
         using T = scalar_t<V>;
@@ -199,7 +207,7 @@ struct DivOp : Differentiable {
 // Ties send the gradient to the first operand.
 struct MinOp : Differentiable {
     static constexpr const char* name = "min";
-    template <class B> B f(const B& a, const B& b) const { return xsimd::min(a, b); }
+    template <class B> B f(const B& a, const B& b) const { return stable::min_nan(a, b); }
     template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
         return choose(ge(b, a), g, cst(scalar_t<V>(0), g));
     }
@@ -209,7 +217,7 @@ struct MinOp : Differentiable {
 };
 struct MaxOp : Differentiable {
     static constexpr const char* name = "max";
-    template <class B> B f(const B& a, const B& b) const { return xsimd::max(a, b); }
+    template <class B> B f(const B& a, const B& b) const { return stable::max_nan(a, b); }
     template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
         return choose(ge(a, b), g, cst(scalar_t<V>(0), g));
     }
