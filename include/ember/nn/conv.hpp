@@ -1,0 +1,83 @@
+#pragma once
+// Conv2d and ConvTranspose2d layers over ember::conv2d / conv_transpose2d, with square
+// kernels and PyTorch's weight layouts and default initialisation:
+//   Conv2d:           weight [out, in, k, k], bias [out]
+//   ConvTranspose2d:  weight [in, out, k, k], bias [out]
+#include "ember/nn/init.hpp"
+#include "ember/nn/layer.hpp"
+#include "ember/ops/conv.hpp"
+
+namespace ember::nn {
+
+struct Conv2dOptions {
+    Index stride = 1, padding = 0, dilation = 1;
+    bool bias = true;
+};
+struct ConvTranspose2dOptions {
+    Index stride = 1, padding = 0, output_padding = 0, dilation = 1;
+    bool bias = true;
+};
+
+namespace detail {
+inline void check_channels(const char* op, Index in, Index out, Index k) {
+    EMBER_CHECK(in > 0 && out > 0 && k > 0, op, "channels and kernel size must be positive, got in=", in, ", out=", out,
+                ", kernel=", k);
+}
+}  // namespace detail
+
+template <Real T>
+class Conv2d : public WeightedLayer<T> {
+public:
+    Conv2d(Index in_channels, Index out_channels, Index kernel, Generator& gen, Conv2dOptions o = {})
+        : in_(in_channels), out_(out_channels), k_(kernel), o_(o) {
+        detail::check_channels("Conv2d", in_channels, out_channels, kernel);
+        this->weight_ = this->register_parameter("weight", Tensor<T>::empty(Shape{out_channels, in_channels, kernel, kernel}));
+        if (o.bias) this->bias_ = this->register_parameter("bias", Tensor<T>::empty(Shape{out_channels}));
+        init::pytorch_default_(this->weight_.value(), this->bias_.defined() ? this->bias_.value() : Tensor<T>(), gen);
+    }
+
+    Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) override {
+        return conv2d(x, w, this->bias_, ember::Conv2dOptions{o_.stride, o_.padding, o_.dilation});
+    }
+    std::string describe() const override {
+        return ember::nn::detail::call_string("Conv2d", in_, out_, "kernel=" + std::to_string(k_),
+                                              "stride=" + std::to_string(o_.stride),
+                                              "padding=" + std::to_string(o_.padding)) +
+               (o_.bias ? "" : " (no bias)");
+    }
+
+private:
+    Index in_, out_, k_;
+    Conv2dOptions o_;
+};
+
+template <Real T>
+class ConvTranspose2d : public WeightedLayer<T> {
+public:
+    ConvTranspose2d(Index in_channels, Index out_channels, Index kernel, Generator& gen, ConvTranspose2dOptions o = {})
+        : in_(in_channels), out_(out_channels), k_(kernel), o_(o) {
+        detail::check_channels("ConvTranspose2d", in_channels, out_channels, kernel);
+        this->weight_ = this->register_parameter("weight", Tensor<T>::empty(Shape{in_channels, out_channels, kernel, kernel}));
+        if (o.bias) this->bias_ = this->register_parameter("bias", Tensor<T>::empty(Shape{out_channels}));
+        init::pytorch_default_(this->weight_.value(), this->bias_.defined() ? this->bias_.value() : Tensor<T>(), gen);
+    }
+
+    Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) override {
+        return conv_transpose2d(x, w, this->bias_,
+                                ember::ConvTranspose2dOptions{o_.stride, o_.padding, o_.output_padding, o_.dilation});
+    }
+    // The weight is [in, out, k, k]: output features are axis 1 (PyTorch uses dim=1 too).
+    int output_axis() const override { return 1; }
+    std::string describe() const override {
+        return ember::nn::detail::call_string("ConvTranspose2d", in_, out_, "kernel=" + std::to_string(k_),
+                                              "stride=" + std::to_string(o_.stride),
+                                              "padding=" + std::to_string(o_.padding)) +
+               (o_.bias ? "" : " (no bias)");
+    }
+
+private:
+    Index in_, out_, k_;
+    ConvTranspose2dOptions o_;
+};
+
+}  // namespace ember::nn

@@ -1,0 +1,169 @@
+#pragma once
+// Normalisation layers, with PyTorch's definitions:
+//   BatchNorm1d ([N,C] or [N,C,L]) and BatchNorm2d ([N,C,H,W]): in training, normalise
+//     each channel by the batch's mean and biased variance, and update the running
+//     statistics  running = (1 - momentum)·running + momentum·batch  (with the unbiased
+//     variance, n/(n-1)); in evaluation, normalise by the running statistics.
+//   LayerNorm(shape): normalise each sample over its trailing `shape` axes.
+// Both then scale and shift by learned per-feature weight (ones) and bias (zeros).
+// Built from differentiable ops, so gradient penalties pass through them (second order).
+#include <numeric>
+#include <vector>
+
+#include "ember/nn/module.hpp"
+#include "ember/ops/reduce.hpp"
+#include "ember/ops/shape.hpp"
+
+namespace ember::nn {
+
+struct BatchNormOptions {
+    double eps = 1e-5;
+    double momentum = 0.1;
+    bool affine = true;
+    bool track_running_stats = true;
+};
+
+template <Real T>
+class BatchNorm : public Module<T> {
+public:
+    // `ranks` lists the input ranks this layer accepts ({2,3} for 1d, {4} for 2d).
+    BatchNorm(const char* name, std::vector<int> ranks, Index num_features, BatchNormOptions o)
+        : name_(name), ranks_(std::move(ranks)), C_(num_features), o_(o) {
+        EMBER_CHECK(num_features > 0, name, "num_features must be positive, got ", num_features);
+        EMBER_CHECK(o.eps > 0 && o.momentum >= 0 && o.momentum <= 1, name, "need eps > 0 and momentum in [0,1], got eps=",
+                    o.eps, ", momentum=", o.momentum);
+        if (o.affine) {
+            weight_ = this->register_parameter("weight", Tensor<T>::ones(Shape{C_}));
+            bias_ = this->register_parameter("bias", Tensor<T>::zeros(Shape{C_}));
+        }
+        if (o.track_running_stats) {
+            running_mean_ = this->register_buffer("running_mean", Tensor<T>::zeros(Shape{C_}));
+            running_var_ = this->register_buffer("running_var", Tensor<T>::ones(Shape{C_}));
+        }
+    }
+
+    const Var<T>& weight() const { return weight_; }
+    const Var<T>& bias() const { return bias_; }
+    const Tensor<T>& running_mean() const { return running_mean_; }
+    const Tensor<T>& running_var() const { return running_var_; }
+
+    Var<T> forward(const Var<T>& x) override {
+        const Shape& xs = x.shape();
+        const bool rank_ok = std::find(ranks_.begin(), ranks_.end(), xs.rank()) != ranks_.end();
+        EMBER_CHECK(rank_ok && xs[1] == C_, name_, "expected input ", expected(), ", got ", xs.str());
+        const Shape per_channel = channel_shape(xs);  // [1,C], [1,C,1] or [1,C,1,1]
+        const bool batch_stats = this->is_training() || !o_.track_running_stats;
+        Var<T> normalised;
+        if (batch_stats) {
+            const Index n = xs.numel() / C_;
+            EMBER_CHECK(n > 1, name_, "needs more than one value per channel in training, got input ", xs.str());
+            const Var<T> mu = channel_mean(x);
+            const Var<T> xc = x - mu;
+            const Var<T> var = channel_mean(Var<T>(square(xc)));
+            normalised = xc * rsqrt(var + static_cast<T>(o_.eps));
+            if (this->is_training() && o_.track_running_stats) {
+                NoGrad no_grad;
+                const T m = static_cast<T>(o_.momentum), unbias = static_cast<T>(n) / static_cast<T>(n - 1);
+                assign(running_mean_, (T(1) - m) * running_mean_ + m * mu.value().reshape(Shape{C_}));
+                assign(running_var_, (T(1) - m) * running_var_ + (m * unbias) * var.value().reshape(Shape{C_}));
+            }
+        } else {
+            normalised = (x - running_mean_.reshape(per_channel)) *
+                         rsqrt(running_var_.reshape(per_channel) + static_cast<T>(o_.eps));
+        }
+        if (!o_.affine) return normalised;
+        return normalised * reshape(weight_, per_channel) + reshape(bias_, per_channel);
+    }
+
+    std::string describe() const override {
+        return detail::call_string(name_, C_, "eps=" + std::to_string(o_.eps), "momentum=" + std::to_string(o_.momentum)) +
+               (o_.affine ? "" : " (no affine)");
+    }
+
+private:
+    Shape channel_shape(const Shape& xs) const {
+        if (xs.rank() == 2) return Shape{1, C_};
+        if (xs.rank() == 3) return Shape{1, C_, 1};
+        return Shape{1, C_, 1, 1};
+    }
+    // The mean over every axis but 1, kept as [1, C, 1...].
+    Var<T> channel_mean(const Var<T>& x) const {
+        const Shape& xs = x.shape();
+        Var<T> m = mean(x, 0, true);  // [1, C, ...]
+        if (xs.rank() == 2) return m;
+        const Index spatial = xs.numel() / (xs[0] * C_);
+        return reshape(mean(reshape(m, Shape{1, C_, spatial}), 2, true), channel_shape(xs));
+    }
+    std::string expected() const {
+        return ranks_.size() == 2 ? "[N," + std::to_string(C_) + "] or [N," + std::to_string(C_) + ",L]"
+                                  : "[N," + std::to_string(C_) + ",H,W]";
+    }
+
+    const char* name_;
+    std::vector<int> ranks_;
+    Index C_;
+    BatchNormOptions o_;
+    Var<T> weight_, bias_;
+    Tensor<T> running_mean_, running_var_;
+};
+
+template <Real T>
+class BatchNorm1d : public BatchNorm<T> {
+public:
+    explicit BatchNorm1d(Index num_features, BatchNormOptions o = {}) : BatchNorm<T>("BatchNorm1d", {2, 3}, num_features, o) {}
+};
+template <Real T>
+class BatchNorm2d : public BatchNorm<T> {
+public:
+    explicit BatchNorm2d(Index num_features, BatchNormOptions o = {}) : BatchNorm<T>("BatchNorm2d", {4}, num_features, o) {}
+};
+
+template <Real T>
+class LayerNorm : public Module<T> {
+public:
+    explicit LayerNorm(std::vector<Index> normalized_shape, double eps = 1e-5, bool elementwise_affine = true)
+        : shape_(std::move(normalized_shape)), eps_(eps) {
+        EMBER_CHECK(!shape_.empty() && shape_.size() <= 3, "LayerNorm", "normalized_shape needs 1 to 3 axes, got ",
+                    shape_.size());
+        EMBER_CHECK(eps > 0, "LayerNorm", "eps must be positive, got ", eps);
+        K_ = 1;
+        for (Index d : shape_) {
+            EMBER_CHECK(d > 0, "LayerNorm", "normalized_shape entries must be positive");
+            K_ *= d;
+        }
+        if (elementwise_affine) {
+            const Shape s{std::span<const Index>(shape_)};
+            weight_ = this->register_parameter("weight", Tensor<T>::ones(s));
+            bias_ = this->register_parameter("bias", Tensor<T>::zeros(s));
+        }
+    }
+
+    Var<T> forward(const Var<T>& x) override {
+        const Shape& xs = x.shape();
+        const int k = static_cast<int>(shape_.size());
+        bool ok = xs.rank() > k;
+        for (int i = 0; ok && i < k; ++i) ok = xs[xs.rank() - k + i] == shape_[static_cast<std::size_t>(i)];
+        EMBER_CHECK(ok, "LayerNorm", "expected input [N, ...] ending in ", Shape(std::span<const Index>(shape_)).str(),
+                    ", got ", xs.str());
+        const Var<T> rows = reshape(x, Shape{-1, K_});
+        const Var<T> xc = rows - mean(rows, 1, true);
+        const Var<T> var = mean(Var<T>(square(xc)), 1, true);
+        const Var<T> y = reshape(Var<T>(xc * rsqrt(var + static_cast<T>(eps_))), xs);
+        if (!weight_.defined()) return y;
+        return y * weight_ + bias_;
+    }
+
+    std::string describe() const override {
+        std::string s = "LayerNorm(";
+        for (std::size_t i = 0; i < shape_.size(); ++i) s += (i ? ", " : "") + std::to_string(shape_[i]);
+        return s + ", eps=" + std::to_string(eps_) + (weight_.defined() ? ")" : ", no affine)");
+    }
+
+private:
+    std::vector<Index> shape_;
+    Index K_ = 1;
+    double eps_;
+    Var<T> weight_, bias_;
+};
+
+}  // namespace ember::nn
