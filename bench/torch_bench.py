@@ -91,4 +91,36 @@ def scalar_chain_backward():
 results["BM_ScalarChainRecord/10000"] = timed(scalar_chain_record, reps=5)
 results["BM_ScalarChainRecordAndBackward/10000"] = timed(scalar_chain_backward, reps=5)
 
+# examples/gan_mlp_mnist's training step (examples/common/mlp_gan.hpp), written as fast
+# as PyTorch allows: real and fake in one D pass, D frozen during the G step.
+torch.manual_seed(0)
+nn = torch.nn
+G = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 784), nn.Tanh())
+D = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
+opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+real = torch.rand(64, 784) * 2 - 1
+sign = torch.cat([torch.ones(64, 1), -torch.ones(64, 1)])
+softplus = torch.nn.functional.softplus
+
+
+def gan_step():
+    z = torch.randn(64, 64)
+    fake = G(z)
+    logits = D(torch.cat([real, fake.detach()]))
+    loss_d = 2 * softplus(-sign * logits).mean()
+    opt_D.zero_grad(set_to_none=True)
+    loss_d.backward()
+    opt_D.step()
+    D.requires_grad_(False)
+    loss_g = softplus(-D(fake)).mean()
+    opt_G.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_G.step()
+    D.requires_grad_(True)
+    return loss_d.item(), loss_g.item()
+
+
+results["BM_GanMlpStep"] = timed(gan_step, reps=max(REPS, 30), warmup=10)
+
 print(json.dumps(results))

@@ -14,7 +14,7 @@ EMBER_APT_PACKAGES=(
   build-essential cmake ccache
   libeigen3-dev libxsimd-dev zlib1g-dev  # ember's own dependencies
   doctest-dev libbenchmark-dev           # tests / benchmarks
-  libstb-dev                             # examples (PNG output)
+  libstb-dev libcli11-dev                # examples (PNG output, command lines)
 )
 
 # Parallelism for builds and ctest.

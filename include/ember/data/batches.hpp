@@ -41,10 +41,13 @@ public:
     }
     std::uint64_t epoch() const { return epoch_; }
 
-    // Restarts at the beginning of epoch `e` (for resuming).
-    void start_epoch(std::uint64_t e) {
+    // Restarts at the beginning of epoch `e`, or at its batch `first_batch` (for resuming a
+    // run mid-epoch: the batches that follow are the ones the interrupted run would have seen).
+    void start_epoch(std::uint64_t e, Index first_batch = 0) {
+        EMBER_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch(), "BatchIterator", "batch ", first_batch,
+                    " out of range for an epoch of ", batches_per_epoch(), " batches");
         epoch_ = e;
-        pos_ = 0;
+        pos_ = std::min(first_batch * o_.batch_size, samples());
         order_.resize(static_cast<std::size_t>(samples()));
         if (o_.shuffle) {
             Generator g(o_.seed + e);

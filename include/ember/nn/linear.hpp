@@ -41,8 +41,7 @@ public:
 
 private:
     Var<T> affine(const Var<T>& x, const Var<T>& w) const {
-        Var<T> y = matmul(x, transpose(w));
-        return this->bias_.defined() ? Var<T>(y + this->bias_) : y;
+        return linear(x, w, this->bias_);
     }
 
     Index in_, out_;

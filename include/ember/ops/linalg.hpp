@@ -4,6 +4,7 @@
 // Backward: dA = G Bᵀ, dB = Aᵀ G, written with matmul itself, so twice differentiable.
 #include <Eigen/Core>
 
+#include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 
 namespace ember {
@@ -84,6 +85,48 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
         if (need[1]) out[1] = matmul(transpose(a), g);
         return out;
     });
+}
+
+// The affine map of a Linear layer with PyTorch's weight layout: x [N, in], weight
+// [out, in], optional bias [out] -> x·weightᵀ + bias [N, out]. One GEMM, which accumulates
+// onto the bias rows (so the output is written once, not zeroed first). Backward, with
+// public ops so twice differentiable:
+//   dx = g·weight,  dweight = gᵀ·x (contiguous, in the weight's own layout),  dbias = Σ_rows g.
+// Through matmul(x, transpose(weight)) the weight's gradient would come back as a
+// transposed view and be copied element by element into the parameter's gradient.
+template <Real T>
+Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
+    const Shape &xs = x.shape(), &ws = weight.shape();
+    EMBER_CHECK(xs.rank() == 2 && ws.rank() == 2 && xs[1] == ws[1], "linear", "expected x [N,in] and weight [out,in], got ",
+                xs.str(), " and ", ws.str());
+    const Index N = xs[0], in = xs[1], out = ws[0];
+    EMBER_CHECK(!bias.defined() || bias.shape() == Shape{out}, "linear", "bias shape ", bias.shape().str(),
+                " does not match ", out, " outputs");
+    const Tensor<T> X = detail::matrix_ready(x.value()), W = detail::matrix_ready(weight.value());
+    Tensor<T> Y = Tensor<T>::empty(Shape{N, out});
+    detail::OutMap<T> Ym(Y.data(), N, out);
+    detail::with_matrix(X.data(), N, in, X.strides()[0], X.strides()[1], [&](const auto& Xm) {
+        // weightᵀ is the [in, out] view with the strides swapped.
+        detail::with_matrix(W.data(), in, out, W.strides()[1], W.strides()[0], [&](const auto& Wt) {
+            if (bias.defined() && in > 0) {
+                const Tensor<T> b = bias.value().contiguous();
+                Ym.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data(), out);
+                Ym.noalias() += Xm * Wt;
+            } else {
+                Ym.noalias() = Xm * Wt;
+                if (bias.defined()) Ym.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.value().contiguous().data(), out);
+            }
+        });
+    });
+    auto backward = [x, weight](const Var<T>& g, std::span<const bool> need) {
+        std::vector<Var<T>> d(need.size());
+        if (need[0]) d[0] = matmul(g, weight);
+        if (need[1]) d[1] = matmul(transpose(g), x);
+        if (need.size() > 2 && need[2]) d[2] = sum(g, 0);
+        return d;
+    };
+    if (bias.defined()) return record("linear", std::move(Y), {x, weight, bias}, backward);
+    return record("linear", std::move(Y), {x, weight}, backward);
 }
 
 }  // namespace ember

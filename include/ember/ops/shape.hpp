@@ -83,13 +83,19 @@ Var<T> concat(const std::vector<Var<T>>& xs, int axis = 0) {
         out[a] += x.shape()[a];
     }
     Tensor<T> v = Tensor<T>::empty(out);
+    // Each input is `outer` blocks of shape[a]·inner contiguous elements; its blocks go to
+    // offsets starts·inner within the output's blocks of out[a]·inner.
+    Index outer = 1, inner = 1;
+    for (int d = 0; d < a; ++d) outer *= out[d];
+    for (int d = a + 1; d < out.rank(); ++d) inner *= out[d];
     std::vector<Index> starts;
     Index at = 0;
     for (const auto& x : xs) {
         starts.push_back(at);
-        Tensor<T> dst = v.slice(a, at, at + x.shape()[a]);
-        const Tensor<T>& src = x.value();
-        for (Index i = 0; i < src.numel(); ++i) dst.data()[dst.offset_of(i)] = src.flat(i);
+        const Tensor<T> src = x.value().contiguous();
+        const Index block = x.shape()[a] * inner;
+        for (Index o = 0; o < outer; ++o)
+            std::copy_n(src.data() + o * block, block, v.data() + o * out[a] * inner + at * inner);
         at += x.shape()[a];
     }
     auto backward = [=](const Var<T>& g, std::span<const bool> need) {

@@ -73,19 +73,24 @@ private:
         const double bias_correction2_sqrt = std::sqrt(bias_correction2);
 
         const double coupled_decay = Decoupled ? 0.0 : opts_.weight_decay;
-        with_effective_grad(g, p, opts_.maximize, coupled_decay, [&](const auto& d) {
-            assign(m, m * beta1 + (1 - beta1) * d);     // exp_avg.mul_(beta1).add_(grad, alpha=1-beta1)
-            assign(v, v * beta2 + (1 - beta2) * d * d);  // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2)
-        });
-        Tensor<T> second = v;
-        if (opts_.amsgrad) {
-            second = this->zeros_state(index, s, "max_exp_avg_sq");
-            assign(second, maximum(second, v));  // torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-        }
-        // denom = (sqrt(v) / bias_correction2_sqrt).add_(eps); param.addcdiv_(exp_avg, denom, value=-step_size)
-        const auto adam_step = (-step_size) * m / (sqrt(second) / bias_correction2_sqrt + eps);
-        if constexpr (Decoupled) assign(p, p * (1 - lr * opts_.weight_decay) + adam_step);  // param.mul_(1 - lr*wd) first
-        else assign(p, p + adam_step);
+        const Tensor<T> max_v = opts_.amsgrad ? this->zeros_state(index, s, "max_exp_avg_sq") : v;
+        blockwise(
+            [&](const Tensor<T>& p, const Tensor<T>& g, const Tensor<T>& m, const Tensor<T>& v, const Tensor<T>& max_v) {
+                with_effective_grad(g, p, opts_.maximize, coupled_decay, [&](const auto& d) {
+                    assign(m, m * beta1 + (1 - beta1) * d);     // exp_avg.mul_(beta1).add_(grad, alpha=1-beta1)
+                    assign(v, v * beta2 + (1 - beta2) * d * d);  // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1-beta2)
+                });
+                Tensor<T> second = v;
+                if (opts_.amsgrad) {
+                    second = max_v;
+                    assign(second, maximum(second, v));  // torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+                }
+                // denom = (sqrt(v) / bias_correction2_sqrt).add_(eps); param.addcdiv_(exp_avg, denom, value=-step_size)
+                const auto adam_step = (-step_size) * m / (sqrt(second) / bias_correction2_sqrt + eps);
+                if constexpr (Decoupled) assign(p, p * (1 - lr * opts_.weight_decay) + adam_step);  // param.mul_(1 - lr*wd) first
+                else assign(p, p + adam_step);
+            },
+            p, g, m, v, max_v);
     }
 
     Options opts_;

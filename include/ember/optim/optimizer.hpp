@@ -10,6 +10,7 @@
 // does, the same order of operations. Each state tensor and the parameter are rewritten by
 // one fused elementwise pass (ember::assign), so a step allocates nothing once the state
 // exists.
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 
 #include "ember/autodiff/var.hpp"
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/threading.hpp"
 
 namespace ember {
 
@@ -186,6 +188,28 @@ void with_effective_grad(const Tensor<T>& g, const Tensor<T>& p, bool maximize, 
         if (maximize) f(-g);
         else f(g);
     }
+}
+
+// Runs body(blocks...) on matching blocks of a few thousand elements of the given tensors
+// (all of one size), blocks in parallel. An update written as several elementwise passes
+// then reads and writes each block while it is in cache, so it costs about one pass over
+// memory instead of several, and every element still sees the same operations in the
+// same order. Tensors that are not contiguous are handled in one piece.
+template <Real T, class Body, class... Ts>
+void blockwise(Body&& body, const Tensor<T>& first, const Ts&... rest) {
+    const Index n = first.numel();
+    const bool contiguous = first.is_contiguous() && (rest.is_contiguous() && ...);
+    constexpr Index kBlock = 8192;  // 32 KB of floats per tensor: five tensors fit in L2
+    if (!contiguous || n <= kBlock) {
+        body(first, rest...);
+        return;
+    }
+    const Shape flat{n};
+    const Index blocks = (n + kBlock - 1) / kBlock;
+    parallel_for(blocks, [&](Index b) {
+        const Index lo = b * kBlock, hi = std::min(n, lo + kBlock);
+        body(first.reshape(flat).slice(0, lo, hi), rest.reshape(flat).slice(0, lo, hi)...);
+    });
 }
 
 // Message fragments for option checks: "Adam: beta1 must be in [0,1), got 1.5".
