@@ -11,12 +11,10 @@
 //   demo_energy2d [--iters N] [--batch N] [--lr X] [--seed N] [--out DIR] [--threads N]
 //                 [--quick] [--help]
 //
-// Writes DIR/density.png (learned density | histogram of target samples) and
-// DIR/metrics.csv (iter,loss).
-#define STB_IMAGE_WRITE_IMPLEMENTATION  // the one translation unit that compiles stb_image_write
-#include "common/png.hpp"
-
+// Writes DIR/density.png (learned density | histogram of target samples),
+// DIR/metrics.csv (step,loss,test_nll) and DIR/loss.png (its curves).
 #include <ember/ember.hpp>
+#include <ember/io/plot.hpp>  // PNG pictures; needs libstb-dev
 
 #include <algorithm>
 #include <charconv>
@@ -28,7 +26,6 @@
 #include <filesystem>
 #include <iostream>
 #include <numbers>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,7 +37,6 @@ using ember::Index;
 using Tensor = ember::Tensor<float>;
 using Var = ember::Var<float>;
 namespace fs = std::filesystem;
-namespace img = ember_examples;
 
 // ---- the target distribution ------------------------------------------------------------
 // "8 Gaussians": an equal mixture of 8 isotropic Gaussians centred on a circle of radius 2.
@@ -194,36 +190,34 @@ Evaluation evaluate(const EnergyMlp& model, const Tensor& test, const Tensor& im
 }
 
 // Two panels side by side: left the learned density exp(-U) on the fine grid, right a 2-D
-// histogram of target samples on the same grid, each scaled to its own maximum.
-img::Image render(const Tensor& image_energy, const Tensor& target_samples) {
-    constexpr int kMargin = 8, kTitle = 28, kCaption = 22, P = kImageSize;
-    const img::Rgb background{24, 24, 28}, text{230, 230, 230};
-    img::Image out(3 * kMargin + 2 * P, kTitle + P + kCaption, background);
-
+// histogram of target samples on the same grid, each scaled to its own maximum, with the
+// mixture's modes marked; a caption below.
+ember::Image render(const Tensor& image_energy, const Tensor& target_samples) {
     // exp(-(U - min U)): the density up to its (cancelling) normaliser, peak 1.
     const std::vector<float> u = image_energy.to_vector();
     const float u_min = *std::min_element(u.begin(), u.end());
-    for (int r = 0; r < P; ++r)
-        for (int c = 0; c < P; ++c)
-            out.set(kMargin + c, kTitle + r, img::viridis(std::exp(-(u[static_cast<std::size_t>(r * P + c)] - u_min))));
+    Tensor density = Tensor::empty({kImageSize, kImageSize});
+    for (std::size_t i = 0; i < u.size(); ++i) density.data()[i] = std::exp(-(u[i] - u_min));
 
-    std::vector<double> counts(static_cast<std::size_t>(P) * P, 0.0);
-    const double cell = (kHi - kLo) / P;
-    for (Index i = 0; i < target_samples.dim(0); ++i) {
-        const int c = static_cast<int>(std::floor((target_samples.at({i, 0}) - kLo) / cell));
-        const int r = static_cast<int>(std::floor((kHi - target_samples.at({i, 1})) / cell));
-        if (c >= 0 && c < P && r >= 0 && r < P) counts[static_cast<std::size_t>(r * P + c)] += 1;
-    }
-    const double peak = std::max(1.0, *std::max_element(counts.begin(), counts.end()));
-    for (int r = 0; r < P; ++r)
-        for (int c = 0; c < P; ++c)
-            out.set(2 * kMargin + P + c, kTitle + r, img::viridis(counts[static_cast<std::size_t>(r * P + c)] / peak));
+    ember::Plot2dOptions o{.title = "learned exp(-U)",
+                           .x_range = ember::AxisRange{kLo, kHi},
+                           .y_range = ember::AxisRange{kLo, kHi},
+                           .width = kImageSize,
+                           .height = kImageSize,
+                           .bins = kImageSize,
+                           .value_range = ember::AxisRange{0, 1}};
+    for (int k = 0; k < kModes; ++k) o.modes.push_back({mode_x(k), mode_y(k)});
+    const ember::Image learned = ember::heatmap_plot(density, o);  // row 0 = top = largest y
+    o.title = "target samples";
+    const ember::Image target = ember::density_plot(target_samples, o);
+    const ember::Image panels = ember::hstack({learned, target});
 
-    img::draw_text(out, kMargin, 7, "learned exp(-U)", text, 2);
-    img::draw_text(out, 2 * kMargin + P, 7, "target samples", text, 2);
-    img::draw_text(out, kMargin, kTitle + P + 7,
-                   "8 Gaussians: ring radius 2, std 0.2; domain [-3,3]^2; each panel scaled to its max", text, 1);
-    return out;
+    ember::Image caption(panels.width(), 20);
+    ember::draw_text(caption, 8, 6,
+                     "8 Gaussians: ring radius 2, std 0.2 (+ marks the modes); domain [-3,3]^2; "
+                     "each panel scaled to its max",
+                     ember::colours::black);
+    return ember::vstack({panels, caption}, 0);
 }
 
 // ---- command line -----------------------------------------------------------------------
@@ -268,8 +262,9 @@ void print_help() {
         "  -h, --help   show this help and exit\n"
         "\n"
         "Writes DIR/density.png (left: learned density; right: histogram of target\n"
-        "samples) and DIR/metrics.csv (iter,loss). Exit status: 0 on success, 1 on a\n"
-        "runtime error, 2 on bad command-line arguments.\n",
+        "samples), DIR/metrics.csv (step,loss,test_nll; the test NLL every log line) and\n"
+        "DIR/loss.png (those curves). Exit status: 0 on success, 1 on a runtime error,\n"
+        "2 on bad command-line arguments.\n",
         kTrainGrid, kTrainGrid, kDefaultIters, kQuickIters);
 }
 
@@ -366,8 +361,8 @@ int run(const Options& opt) {
                 opt.iters, opt.batch, static_cast<double>(opt.lr), static_cast<unsigned long long>(opt.seed),
                 reference);
 
-    std::vector<float> losses;
-    losses.reserve(static_cast<std::size_t>(opt.iters));
+    // One row per iteration, written as it happens (a crash keeps the rows so far).
+    ember::MetricsLog metrics(opt.out / "metrics.csv", 0, {"loss", "test_nll"});
     double window_loss = 0;  // mean train loss over the last logging window
     for (int it = 1; it <= opt.iters; ++it) {
         const Tensor batch = sample_target(opt.batch, gen);
@@ -391,15 +386,17 @@ int run(const Options& opt) {
         adam.lr = opt.lr * 0.5f * (1.0f + std::cos(std::numbers::pi_v<float> * static_cast<float>(it - 1) / static_cast<float>(opt.iters)));
         adam.step(model.params);
 
-        losses.push_back(loss.item());
         window_loss += loss.item();
         if (it % log_every == 0 || it == opt.iters) {
             const int n = it % log_every == 0 ? log_every : it % log_every;
             window_loss /= n;
             const Evaluation e = evaluate(model, test, image_grid);
+            metrics.write(it, {{"loss", loss.item()}, {"test_nll", e.test_nll}});
             std::printf("  iter %6d  train loss %.4f (mean of last %d)  test NLL %.4f\n", it, window_loss, n, e.test_nll);
             std::fflush(stdout);
             if (it != opt.iters) window_loss = 0;
+        } else {
+            metrics.write(it, {{"loss", loss.item()}});
         }
     }
 
@@ -407,12 +404,9 @@ int run(const Options& opt) {
     const Evaluation final_eval = evaluate(model, test, image_grid);
     const Tensor histogram_samples = sample_target(opt.quick ? 50'000 : 500'000, held_out);
     const fs::path picture = opt.out / "density.png";
-    img::write_png_atomic(render(final_eval.image_energy, histogram_samples), picture);
-
-    std::ostringstream csv;
-    csv << "iter,loss\n";
-    for (std::size_t i = 0; i < losses.size(); ++i) csv << i + 1 << ',' << losses[i] << '\n';
-    img::write_file_atomic(opt.out / "metrics.csv", csv.str());
+    ember::save_png(picture, render(final_eval.image_energy, histogram_samples));
+    ember::save_metrics_plot(metrics.path(), opt.out / "loss.png", {"loss", "test_nll"},
+                             {.title = "demo_energy2d", .x_label = "iteration", .y_label = "NLL (nats)"});
 
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     std::printf("demo_energy2d: final train loss %.4f, test NLL %.4f (true density %.4f), %.1f s, picture %s\n",

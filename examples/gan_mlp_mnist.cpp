@@ -78,6 +78,7 @@ int run(const Options& o) {
         EMBER_CHECK(fs::exists(ckpt_path), "gan_mlp_mnist", "--resume: no checkpoint at ", ckpt_path.string());
         ckpt.load(ckpt_path);
         std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(step));
+        std::fflush(stdout);
     }
     std::printf("gan_mlp_mnist: %s, %lld images; G %lld and D %lld parameters; batch %lld, lr %g, %lld steps "
                 "(%lld per epoch), seed %llu, %d threads\n",
@@ -85,6 +86,7 @@ int run(const Options& o) {
                 static_cast<long long>(gan.D.parameter_count()), static_cast<long long>(o.batch), o.lr,
                 static_cast<long long>(total), static_cast<long long>(per_epoch), static_cast<unsigned long long>(o.seed),
                 o.threads);
+    std::fflush(stdout);  // before the progress line, which goes to stderr
 
     const std::map<std::string, std::string> about{{"example", "gan_mlp_mnist"}, {"dataset", o.dataset}};
     auto save_pictures = [&] {

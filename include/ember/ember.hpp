@@ -18,4 +18,11 @@
 #include "ember/ops/shape.hpp"
 #include "ember/data/data.hpp"
 #include "ember/io/io.hpp"
+#include "ember/nn/nn.hpp"
 #include "ember/optim/optim.hpp"
+#include "ember/train/train.hpp"
+// Pictures (PNG grids, scatter/density/line plots) need libstb-dev; without it ember.hpp
+// still works and only <ember/io/plot.hpp> itself stops with an #error.
+#if __has_include(<stb/stb_image_write.h>) && __has_include(<stb/stb_easy_font.h>)
+#include "ember/io/plot.hpp"
+#endif

@@ -1,7 +1,10 @@
 #pragma once
 // The backward walk. Nodes are ordered by an iterative depth-first search (no recursion,
 // so a 100k-node chain is fine), then visited in reverse topological order; each node's
-// gradient is the sum over all its consumers before its own backward runs.
+// gradient is the sum over all its consumers before its own backward runs. In anomaly
+// mode (anomaly.hpp) the gradients each backward returns are checked for NaN/Inf.
+#include <span>
+#include <string>
 #include <vector>
 
 #include "ember/autodiff/expr_node.hpp"
@@ -69,6 +72,36 @@ void accumulate_pending(VarImpl<T>* v, Var<T> g, bool create_graph) {
     v->pending = Var<T>(p + g).impl();
 }
 
+// Anomaly mode: runs v's backward and checks the gradients it returns (anomaly.hpp). A
+// non-finite gradient is an error when the node names an op inside it that produced it
+// (fused expressions), or when the incoming gradient and the forward values are finite.
+template <Real T>
+[[gnu::noinline, gnu::cold]] std::vector<Var<T>> anomaly_checked_backward(VarImpl<T>& v, const Var<T>& g, std::span<const bool> need) {
+    Node<T>& fn = *v.fn;
+    std::vector<Var<T>> grads;
+    {
+        AnomalyBackwardScope scope(fn.name());
+        grads = fn.backward(g, need);
+    }
+    for (std::size_t i = 0; i < grads.size() && i < need.size(); ++i) {
+        if (!need[i] || !grads[i].defined()) continue;
+        const Tensor<T>& gi = grads[i].value();
+        const Index k = first_non_finite(gi);
+        if (k < 0) continue;
+        std::string op = fn.name(), inner;
+        const bool explained = fn.anomaly_explain_backward(g.value(), op, inner);
+        if (!explained && !(all_finite(g.value()) && all_finite(v.value) && fn.anomaly_inputs_finite()))
+            continue;  // propagates a non-finite leaf
+        std::string shapes;
+        for (std::size_t j = 0; j < fn.inputs.size(); ++j) shapes += (j ? ", " : "") + fn.inputs[j]->value.shape().str();
+        fail("detect_anomaly", "backward of '", op, "' produced ", anomaly_kind(gi.flat(k)), " in gradient of input ", i,
+             " of shape ", gi.shape().str(), ": first non-finite ", anomaly_element(gi, k), "; node '", fn.name(),
+             "' with output of shape ", v.value.shape().str(), ", incoming gradient of shape ", g.shape().str(),
+             ", input shapes: ", shapes, inner.empty() ? "" : "; ", inner, anomaly_context_suffix());
+    }
+    return grads;
+}
+
 // Runs the walk from `root` seeded with gradient `seed`. `on_done(v, grad)` is called for
 // every needed node once its gradient is complete.
 template <Real T, class IsTarget, class OnDone>
@@ -87,32 +120,44 @@ void walk_backward(const Var<T>& root, const Var<T>& seed, bool create_graph, bo
         bool& operator[](std::size_t i) { return p[i]; }
         const bool* data() const { return p.get(); }
     } need;
-    for (auto it = order.rbegin(); it != order.rend(); ++it) {
-        VarImpl<T>* v = *it;
-        if (!v->needed || !v->pending) {
+    // An error part-way (an anomaly, a failed check) must not leave gradients pending on
+    // nodes that outlive this walk (parameters, a retained graph): the next walk would add
+    // them to its own.
+    try {
+        for (auto it = order.rbegin(); it != order.rend(); ++it) {
+            VarImpl<T>* v = *it;
+            if (!v->needed || !v->pending) {
+                v->pending.reset();
+                continue;
+            }
+            Var<T> g(std::move(v->pending));
             v->pending.reset();
-            continue;
+            on_done(v, g);
+            if (!v->fn) continue;
+            const auto& ins = v->fn->inputs;
+            need.resize(ins.size());
+            bool any = false;
+            for (std::size_t i = 0; i < ins.size(); ++i) {
+                need[i] = ins[i]->walk == walk && ins[i]->requires_grad && ins[i]->needed;
+                any = any || need[i];
+            }
+            if (!any) continue;
+            const std::span<const bool> needs(need.data(), ins.size());
+            // (One initialisation, no assignment: a moved-from vector to destroy costs more
+            // than the flag test.)
+            std::vector<Var<T>> grads =
+                anomaly_enabled() ? anomaly_checked_backward(*v, g, needs) : v->fn->backward(g, needs);
+            for (std::size_t i = 0; i < ins.size(); ++i) {
+                if (!need[i] || !grads[i].defined()) continue;
+                EMBER_CHECK(grads[i].shape() == ins[i]->value.shape(), "backward",
+                            "internal error: gradient of shape ", grads[i].shape().str(), " for input of shape ",
+                            ins[i]->value.shape().str(), " in '", v->fn->name(), "'");
+                accumulate_pending(ins[i].get(), std::move(grads[i]), create_graph);
+            }
         }
-        Var<T> g(std::move(v->pending));
-        v->pending.reset();
-        on_done(v, g);
-        if (!v->fn) continue;
-        const auto& ins = v->fn->inputs;
-        need.resize(ins.size());
-        bool any = false;
-        for (std::size_t i = 0; i < ins.size(); ++i) {
-            need[i] = ins[i]->walk == walk && ins[i]->requires_grad && ins[i]->needed;
-            any = any || need[i];
-        }
-        if (!any) continue;
-        std::vector<Var<T>> grads = v->fn->backward(g, std::span<const bool>(need.data(), ins.size()));
-        for (std::size_t i = 0; i < ins.size(); ++i) {
-            if (!need[i] || !grads[i].defined()) continue;
-            EMBER_CHECK(grads[i].shape() == ins[i]->value.shape(), "backward",
-                        "internal error: gradient of shape ", grads[i].shape().str(), " for input of shape ",
-                        ins[i]->value.shape().str(), " in '", v->fn->name(), "'");
-            accumulate_pending(ins[i].get(), std::move(grads[i]), create_graph);
-        }
+    } catch (...) {
+        for (VarImpl<T>* v : order) v->pending.reset();
+        throw;
     }
     if (!retain_graph)
         for (VarImpl<T>* v : order)

@@ -4,6 +4,8 @@
 // differentiable (create_graph), the same derivative rules are replayed over Var
 // (Vocab<Var> below), so the backward is itself recorded and can be differentiated again.
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "ember/expr/kernel.hpp"
 #include "ember/ops/broadcast.hpp"
@@ -46,6 +48,269 @@ struct VarContext {
     }
 };
 
+// ---- anomaly mode (anomaly.hpp): which elementwise op inside a fused node misbehaved ----
+namespace anomaly {
+
+// Leaf values of one output element, every load a splat: the expression's own batch code
+// evaluated at that single element.
+template <Real T, int L>
+struct PointContext {
+    using V = Batch<T>;
+    std::array<T, static_cast<std::size_t>(L > 0 ? L : 1)> val{};
+    template <int K> V load() const { return V(val[K]); }
+    V splat(T v) const { return V(v); }
+    static constexpr bool needs(int, int) { return true; }
+};
+
+template <Real T>
+bool fin(const Batch<T>& v) {
+    return std::isfinite(v.get(0));
+}
+
+// The first elementwise op (in evaluation order) that turned finite values into a
+// non-finite one: its name, operands, output and, for a derivative, incoming gradient
+// and which operand's gradient it was.
+template <Real T>
+struct Culprit {
+    const char* op = nullptr;
+    std::array<T, 3> x{};
+    int arity = 0;
+    T y{}, g{}, result{};
+    int operand = -1;  // backward only
+    template <class... B> void set(const char* name, T out, const B&... xs) {
+        op = name;
+        arity = 0;
+        ((x[static_cast<std::size_t>(arity++)] = xs.get(0)), ...);
+        y = out;
+    }
+};
+
+// The walks below recurse through overloads on the node types; declared first so that each
+// finds the others (argument-dependent lookup would only search ember::expr).
+template <class Op, class A> void describe(const Unary<Op, A>&, int&, std::string&);
+template <class Op, class A, class B> void describe(const Binary<Op, A, B>&, int&, std::string&);
+template <class Op, class M, class A, class B> void describe(const Ternary<Op, M, A, B>&, int&, std::string&);
+template <class Op, class A> bool constants_finite(const Unary<Op, A>&);
+template <class Op, class A, class B> bool constants_finite(const Binary<Op, A, B>&);
+template <class Op, class M, class A, class B> bool constants_finite(const Ternary<Op, M, A, B>&);
+template <class Op, class A, class R, Real T> bool forward_culprit(const Unary<Op, A>&, const R&, Culprit<T>&);
+template <class Op, class A, class B, class R, Real T> bool forward_culprit(const Binary<Op, A, B>&, const R&, Culprit<T>&);
+template <class Op, class M, class A, class B, class R, Real T>
+bool forward_culprit(const Ternary<Op, M, A, B>&, const R&, Culprit<T>&);
+template <class Op, class A, class R, Real T>
+bool backward_culprit(const Unary<Op, A>&, const R&, const Batch<T>&, Culprit<T>&);
+template <class Op, class A, class B, class R, Real T>
+bool backward_culprit(const Binary<Op, A, B>&, const R&, const Batch<T>&, Culprit<T>&);
+template <class Op, class M, class A, class B, class R, Real T>
+bool backward_culprit(const Ternary<Op, M, A, B>&, const R&, const Batch<T>&, Culprit<T>&);
+
+// "mul(log(#0), 2)": the expression with leaves numbered by slot.
+template <Real T> void describe(const VarLeaf<T>&, int& slot, std::string& s) { s += "#" + std::to_string(slot++); }
+template <Real T> void describe(const TensorLeaf<T>&, int& slot, std::string& s) { s += "#" + std::to_string(slot++); }
+template <Real T> void describe(const ScalarLeaf<T>& l, int&, std::string& s) { s += detail::anomaly_number(l.value); }
+template <class Op, class A> void describe(const Unary<Op, A>& n, int& slot, std::string& s) {
+    s += Op::name;
+    s += "(";
+    describe(n.a, slot, s);
+    s += ")";
+}
+template <class Op, class A, class B> void describe(const Binary<Op, A, B>& n, int& slot, std::string& s) {
+    s += Op::name;
+    s += "(";
+    describe(n.a, slot, s);
+    s += ", ";
+    describe(n.b, slot, s);
+    s += ")";
+}
+template <class Op, class M, class A, class B> void describe(const Ternary<Op, M, A, B>& n, int& slot, std::string& s) {
+    s += Op::name;
+    s += "(";
+    describe(n.m, slot, s);
+    s += ", ";
+    describe(n.a, slot, s);
+    s += ", ";
+    describe(n.b, slot, s);
+    s += ")";
+}
+
+// Whether every scalar constant in the expression is finite.
+template <Real T> bool constants_finite(const VarLeaf<T>&) { return true; }
+template <Real T> bool constants_finite(const TensorLeaf<T>&) { return true; }
+template <Real T> bool constants_finite(const ScalarLeaf<T>& l) { return std::isfinite(l.value); }
+template <class Op, class A> bool constants_finite(const Unary<Op, A>& n) { return constants_finite(n.a); }
+template <class Op, class A, class B> bool constants_finite(const Binary<Op, A, B>& n) {
+    return constants_finite(n.a) && constants_finite(n.b);
+}
+template <class Op, class M, class A, class B> bool constants_finite(const Ternary<Op, M, A, B>& n) {
+    return constants_finite(n.m) && constants_finite(n.a) && constants_finite(n.b);
+}
+
+// Forward: the innermost op whose output is non-finite while its operands are finite.
+template <Real T, class R> bool forward_culprit(const VarLeaf<T>&, const R&, Culprit<T>&) { return false; }
+template <Real T, class R> bool forward_culprit(const TensorLeaf<T>&, const R&, Culprit<T>&) { return false; }
+template <Real T, class R> bool forward_culprit(const ScalarLeaf<T>&, const R&, Culprit<T>&) { return false; }
+template <class Op, class A, class R, Real T> bool forward_culprit(const Unary<Op, A>& n, const R& r, Culprit<T>& c) {
+    if (forward_culprit(n.a, r.a, c)) return true;
+    if (fin(r.y) || !fin(r.a.y)) return false;
+    c.set(Op::name, r.y.get(0), r.a.y);
+    return true;
+}
+template <class Op, class A, class B, class R, Real T>
+bool forward_culprit(const Binary<Op, A, B>& n, const R& r, Culprit<T>& c) {
+    if (forward_culprit(n.a, r.a, c) || forward_culprit(n.b, r.b, c)) return true;
+    if (fin(r.y) || !fin(r.a.y) || !fin(r.b.y)) return false;
+    c.set(Op::name, r.y.get(0), r.a.y, r.b.y);
+    return true;
+}
+template <class Op, class M, class A, class B, class R, Real T>
+bool forward_culprit(const Ternary<Op, M, A, B>& n, const R& r, Culprit<T>& c) {
+    if (forward_culprit(n.m, r.a, c) || forward_culprit(n.a, r.b, c) || forward_culprit(n.b, r.c, c)) return true;
+    if (fin(r.y) || !fin(r.a.y) || !fin(r.b.y) || !fin(r.c.y)) return false;
+    c.set(Op::name, r.y.get(0), r.a.y, r.b.y, r.c.y);
+    return true;
+}
+
+// Backward: the first derivative rule that, from finite operands, output and incoming
+// gradient, gives a non-finite gradient for one of its operands.
+template <Real T, class R> bool backward_culprit(const VarLeaf<T>&, const R&, const Batch<T>&, Culprit<T>&) { return false; }
+template <Real T, class R> bool backward_culprit(const TensorLeaf<T>&, const R&, const Batch<T>&, Culprit<T>&) { return false; }
+template <Real T, class R> bool backward_culprit(const ScalarLeaf<T>&, const R&, const Batch<T>&, Culprit<T>&) { return false; }
+template <Real T, class... X>
+bool derivative_blamed(const Batch<T>& d, const Batch<T>& g, const Batch<T>& y, const X&... xs) {
+    return !fin(d) && fin(g) && fin(y) && (fin(xs) && ...);
+}
+template <class Op, class A, class R, Real T>
+bool backward_culprit(const Unary<Op, A>& n, const R& r, const Batch<T>& g, Culprit<T>& c) {
+    if constexpr (Op::differentiable && A::has_grad_path) {
+        const Batch<T> ga = n.op.df(r.a.y, r.y, g);
+        if (derivative_blamed(ga, g, r.y, r.a.y)) {
+            c.set(Op::name, r.y.get(0), r.a.y);
+            c.g = g.get(0), c.result = ga.get(0), c.operand = 0;
+            return true;
+        }
+        return backward_culprit(n.a, r.a, ga, c);
+    }
+    return false;
+}
+template <class Op, class A, class B, class R, Real T>
+bool backward_culprit(const Binary<Op, A, B>& n, const R& r, const Batch<T>& g, Culprit<T>& c) {
+    if constexpr (Op::differentiable) {
+        if constexpr (A::has_grad_path) {
+            const Batch<T> ga = n.op.da(r.a.y, r.b.y, r.y, g);
+            if (derivative_blamed(ga, g, r.y, r.a.y, r.b.y)) {
+                c.set(Op::name, r.y.get(0), r.a.y, r.b.y);
+                c.g = g.get(0), c.result = ga.get(0), c.operand = 0;
+                return true;
+            }
+            if (backward_culprit(n.a, r.a, ga, c)) return true;
+        }
+        if constexpr (B::has_grad_path) {
+            const Batch<T> gb = n.op.db(r.a.y, r.b.y, r.y, g);
+            if (derivative_blamed(gb, g, r.y, r.a.y, r.b.y)) {
+                c.set(Op::name, r.y.get(0), r.a.y, r.b.y);
+                c.g = g.get(0), c.result = gb.get(0), c.operand = 1;
+                return true;
+            }
+            if (backward_culprit(n.b, r.b, gb, c)) return true;
+        }
+    }
+    return false;
+}
+template <class Op, class M, class A, class B, class R, Real T>
+bool backward_culprit(const Ternary<Op, M, A, B>& n, const R& r, const Batch<T>& g, Culprit<T>& c) {
+    if constexpr (A::has_grad_path) {
+        const Batch<T> ga = n.op.da(r.a.y, r.b.y, r.c.y, r.y, g);
+        if (derivative_blamed(ga, g, r.y, r.a.y, r.b.y, r.c.y)) {
+            c.set(Op::name, r.y.get(0), r.a.y, r.b.y, r.c.y);
+            c.g = g.get(0), c.result = ga.get(0), c.operand = 1;
+            return true;
+        }
+        if (backward_culprit(n.a, r.b, ga, c)) return true;
+    }
+    if constexpr (B::has_grad_path) {
+        const Batch<T> gb = n.op.db(r.a.y, r.b.y, r.c.y, r.y, g);
+        if (derivative_blamed(gb, g, r.y, r.a.y, r.b.y, r.c.y)) {
+            c.set(Op::name, r.y.get(0), r.a.y, r.b.y, r.c.y);
+            c.g = g.get(0), c.result = gb.get(0), c.operand = 2;
+            return true;
+        }
+        if (backward_culprit(n.b, r.c, gb, c)) return true;
+    }
+    return false;
+}
+
+// The leaves of an expression seen element by element in the output's index space.
+template <class E>
+struct Points {
+    using T = typename E::value_type;
+    static constexpr std::size_t L = static_cast<std::size_t>(E::leaves);
+    const Leaves<E>& leaves;
+    Shape shape;
+    std::array<Strides, L> st{};
+
+    Points(const Leaves<E>& ls, const Shape& out) : leaves(ls), shape(out) {
+        for (std::size_t k = 0; k < L; ++k) st[k] = expanded_strides(leaves[k].value(), shape);
+    }
+    PointContext<T, E::leaves> at(Index i) const {
+        std::array<Index, kMaxRank> idx{};
+        for (int d = shape.rank() - 1; d >= 0; --d) {
+            idx[static_cast<std::size_t>(d)] = i % shape[d];
+            i /= shape[d];
+        }
+        PointContext<T, E::leaves> c;
+        for (std::size_t k = 0; k < L; ++k) {
+            Index off = 0;
+            for (int d = 0; d < shape.rank(); ++d) off += idx[static_cast<std::size_t>(d)] * st[k][static_cast<std::size_t>(d)];
+            c.val[k] = leaves[k].value().data()[off];
+        }
+        return c;
+    }
+};
+
+template <Real T>
+std::string operands_text(const Culprit<T>& c) {
+    std::string s;
+    for (int k = 0; k < c.arity; ++k) s += (k ? ", " : "") + detail::anomaly_number(c.x[static_cast<std::size_t>(k)]);
+    return s;
+}
+
+template <class E>
+std::string describe(const E& e) {
+    int slot = 0;
+    std::string s;
+    describe(e, slot, s);
+    return s;
+}
+
+// "#0 Var [4], #1 Tensor [1]"
+template <class E>
+std::string leaves_text(const Leaves<E>& leaves) {
+    std::string s;
+    for (std::size_t k = 0; k < leaves.size(); ++k)
+        s += (k ? ", #" : "#") + std::to_string(k) + (leaves[k].var ? " Var " : " Tensor ") + leaves[k].value().shape().str();
+    return s;
+}
+
+// The check after a fused expression's forward: `out` is its (contiguous) value.
+template <class E, Real T = typename E::value_type>
+[[gnu::noinline, gnu::cold]] void check_forward(const E& e, const Leaves<E>& leaves, const Tensor<T>& out) {
+    Index i = detail::first_non_finite(out);
+    if (i < 0) return;
+    const Points<E> points(leaves, out.shape());
+    for (; i >= 0; i = detail::first_non_finite(out, i + 1)) {
+        const auto ctx = points.at(i);
+        const auto rec = e.template record<0>(ctx);
+        Culprit<T> c;
+        if (!forward_culprit(e, rec, c)) continue;  // propagates a non-finite leaf or constant
+        detail::fail("detect_anomaly", "forward of '", c.op, "' produced ", detail::anomaly_kind(c.y),
+                     " in fused elementwise ", describe(e), ": output of shape ", out.shape().str(), ", first non-finite ",
+                     detail::anomaly_element(out, i), " ('", c.op, "' of ", operands_text(c), " gave ",
+                     detail::anomaly_number(c.y), "); inputs: ", leaves_text<E>(leaves), detail::anomaly_context_suffix());
+    }
+}
+
+}  // namespace anomaly
+
 // The graph node of one fused elementwise expression.
 template <class E>
 struct ExprNode final : Node<typename E::value_type> {
@@ -70,6 +335,37 @@ struct ExprNode final : Node<typename E::value_type> {
     void release() override {
         e.reset();
         Node<T>::release();
+    }
+
+    [[gnu::cold]] bool anomaly_inputs_finite() const override {
+        const Leaves<E> leaves = collect_leaves(*e);
+        for (const auto& l : leaves)
+            if (!detail::all_finite(l.value())) return false;
+        return anomaly::constants_finite(*e);
+    }
+    // Searches the output elements in order for the first derivative rule that turns finite
+    // values into a non-finite gradient.
+    [[gnu::cold]] bool anomaly_explain_backward(const Tensor<T>& g, std::string& op, std::string& text) const override {
+        Leaves<E> leaves = collect_leaves(*e);
+        Shape out_shape;
+        for (const auto& l : leaves) out_shape = broadcast_shapes(out_shape, l.value().shape(), "backward");
+        if (!(g.shape() == out_shape)) return false;
+        const anomaly::Points<E> points(leaves, out_shape);
+        for (Index i = 0; i < out_shape.numel(); ++i) {
+            const auto ctx = points.at(i);
+            const auto rec = e->template record<0>(ctx);
+            anomaly::Culprit<T> c;
+            if (!anomaly::backward_culprit(*e, rec, Batch<T>(g.flat(i)), c)) continue;
+            op = c.op;
+            text = "'" + op + "' is part of fused elementwise " + anomaly::describe(*e) + " (inputs " +
+                     anomaly::leaves_text<E>(leaves) + "); at its output element " + std::to_string(i) + " (" +
+                     ember::detail::anomaly_multi_index(out_shape, i) + ") its derivative for operand " +
+                     std::to_string(c.operand) + " got operands (" + anomaly::operands_text(c) + "), output " +
+                     ember::detail::anomaly_number(c.y) + ", incoming gradient " + ember::detail::anomaly_number(c.g) +
+                     " and gave " + ember::detail::anomaly_number(c.result);
+            return true;
+        }
+        return false;
     }
 
     std::vector<Var<T>> backward(const Var<T>& g, std::span<const bool> need) override {
@@ -150,6 +446,8 @@ Var<T>::Var(const E& e) {
     if (!E::has_grad_path || !any || !grad_enabled()) return;  // e.g. a comparison: no gradient
     p_->fn = detail::make_small_shared<expr::ExprNode<E>>(e, leaves);
     p_->requires_grad = true;
+    if (anomaly_enabled()) [[unlikely]]
+        expr::anomaly::check_forward(e, leaves, p_->value);
 }
 
 // dst = src in place, where src is a Tensor or an elementwise expression over Tensors of

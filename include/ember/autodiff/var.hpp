@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "ember/autodiff/anomaly.hpp"
 #include "ember/core/tensor.hpp"
 
 namespace ember {
@@ -145,6 +146,20 @@ struct Node {
         released = true;
         detail::drop_iteratively(inputs);
     }
+
+    // Anomaly mode (anomaly.hpp), asked only once this node's backward has returned a
+    // non-finite gradient. Whether the forward values the backward reads are all finite
+    // (if not, the non-finite gradient may just propagate a non-finite leaf):
+    [[gnu::cold]] virtual bool anomaly_inputs_finite() const {
+        for (std::size_t i = 0; i < inputs.size(); ++i)
+            if (!detail::all_finite(inputs[i]->value)) return false;
+        return true;
+    }
+    // A node made of several ops (a fused expression) names the one whose derivative turned
+    // finite values into a non-finite one, given the incoming gradient `g`, and says where.
+    [[gnu::cold]] virtual bool anomaly_explain_backward(const Tensor<T>& /*g*/, std::string& /*op*/, std::string& /*detail*/) const {
+        return false;
+    }
 };
 
 struct BackwardOptions {
@@ -217,10 +232,26 @@ struct FnNode final : Node<T> {
         Node<T>::release();
     }
 };
+
+// Anomaly mode: the output `out` of the recorded op `name` must be finite unless one of
+// its inputs is not (then the value propagates a non-finite leaf; see anomaly.hpp).
+template <Real T>
+[[gnu::noinline, gnu::cold]] void anomaly_check_recorded(const char* name, const Tensor<T>& out, std::initializer_list<Var<T>> inputs) {
+    const Index i = first_non_finite(out);
+    if (i < 0) return;
+    for (const Var<T>& v : inputs)
+        if (!all_finite(v.value())) return;
+    std::string shapes;
+    for (const Var<T>& v : inputs) shapes += (shapes.empty() ? "" : ", ") + v.shape().str();
+    fail("detect_anomaly", "forward of '", name, "' produced ", anomaly_kind(out.flat(i)), ": output of shape ",
+         out.shape().str(), ", first non-finite ", anomaly_element(out, i), "; input shapes: ", shapes,
+         anomaly_context_suffix());
+}
 }  // namespace detail
 
 // Wraps `value` as the output of operation `name` applied to `inputs`. The graph is
-// recorded only when grad mode is on and some input requires grad.
+// recorded only when grad mode is on and some input requires grad. In anomaly mode the
+// value is checked for NaN/Inf (anomaly.hpp).
 template <Real T, class Backward>
 Var<T> record(const char* name, Tensor<T> value, std::initializer_list<Var<T>> inputs, Backward&& backward) {
     Var<T> out(std::move(value));
@@ -233,6 +264,8 @@ Var<T> record(const char* name, Tensor<T> value, std::initializer_list<Var<T>> i
     for (const Var<T>& v : inputs) node->inputs.push_back(v.impl());
     out.impl()->fn = std::move(node);
     out.impl()->requires_grad = true;
+    if (anomaly_enabled()) [[unlikely]]
+        detail::anomaly_check_recorded(name, out.value(), inputs);
     return out;
 }
 
