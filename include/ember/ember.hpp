@@ -19,6 +19,8 @@
 #include "ember/data/data.hpp"
 #include "ember/io/io.hpp"
 #include "ember/nn/nn.hpp"
+#include "ember/energy/energy.hpp"
+#include "ember/divergence/divergence.hpp"
 #include "ember/optim/optim.hpp"
 #include "ember/train/train.hpp"
 // Pictures (PNG grids, scatter/density/line plots) need libstb-dev; without it ember.hpp
