@@ -21,6 +21,7 @@
 #include "ember/nn/nn.hpp"
 #include "ember/energy/energy.hpp"
 #include "ember/divergence/divergence.hpp"
+#include "ember/info/info.hpp"
 #include "ember/info/vae.hpp"
 #include "ember/optim/optim.hpp"
 #include "ember/train/train.hpp"
