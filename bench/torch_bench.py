@@ -92,13 +92,14 @@ results["BM_ScalarChainRecord/10000"] = timed(scalar_chain_record, reps=5)
 results["BM_ScalarChainRecordAndBackward/10000"] = timed(scalar_chain_backward, reps=5)
 
 # examples/gan_mlp_mnist's training step (examples/common/mlp_gan.hpp), written as fast
-# as PyTorch allows: real and fake in one D pass, D frozen during the G step.
+# as PyTorch allows: real and fake in one D pass, D frozen during the G step, and the
+# multi-tensor (foreach) Adam, about 9% faster here than the default per-parameter loop.
 torch.manual_seed(0)
 nn = torch.nn
 G = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 512), nn.ReLU(), nn.Linear(512, 784), nn.Tanh())
 D = nn.Sequential(nn.Linear(784, 512), nn.LeakyReLU(0.2), nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
-opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
-opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+opt_G = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
+opt_D = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)
 real = torch.rand(64, 784) * 2 - 1
 sign = torch.cat([torch.ones(64, 1), -torch.ones(64, 1)])
 softplus = torch.nn.functional.softplus

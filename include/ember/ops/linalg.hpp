@@ -120,9 +120,40 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
     });
     auto backward = [x, weight](const Var<T>& g, std::span<const bool> need) {
         std::vector<Var<T>> d(need.size());
-        if (need[0]) d[0] = matmul(g, weight);
-        if (need[1]) d[1] = matmul(transpose(g), x);
-        if (need.size() > 2 && need[2]) d[2] = sum(g, 0);
+        const bool need_bias = need.size() > 2 && need[2];
+        if (grad_enabled()) {  // create_graph: recorded ops, so the gradient is differentiable
+            if (need[0]) d[0] = matmul(g, weight);
+            if (need[1]) d[1] = matmul(transpose(g), x);
+            if (need_bias) d[2] = sum(g, 0);
+            return d;
+        }
+        // First order: plain GEMMs. dx and dweight are independent products of equal cost,
+        // so with two or more threads they run side by side, one thread each (Eigen's GEMM
+        // does not split itself inside a parallel region); a single 64-row GEMM split
+        // across two threads scales far worse than two GEMMs on one thread each.
+        const Tensor<T> G = detail::matrix_ready(g.value());
+        const Index n = G.dim(0), out_features = G.dim(1);
+        const auto gs = G.strides();
+        std::array<Tensor<T>, 3> r;
+        auto job = [&](std::int64_t which) {
+            if (which == 0) {  // dx [N, in] = g [N, out] · weight [out, in]
+                const Tensor<T> W = detail::matrix_ready(weight.value());
+                r[0] = Tensor<T>::empty(x.shape());
+                detail::gemm(G.data(), gs[0], gs[1], W.data(), W.strides()[0], W.strides()[1], r[0].data(), n,
+                             out_features, W.dim(1));
+            } else {  // dweight [out, in] = gᵀ [out, N] · x [N, in]; dbias = Σ_rows g
+                const Tensor<T> X = detail::matrix_ready(x.value());
+                r[1] = Tensor<T>::empty(weight.shape());
+                detail::gemm(G.data(), gs[1], gs[0], X.data(), X.strides()[0], X.strides()[1], r[1].data(),
+                             out_features, n, X.dim(1));
+            }
+        };
+        if (need[0] && need[1]) parallel_for(2, job);
+        else if (need[0]) job(0);
+        else if (need[1]) job(1);
+        if (need[0]) d[0] = Var<T>(std::move(r[0]));
+        if (need[1]) d[1] = Var<T>(std::move(r[1]));
+        if (need_bias) d[2] = sum(g, 0);
         return d;
     };
     if (bias.defined()) return record("linear", std::move(Y), {x, weight, bias}, backward);
