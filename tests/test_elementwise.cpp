@@ -200,3 +200,22 @@ TEST_CASE("NaN propagates through relu, maximum, minimum and clamp, as in PyTorc
         CHECK_FALSE(std::isnan(y.flat(1)));
     }
 }
+
+TEST_CASE("column views (shape [N,1], rows strided) are read with their strides, forward and backward") {
+    // x[:, 0:1] of a [4,3] tensor has shape [4,1] and strides [3,1]: its last axis is
+    // contiguous, yet consecutive elements are 3 apart. A regression test: the kernel once
+    // read such a view as if it were contiguous.
+    Tensor<double> x = Tensor<double>::from({4, 3}, {0.3, -0.7, 1.1, -1.2, 0.4, 0.9, 2.0, 1.0, -0.5, 0.6, 0.2, 1.5});
+    const Tensor<double> a = x.slice(1, 0, 1), c = x.slice(1, 2, 3);
+    const Tensor<double> y(a * c + 2.0 * a);
+    for (Index i = 0; i < 4; ++i) CHECK(y.flat(i) == doctest::Approx(x.flat(3 * i) * x.flat(3 * i + 2) + 2 * x.flat(3 * i)));
+    const V xv(x, true);
+    const V yv(slice(xv, 1, 0, 1) * slice(xv, 1, 2, 3));
+    const Tensor<double> g = grad(sum(yv), {xv})[0].value();
+    for (Index i = 0; i < 4; ++i) {
+        CHECK(yv.value().flat(i) == doctest::Approx(x.flat(3 * i) * x.flat(3 * i + 2)));
+        CHECK(g.flat(3 * i) == doctest::Approx(x.flat(3 * i + 2)));
+        CHECK(g.flat(3 * i + 1) == 0.0);
+        CHECK(g.flat(3 * i + 2) == doctest::Approx(x.flat(3 * i)));
+    }
+}

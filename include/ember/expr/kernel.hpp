@@ -113,6 +113,16 @@ inline Index last_stride(const Shape& s, const Strides& st) {
     return s.rank() ? st[static_cast<std::size_t>(s.rank() - 1)] : 0;
 }
 
+// Stride along the innermost axis longer than 1: the axis a row runs along once
+// merge_axes has dropped the axes of size 1. (Checking the last axis instead misses a
+// column view such as x[:, 0:1], shape [N, 1] with strides [D, 1], whose rows would then
+// be read as if contiguous.)
+inline Index row_stride(const Shape& s, const Strides& st) {
+    for (int d = s.rank() - 1; d >= 0; --d)
+        if (s[d] != 1) return st[static_cast<std::size_t>(d)];
+    return 0;
+}
+
 // Strides of `t` broadcast to `target` (0 along broadcast axes); `target` must be a valid
 // broadcast of t's shape. The metadata half of Tensor::expand, without a handle copy.
 template <Real T>
@@ -127,8 +137,8 @@ Strides expanded_strides(const Tensor<T>& t, const Shape& target) {
     return out;
 }
 
-// Broadcasts every leaf to the common shape; leaves whose last axis is strided (e.g. a
-// transposed view) are first made contiguous so rows load as vectors.
+// Broadcasts every leaf to the common shape; leaves whose rows are strided (a transposed
+// view, a column slice) are first made contiguous so rows load as vectors.
 template <Real T, std::size_t L>
 Shape broadcast_leaves(std::array<LeafRef<T>, L>& leaves, std::array<Strides, L>& strides, const char* op) {
     Shape shape;
@@ -136,7 +146,7 @@ Shape broadcast_leaves(std::array<LeafRef<T>, L>& leaves, std::array<Strides, L>
     for (std::size_t k = 0; k < L; ++k) {
         LeafRef<T>& l = leaves[k];
         strides[k] = expanded_strides(l.value(), shape);
-        if (last_stride(shape, strides[k]) > 1) {
+        if (row_stride(shape, strides[k]) > 1) {
             l.copy = l.value().contiguous();
             strides[k] = expanded_strides(l.copy, shape);
         }
@@ -292,7 +302,7 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
         return;
     }
     Tensor<T> g = g_in;
-    if (last_stride(shape, g.expand(shape).strides()) > 1) g = g.contiguous();
+    if (row_stride(shape, g.expand(shape).strides()) > 1) g = g.contiguous();
     Strides gst = g.expand(shape).strides();
 
     std::array<Strides*, 2 * L + 1> arrays;

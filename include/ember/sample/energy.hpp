@@ -1,0 +1,106 @@
+#pragma once
+// What every sampler needs from an energy (MATH.md §7): per-chain energies U(x_i) and their
+// gradients ∇U(x_i) at a batch of chain states x [N, ...] (N chains), the gradients from
+// the autodiff.
+//
+// An energy is any callable Var<T> [N, ...] -> Var<T> [N] or [N, 1] (an nn::Module, a
+// lambda over ops). The gradient of chain i is read off ∇_x Σ_j U(x_j), which is chain i's
+// own gradient only when chains do not interact inside U: no BatchNorm in training mode in
+// an energy that is sampled (call .eval() on the network first).
+//
+// Only ∇_x is computed: the parameters of the network inside U get no grad() and are
+// not touched, so sampling in the middle of a training step is safe.
+#include <Eigen/Core>
+#include <cmath>
+#include <functional>
+
+#include "ember/autodiff/engine.hpp"
+#include "ember/energy/contrastive.hpp"
+#include "ember/ops/reduce.hpp"
+
+namespace ember::sample {
+
+template <Real T>
+using EnergyFn = std::function<Var<T>(const Var<T>&)>;
+
+// Energies U(x_i) [N] and gradients ∇U(x_i) (shaped like x) of a batch of chain states.
+template <Real T>
+struct EnergyGrad {
+    Tensor<T> energy;
+    Tensor<T> grad;
+};
+
+namespace detail {
+
+// The batch [N, ...] as an N x D row-major matrix (one chain per row); t is contiguous.
+template <Real T>
+using RowsMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+
+template <Real T>
+RowsMap<T> rows(const Tensor<T>& t) {
+    const Index n = t.dim(0);
+    return RowsMap<T>(t.data(), n, n == 0 ? 0 : t.numel() / n);
+}
+
+// Per-chain squared norms ||t_i||², in double.
+template <Real T>
+Eigen::VectorXd row_sq_norms(const Tensor<T>& t) {
+    return rows(t).template cast<double>().rowwise().squaredNorm();
+}
+
+// Mean of all elements, accumulated in double.
+template <Real T>
+double mean(const Tensor<T>& t) {
+    const Tensor<T> c = t.contiguous();
+    return Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, 1>>(c.data(), c.numel()).template cast<double>().mean();
+}
+
+// Copies chain i of `from` into chain i of `to` (both contiguous, same shape).
+template <Real T>
+void copy_row(const Tensor<T>& from, const Tensor<T>& to, Index i) {
+    const Index d = from.numel() / from.dim(0);
+    std::copy_n(from.data() + i * d, d, to.data() + i * d);
+}
+
+template <Real T>
+void check_states(const Tensor<T>& x, const char* op, const char* what) {
+    EMBER_CHECK(x.defined() && x.rank() >= 1 && x.dim(0) >= 1 && x.numel() > 0, op, what,
+                " must be a non-empty batch of chain states [N, ...], got ",
+                x.defined() ? x.shape().str() : std::string("an undefined tensor"));
+}
+
+// First chain whose energy or gradient is NaN or infinite, or -1.
+template <Real T>
+Index first_nonfinite_chain(const EnergyGrad<T>& e) {
+    const auto g = rows(e.grad);
+    for (Index i = 0; i < e.energy.numel(); ++i)
+        if (!std::isfinite(e.energy.data()[i]) || !g.row(i).allFinite()) return i;
+    return -1;
+}
+
+template <Real T>
+void check_finite(const EnergyGrad<T>& e, const char* op, const char* where) {
+    const Index i = first_nonfinite_chain(e);
+    EMBER_CHECK(i < 0, op, "the energy or its gradient is not finite for chain ", i, " ", where, " (U = ",
+                e.energy.data()[i], "); a smaller step size, or an energy that is finite on the whole state space, "
+                "avoids this");
+}
+
+}  // namespace detail
+
+// U(x_i) and ∇U(x_i) for every chain state in x [N, ...]. Runs with gradients enabled
+// even inside NoGrad (evaluation code often samples there). `op` names the caller in
+// error messages.
+template <Real T>
+EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad") {
+    detail::check_states(x, op, "the chain states");
+    EMBER_CHECK(static_cast<bool>(energy), op, "the energy function is empty");
+    GradModeGuard on(true);
+    const Var<T> leaf(x, true);
+    const Var<T> u = ember::energy::detail::call_per_sample(energy, leaf, op);
+    // An energy that ignores x has a zero gradient (grad() returns zeros for it).
+    const Var<T> g = u.requires_grad() ? grad(sum(u), {leaf})[0] : Var<T>(Tensor<T>::zeros(x.shape()));
+    return {u.value().contiguous(), g.value().contiguous()};
+}
+
+}  // namespace ember::sample

@@ -1,0 +1,13 @@
+#pragma once
+// Samplers for densities ∝ exp(-U(x)) on any energy (MATH.md §7), in namespace
+// ember::sample: unadjusted Langevin and MALA, HMC, SGLD with a replay buffer, latent-space
+// energies through a generator, step-size adaptation, and ESS / R̂ diagnostics.
+#include "ember/sample/adapt.hpp"
+#include "ember/sample/chains.hpp"
+#include "ember/sample/diagnostics.hpp"
+#include "ember/sample/energy.hpp"
+#include "ember/sample/hmc.hpp"
+#include "ember/sample/langevin.hpp"
+#include "ember/sample/latent.hpp"
+#include "ember/sample/replay_buffer.hpp"
+#include "ember/sample/sgld.hpp"

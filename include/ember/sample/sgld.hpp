@@ -1,0 +1,75 @@
+#pragma once
+// Stochastic-gradient Langevin dynamics as energy-based models are trained with it
+// (IGEBM, Du and Mordatch 2019; JEM, Grathwohl et al. 2020), MATH.md §7:
+//   x ← clamp(x - α clip(∇U(x)) + σ ξ),  ξ ~ N(0, I),  K times,
+// with the step α and the noise σ set separately (σ = √(2α) would be Langevin proper; EBM
+// practice uses far less noise, so these chains are a short-run optimiser with noise, not
+// an exact sampler), the gradient optionally clipped element-wise, and the states
+// optionally clamped to the data range after each step. There is no accept step: the
+// energy and gradient must stay finite, or the call stops with an error naming the chain.
+// The chains usually start from a ReplayBuffer (sample/replay_buffer.hpp).
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "ember/sample/energy.hpp"
+
+namespace ember::sample {
+
+struct SgldOptions {
+    double step_size = 1.0;  // α, multiplies ∇U
+    double noise = 0.01;     // σ, standard deviation of the noise added per step
+    int steps = 20;          // K
+    // > 0: each element of ∇U is clipped to [-grad_clip, grad_clip] before the step
+    // (IGEBM clips at 0.01); 0 turns clipping off.
+    double grad_clip = 0;
+    // Clamp the states to [clamp_min, clamp_max] after every step (e.g. images in [0, 1]);
+    // infinite bounds (the default) turn it off.
+    double clamp_min = -std::numeric_limits<double>::infinity();
+    double clamp_max = std::numeric_limits<double>::infinity();
+};
+
+struct SgldStats {
+    double mean_energy_start = 0;  // mean U over the chains before the first step
+    double mean_energy_end = 0;    // and at the last evaluated point (before the last step)
+    double mean_grad_norm = 0;     // mean over steps and chains of ||∇U(x_i)||
+};
+
+// Runs K SGLD steps from the states x [N, ...] and returns the final states (x itself is
+// not modified). `stats`, when given, receives energy and gradient summaries.
+template <Real T>
+Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions& o, Generator& gen,
+               SgldStats* stats = nullptr) {
+    detail::check_states(x, "sgld", "the chain states");
+    EMBER_CHECK(o.step_size > 0 && std::isfinite(o.step_size), "sgld", "step_size must be positive and finite, got ",
+                o.step_size);
+    EMBER_CHECK(o.noise >= 0 && std::isfinite(o.noise), "sgld", "noise must be >= 0 and finite, got ", o.noise);
+    EMBER_CHECK(o.steps >= 0, "sgld", "steps must be >= 0, got ", o.steps);
+    EMBER_CHECK(o.grad_clip >= 0, "sgld", "grad_clip must be >= 0 (0 turns it off), got ", o.grad_clip);
+    EMBER_CHECK(o.clamp_min < o.clamp_max, "sgld", "clamp_min must be below clamp_max, got ", o.clamp_min, " and ",
+                o.clamp_max);
+    const bool clamp = std::isfinite(o.clamp_min) || std::isfinite(o.clamp_max);
+    const double lo = o.clamp_min, hi = o.clamp_max, c = o.grad_clip;
+    const T alpha = static_cast<T>(o.step_size), sigma = static_cast<T>(o.noise);
+
+    Tensor<T> cur = clamp ? Tensor<T>(ember::clamp(x, lo, hi)) : x.contiguous().clone();
+    double grad_norm_sum = 0;
+    for (int k = 0; k < o.steps; ++k) {
+        const EnergyGrad<T> e = energy_and_grad(energy, cur, "sgld");
+        detail::check_finite(e, "sgld", "during SGLD");
+        const double mean_u = detail::mean(e.energy);
+        if (k == 0 && stats) stats->mean_energy_start = mean_u;
+        if (stats) {
+            stats->mean_energy_end = mean_u;
+            grad_norm_sum += detail::row_sq_norms(e.grad).array().sqrt().mean();
+        }
+        const Tensor<T> xi = normal<T>(cur.shape(), gen);
+        if (c > 0) cur = Tensor<T>(cur - alpha * ember::clamp(e.grad, -c, c) + sigma * xi);
+        else cur = Tensor<T>(cur - alpha * e.grad + sigma * xi);
+        if (clamp) cur = Tensor<T>(ember::clamp(cur, lo, hi));
+    }
+    if (stats && o.steps > 0) stats->mean_grad_norm = grad_norm_sum / o.steps;
+    return cur;
+}
+
+}  // namespace ember::sample
