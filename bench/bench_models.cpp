@@ -1,4 +1,4 @@
-// Training steps of whole models, matching the model workloads of bench/torch_bench.py
+// Training and sampling steps of whole models, matching the model workloads of bench/torch_bench.py
 // (bench/compare runs both side by side). Threads: ember::set_num_threads(2) unless
 // EMBER_THREADS says otherwise.
 #include <benchmark/benchmark.h>
@@ -30,7 +30,51 @@ void BM_GanMlpStep(benchmark::State& st) {
     }
 }
 
+// Latent-space sampling through the GAN's nets (the MEG picture, MATH.md §7): chains in z
+// (batch 64, latent 64) on U_z(z) = -D(G(z)) + ½||z||². One step = one energy-and-gradient
+// evaluation through G and D (the gradient at the current state is kept from the last
+// step) plus the proposal; MALA adds the accept test.
+template <class Sampler>
+void latent_step(benchmark::State& st) {
+    set_num_threads(threads());
+    Generator g(1);
+    ember_examples::MlpGan gan(g);
+    gan.G.eval();
+    gan.D.eval();
+    const auto critic = [&](const Var<float>& x) { return Var<float>(-gan.D(x)); };
+    const auto uz = sample::latent_energy<float>(std::ref(gan.G), critic);
+    Sampler s(uz, normal<float>(Shape{64, 64}, g), {.step_size = 0.01, .seed = 3});
+    for (auto _ : st) benchmark::DoNotOptimize(s.run(1).mean_energy);
+}
+void BM_LatentLangevinStep(benchmark::State& st) { latent_step<sample::Langevin<float>>(st); }
+void BM_LatentMalaStep(benchmark::State& st) { latent_step<sample::Mala<float>>(st); }
+
+// Data-space SGLD as in EBM training (IGEBM/JEM): 64 images 1x28x28 in [0, 1], a small conv
+// energy (conv 1->32 and 32->64, 3x3 stride 2, LeakyReLU, linear to one energy); one step
+// x <- clamp(x - α∇U(x) + σξ, 0, 1).
+void BM_SgldConvStep(benchmark::State& st) {
+    set_num_threads(threads());
+    Generator g(1);
+    nn::Sequential<float> E;
+    E.add<nn::Conv2d>(1, 32, 3, g, nn::Conv2dOptions{.stride = 2, .padding = 1});
+    E.add<nn::LeakyReLU>(0.2);
+    E.add<nn::Conv2d>(32, 64, 3, g, nn::Conv2dOptions{.stride = 2, .padding = 1});
+    E.add<nn::LeakyReLU>(0.2);
+    E.add<nn::Flatten>();
+    E.add<nn::Linear>(64 * 7 * 7, 1, g);
+    const sample::EnergyFn<float> energy = std::ref(E);
+    Tensor<float> x = uniform<float>(Shape{64, 1, 28, 28}, g);
+    const sample::SgldOptions o{.step_size = 1.0, .noise = 0.01, .steps = 1, .clamp_min = 0, .clamp_max = 1};
+    for (auto _ : st) {
+        x = sample::sgld(energy, x, o, g);
+        benchmark::DoNotOptimize(x.data());
+    }
+}
+
 }  // namespace
 
 BENCHMARK(BM_GanMlpStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LatentLangevinStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_LatentMalaStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SgldConvStep)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_MAIN();

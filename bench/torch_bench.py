@@ -124,4 +124,58 @@ def gan_step():
 
 results["BM_GanMlpStep"] = timed(gan_step, reps=max(REPS, 30), warmup=10)
 
+# Latent-space Langevin and MALA through the same nets (bench_models.cpp): chains z [64, 64]
+# on U(z) = -D(G(z)) + |z|^2/2, the gradient at the current state kept from the last step,
+# the nets' parameters frozen (autograd.grad then computes only what reaches z).
+G.requires_grad_(False)
+D.requires_grad_(False)
+EPS = 0.01
+
+
+def latent_energy_grad(z):
+    z = z.detach().requires_grad_(True)
+    u = -D(G(z)).squeeze(1) + 0.5 * (z * z).sum(1)
+    (gz,) = torch.autograd.grad(u.sum(), z)
+    return u.detach(), gz
+
+
+chain_z = torch.randn(64, 64)
+chain = list((chain_z,) + latent_energy_grad(chain_z))
+
+
+def langevin_step():
+    z, _, gz = chain
+    zp = z - EPS / 2 * gz + EPS ** 0.5 * torch.randn_like(z)
+    chain[:] = (zp,) + latent_energy_grad(zp)
+
+
+def mala_step():
+    z, u, gz = chain
+    zp = z - EPS / 2 * gz + EPS ** 0.5 * torch.randn_like(z)
+    up, gp = latent_energy_grad(zp)
+    fwd = (zp - z + EPS / 2 * gz).square().sum(1)
+    bwd = (z - zp + EPS / 2 * gp).square().sum(1)
+    accept = torch.rand(64).log() < u - up - (bwd - fwd) / (2 * EPS)
+    chain[:] = (torch.where(accept[:, None], zp, z), torch.where(accept, up, u), torch.where(accept[:, None], gp, gz))
+
+
+results["BM_LatentLangevinStep"] = timed(langevin_step, reps=max(REPS, 50), warmup=10)
+results["BM_LatentMalaStep"] = timed(mala_step, reps=max(REPS, 50), warmup=10)
+
+# Data-space SGLD on 64 images 1x28x28 with a small conv energy (bench_models.cpp).
+torch.manual_seed(0)
+E = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1), nn.LeakyReLU(0.2), nn.Conv2d(32, 64, 3, 2, 1), nn.LeakyReLU(0.2),
+                  nn.Flatten(), nn.Linear(64 * 7 * 7, 1))
+E.requires_grad_(False)
+sgld_x = [torch.rand(64, 1, 28, 28)]
+
+
+def sgld_step():
+    x = sgld_x[0].requires_grad_(True)
+    (gx,) = torch.autograd.grad(E(x).sum(), x)
+    sgld_x[0] = (x.detach() - 1.0 * gx + 0.01 * torch.randn_like(x)).clamp_(0, 1)
+
+
+results["BM_SgldConvStep"] = timed(sgld_step, reps=max(REPS, 30), warmup=5)
+
 print(json.dumps(results))
