@@ -25,6 +25,7 @@
 #include "ember/info/vae.hpp"
 #include "ember/optim/optim.hpp"
 #include "ember/sample/sample.hpp"
+#include "ember/flow/flow.hpp"
 #include "ember/train/train.hpp"
 // Pictures (PNG grids, scatter/density/line plots) need libstb-dev; without it ember.hpp
 // still works and only <ember/io/plot.hpp> itself stops with an #error.
