@@ -2,6 +2,8 @@
 // the built-in 2-D distributions against their definitions, and mini-batches.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <cstdlib>
 #include <ember/data/data.hpp>
@@ -200,6 +202,10 @@ TEST_CASE("mini-batches: deterministic shuffling, drop_last, labels, transforms"
         CHECK(deq.data()[i] >= px.data()[i] / 256);
         CHECK(deq.data()[i] < (px.data()[i] + 1) / 256);
     }
+    // 255 + u rounds to 256 in float for u within 2^-17 of 1 (about 8 in 2^20 draws):
+    // dequantised values must still stay below 1.
+    const std::vector<float> top = dequantize(Tensor<float>::full({1 << 20}, 255.0f), g).to_vector();
+    CHECK(*std::max_element(top.begin(), top.end()) < 1.0f);
     Tensor<float> half = Tensor<float>::full({100000}, 0.25f);
     Tensor<float> bin = binarize(half, g);
     const double ones = sum(bin).item();

@@ -2,6 +2,7 @@
 // Mini-batches over a data set held in memory: deterministic shuffling from a seed (epoch e
 // uses the permutation of Generator(seed + e), whatever the thread count), optional
 // drop_last, and the usual image transforms.
+#include <cmath>
 #include <optional>
 #include <vector>
 
@@ -101,10 +102,12 @@ Tensor<T> binarize(const Tensor<T>& unit, Generator& gen) {
     return Tensor<T>(u < unit);
 }
 // Uniform dequantisation (MATH.md §6): (pixel + u) / 256 with u ~ U[0, 1), in [0, 1).
+// In float, 255 + u rounds to 256 when u is within 2^-17 of 1; the result is kept below 1
+// so that a logit of it stays finite.
 template <Real T>
 Tensor<T> dequantize(const Tensor<T>& pixels, Generator& gen) {
     const Tensor<T> u = uniform<T>(pixels.shape(), gen);
-    return Tensor<T>((pixels + u) * T(1.0 / 256.0));
+    return Tensor<T>(minimum((pixels + u) * T(1.0 / 256.0), std::nextafter(T(1), T(0))));
 }
 
 }  // namespace ember

@@ -148,7 +148,11 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
                              out_features, n, X.dim(1));
             }
         };
-        if (need[0] && need[1]) parallel_for(2, job);
+        // Below ~1 MFLOP per product the parallel region costs more than it saves (and
+        // on a busy machine it can wait a whole scheduler slice for the second thread).
+        const bool large = n * out_features * x.dim(1) >= (Index{1} << 19);
+        if (need[0] && need[1] && large) parallel_for(2, job);
+        else if (need[0] && need[1]) job(0), job(1);
         else if (need[0]) job(0);
         else if (need[1]) job(1);
         if (need[0]) d[0] = Var<T>(std::move(r[0]));
