@@ -15,6 +15,7 @@ EMBER_APT_PACKAGES=(
   libeigen3-dev libxsimd-dev zlib1g-dev  # ember's own dependencies
   doctest-dev libbenchmark-dev           # tests / benchmarks
   libstb-dev libcli11-dev                # examples (PNG output, command lines)
+  libopenmpi-dev openmpi-bin             # ember::dist and its tests under mpirun
 )
 
 # Parallelism for builds and ctest.
