@@ -15,7 +15,12 @@
 // The D step sees real and fake images in one batch of 2B rows (one pass through D); the
 // G step reuses `fake` with its graph and freezes D's parameters, so no gradient is
 // computed for them.
+//
+// `before_update`, when set, runs after each backward and before the optimiser step that
+// uses its gradients, with the network being updated (D, then G): data-parallel training
+// averages the gradients over the processes there.
 #include <ember/ember.hpp>
+#include <functional>
 
 namespace ember_examples {
 
@@ -75,6 +80,7 @@ public:
         const Var loss_d = 2.0f * ember::mean(Var(ember::softplus(-sign_ * logits)));
         opt_D->zero_grad();
         ember::backward(loss_d);
+        if (before_update) before_update(D);
         opt_D->step();
         {
             ember::NoGrad no_grad;
@@ -89,6 +95,7 @@ public:
         const Var loss_g = ember::mean(Var(ember::softplus(-D(fake))));
         opt_G->zero_grad();
         ember::backward(loss_g);
+        if (before_update) before_update(G);
         opt_G->step();
         D.requires_grad(true);
         out.g = loss_g.item();
@@ -103,6 +110,7 @@ public:
 
     ember::nn::Sequential<float> G, D;
     std::unique_ptr<ember::Adam<float>> opt_G, opt_D;
+    std::function<void(ember::nn::Module<float>&)> before_update;
 
 private:
     MlpGanOptions o_;

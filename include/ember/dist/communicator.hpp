@@ -113,6 +113,19 @@ public:
 
     void barrier() const { detail::check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
+    // How many ranks share this machine (this one included): to divide its cores among
+    // them, e.g. threads per process = hardware threads / ranks_on_node().
+    int ranks_on_node() const {
+        MPI_Comm node = MPI_COMM_NULL;
+        detail::check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+                      "MPI_Comm_split_type");
+        int n = 1;
+        const int rc = MPI_Comm_size(node, &n);
+        MPI_Comm_free(&node);
+        detail::check(rc, "MPI_Comm_size");
+        return n;
+    }
+
 private:
     void release() noexcept {
         int fin = 0;
