@@ -30,8 +30,9 @@
 // training step of 64 (the conditioners' im2col/col2im and GEMMs dominate), an epoch of 937
 // steps in 9-10.5 min, the test bits/dim on all 10000 images in ~27 s; --quick in ~18 s.
 // Measured: test bits/dim 1.918 after 1 epoch (636 s), 1.788 after 2 (1180 s, resumed at the
-// epoch boundary). The default --epochs 10 is therefore ~1h30-1h45 on one thread; whether it reaches 1.5 bits/dim has NOT been measured (published
-// multi-scale flows reach ~1.05 with far more compute).
+// epoch boundary). The default --epochs 10 is therefore ~1h30-1h45 on one thread; whether it
+// reaches 1.5 bits/dim has NOT been measured (published multi-scale flows reach ~1.05 with
+// far more compute).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
