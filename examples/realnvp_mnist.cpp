@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ember/ember.hpp>
 #include <filesystem>
@@ -220,10 +221,15 @@ int run(const Options& o) {
     ember::Generator sample_noise(o.seed + 3);
     ember::save_npy(out / "samples.npy", draw_samples(f, o.n_samples, sample_noise, o.temperature));
 
+    // A run resumed from a finished checkpoint trains nothing: evaluate the model it loaded
+    // rather than report values it never computed.
+    if (std::isnan(test_bpd)) test_bpd = test_bits_per_dim(f, test_pixels, o.seed + 5);
+    char train_part[64] = "no training step in this run";
+    if (!std::isnan(logged_bpd)) std::snprintf(train_part, sizeof train_part, "train bits/dim %.4f (last window)", logged_bpd);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("realnvp_mnist: %lld steps in %.1f s; train bits/dim %.4f (last window), test bits/dim %.4f on %lld "
+    std::printf("realnvp_mnist: %lld steps in %.1f s; %s, test bits/dim %.4f on %lld "
                 "images; wrote %s/{samples.png, samples.npy, metrics.csv, bpd.png, checkpoint.safetensors}\n",
-                static_cast<long long>(step), seconds, logged_bpd, test_bpd, static_cast<long long>(n_test), o.out.c_str());
+                static_cast<long long>(step), seconds, train_part, test_bpd, static_cast<long long>(n_test), o.out.c_str());
     return 0;
 }
 
