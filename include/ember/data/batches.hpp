@@ -2,8 +2,10 @@
 // Mini-batches over a data set held in memory: deterministic shuffling from a seed (epoch e
 // uses the permutation of Generator(seed + e), whatever the thread count), optional
 // drop_last, and the usual image transforms.
+#include <algorithm>
 #include <cmath>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "ember/core/random.hpp"
@@ -16,6 +18,25 @@ struct MiniBatch {
     std::vector<Index> labels;  // their labels, when the data set has labels
     std::vector<Index> rows;    // which rows of the data set these are
 };
+
+namespace detail {
+// The mini-batch made of the given rows of `data` [n, ...] (contiguous) and their labels.
+template <Real T>
+MiniBatch<T> gather_rows(const Tensor<T>& data, const std::vector<Index>& labels, std::vector<Index> rows) {
+    MiniBatch<T> out;
+    out.rows = std::move(rows);
+    const Index b = static_cast<Index>(out.rows.size()), n = data.dim(0);
+    Shape s = data.shape();
+    s[0] = b;
+    out.x = Tensor<T>::empty(s);
+    const Index row = n ? data.numel() / n : 0;
+    for (Index i = 0; i < b; ++i)
+        std::copy_n(data.data() + out.rows[static_cast<std::size_t>(i)] * row, row, out.x.data() + i * row);
+    if (!labels.empty())
+        for (Index r : out.rows) out.labels.push_back(labels[static_cast<std::size_t>(r)]);
+    return out;
+}
+}  // namespace detail
 
 template <Real T>
 class BatchIterator {
@@ -63,18 +84,9 @@ public:
         const Index n = samples(), left = n - pos_;
         if (left <= 0 || (o_.drop_last && left < o_.batch_size)) return std::nullopt;
         const Index b = std::min(o_.batch_size, left);
-        MiniBatch<T> out;
-        out.rows.assign(order_.begin() + pos_, order_.begin() + pos_ + b);
+        std::vector<Index> rows(order_.begin() + pos_, order_.begin() + pos_ + b);
         pos_ += b;
-        Shape s = data_.shape();
-        s[0] = b;
-        out.x = Tensor<T>::empty(s);
-        const Index row = n ? data_.numel() / n : 0;
-        for (Index i = 0; i < b; ++i)
-            std::copy_n(data_.data() + out.rows[static_cast<std::size_t>(i)] * row, row, out.x.data() + i * row);
-        if (!labels_.empty())
-            for (Index r : out.rows) out.labels.push_back(labels_[static_cast<std::size_t>(r)]);
-        return out;
+        return detail::gather_rows(data_, labels_, std::move(rows));
     }
 
 private:

@@ -78,18 +78,8 @@ public:
         const Index global = std::min(o_.batch_size, samples() - start) / size_ * size_;
         const Index local = global / size_;
         ++batch_;
-        MiniBatch<T> out;
         const auto first = order_.begin() + start + rank_ * local;
-        out.rows.assign(first, first + local);
-        Shape s = data_.shape();
-        s[0] = local;
-        out.x = Tensor<T>::empty(s);
-        const Index row = samples() ? data_.numel() / samples() : 0;
-        for (Index i = 0; i < local; ++i)
-            std::copy_n(data_.data() + out.rows[static_cast<std::size_t>(i)] * row, row, out.x.data() + i * row);
-        if (!labels_.empty())
-            for (Index r : out.rows) out.labels.push_back(labels_[static_cast<std::size_t>(r)]);
-        return out;
+        return ember::detail::gather_rows(data_, labels_, std::vector<Index>(first, first + local));
     }
 
 private:
