@@ -1,0 +1,111 @@
+// What every MNIST example shares: its common flags, its data, its sample files and its
+// error handling, so each example file is only the paper's model and training loop.
+//
+//   ember_examples::ExampleOptions o{.name = "wgan_gp_mnist", .epochs = 20, .batch = 64, .lr = 1e-4};
+//   CLI::App app{"..."};
+//   ember_examples::add_common_options(app, o);        // --data --dataset --out --epochs --iters
+//   app.add_option("--n-critic", ...);                 // --batch --lr --seed --threads
+//   CLI11_PARSE(app, argc, argv);                      // --n-samples --classifier --resume --quick
+//   ember_examples::apply_quick(app, o, 200);          // --quick: 200 steps, 100 samples
+//   return ember_examples::run_main(o.name, [&] { return run(o); });
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <cstdint>
+#include <cstdio>
+#include <ember/ember.hpp>
+#include <exception>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+namespace ember_examples {
+
+struct ExampleOptions {
+    std::string name;                  // the program's name: default --out, messages
+    std::string data;                  // IDX directory; empty: $EMBER_DATA, then the standard places
+    std::string dataset = "mnist";     // mnist | fashion
+    std::string out;                   // empty: out/<name>
+    std::string classifier;            // empty: out/classifier_<dataset>/classifier.safetensors
+    int epochs = 10;
+    std::int64_t iters = 0;            // 0: epochs · batches per epoch
+    ember::Index batch = 64;
+    double lr = 2e-4;
+    std::uint64_t seed = 0;
+    int threads = 0;                   // 0: all hardware threads
+    ember::Index n_samples = 1000;     // rows of samples.npy
+    bool resume = false, quick = false;
+};
+
+// Registers the flags every example has, with the values already in `o` as defaults.
+inline void add_common_options(CLI::App& app, ExampleOptions& o) {
+    if (o.out.empty()) o.out = "out/" + o.name;
+    app.add_option("--data", o.data, "directory with the IDX files (default: $EMBER_DATA, then the standard places)");
+    app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))->capture_default_str();
+    app.add_option("--out", o.out, "output directory")->capture_default_str();
+    app.add_option("--classifier", o.classifier,
+                   "classifier checkpoint from classifier_mnist, for the quality numbers at the end "
+                   "(default: out/classifier_<dataset>/classifier.safetensors)");
+    app.add_option("--epochs", o.epochs, "passes over the training set")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--iters", o.iters, "training steps (overrides --epochs)")->check(CLI::PositiveNumber);
+    app.add_option("--batch", o.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--seed", o.seed, "random seed (initialisation, data order, noise)")->capture_default_str();
+    app.add_option("--threads", o.threads, "threads for ember's kernels and GEMM (default: all)")->check(CLI::PositiveNumber);
+    app.add_option("--n-samples", o.n_samples, "images written to samples.npy")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_flag("--resume", o.resume, "continue from checkpoint.safetensors in --out");
+    app.add_flag("--quick", o.quick, "a short run for smoke tests (explicit --iters/--n-samples win)");
+}
+
+// After parsing: --quick sets the step and sample counts the user did not give explicitly,
+// and the defaults that depend on other flags are filled in.
+inline void apply_quick(const CLI::App& app, ExampleOptions& o, std::int64_t quick_iters, ember::Index quick_samples = 100) {
+    if (o.quick) {
+        if (app.count("--iters") == 0) o.iters = quick_iters;
+        if (app.count("--n-samples") == 0) o.n_samples = quick_samples;
+    }
+    if (o.classifier.empty()) o.classifier = "out/classifier_" + o.dataset + "/classifier.safetensors";
+}
+
+// Sets the thread count (0: the hardware's) and returns it.
+inline int use_threads(ExampleOptions& o) {
+    if (o.threads == 0) o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    ember::set_num_threads(o.threads);
+    return o.threads;
+}
+
+inline ember::Dataset dataset_of(const ExampleOptions& o) {
+    return o.dataset == "fashion" ? ember::Dataset::fashion_mnist : ember::Dataset::mnist;
+}
+
+// The training (train = true) or test images, [N,1,28,28] floats in [0,1], with labels.
+inline ember::ImageSet load_images(const ExampleOptions& o, bool train) {
+    return ember::load_image_set(ember::find_dataset(dataset_of(o), o.data), train);
+}
+
+// samples.png (a 10x10 grid of the first 100 images, fewer if there are fewer) and
+// samples.npy (all of them, float32 [N,1,28,28] in [0,1]). Both are written atomically.
+inline void write_samples(const std::filesystem::path& out, const ember::Tensor<float>& images01,
+                          const std::string& png = "samples.png", const std::string& npy = "samples.npy") {
+    EMBER_CHECK(images01.rank() == 4 && images01.dim(1) == 1 && images01.dim(2) == 28 && images01.dim(3) == 28,
+                "write_samples", "expected images [N,1,28,28], got ", images01.shape());
+    const ember::Index n = std::min<ember::Index>(images01.dim(0), 100);
+    const ember::Index cols = std::min<ember::Index>(n, 10);
+    ember::save_image_grid(out / png, images01.slice(0, 0, n).contiguous(), cols, 0.0, 1.0);
+    ember::save_npy(out / npy, images01);
+}
+
+// Runs an example's body: an exception becomes "name: message" on stderr and exit code 1.
+template <class Body>
+int run_main(const std::string& name, Body&& body) {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        std::fflush(stdout);
+        std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+        return 1;
+    }
+}
+
+}  // namespace ember_examples
