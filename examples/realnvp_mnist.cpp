@@ -58,7 +58,7 @@ struct Options {
     int epochs = 10;
     std::int64_t iters = 0;  // 0: epochs · batches per epoch
     Index batch = 64;
-    double lr = 1e-3, clip = 50.0, alpha = 0.05, temperature = 0.7;
+    double lr = 1e-3, clip = 50.0, alpha = 0.05, temperature = 1.0;
     std::int64_t warmup = 200;
     int steps = 4;       // flow steps per scale
     Index hidden = 64;   // conditioner width at scale 1 (scale 2: twice this)
@@ -249,7 +249,7 @@ int main(int argc, char** argv) {
     app.add_option("--steps", o.steps, "flow steps per scale")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--hidden", o.hidden, "conditioner channels at scale 1 (twice at scale 2)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--alpha", o.alpha, "logit transform's α")->check(CLI::Range(0.0, 0.49))->capture_default_str();
-    app.add_option("--temperature", o.temperature, "sampling temperature (1: the model itself)")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--temperature", o.temperature, "sampling temperature (1: the model itself; lower thins the strokes, see docs/flows.md)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--seed", o.seed, "random seed (initialisation, data order, noise)")->capture_default_str();
     app.add_option("--threads", o.threads, "threads for ember's kernels and GEMM")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--n-samples", o.n_samples, "images written to samples.npy")->check(CLI::PositiveNumber)->capture_default_str();
