@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "common/mlp_gan.hpp"
+#include "common/quality.hpp"
 #ifdef EMBER_WITH_MPI
 #include <ember/dist/dist.hpp>
 #endif
@@ -215,7 +216,8 @@ int run(const Options& opts, World& world) {
     // ---- samples for evaluation ------------------------------------------------------------
     ember::Generator sample_noise(o.seed + 3);
     const Tensor<float> z = ember::normal<float>(ember::Shape{o.n_samples, 64}, sample_noise);
-    ember::save_npy(out / "samples.npy", to_unit(gan.sample(z)).reshape(ember::Shape{o.n_samples, 1, 28, 28}));
+    const Tensor<float> samples01 = to_unit(gan.sample(z)).reshape(ember::Shape{o.n_samples, 1, 28, 28});
+    ember::save_npy(out / "samples.npy", samples01);
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("gan_mlp_mnist: %lld steps in %.1f s; last logged window: loss_d %.3f, loss_g %.3f, D(x) %.3f, "
@@ -233,6 +235,11 @@ int run(const Options& opts, World& world) {
 #else
     (void)loop_seconds, (void)first_step;
 #endif
+    // The classifier's verdict on the samples (common/quality.hpp), if classifier_mnist has
+    // written out/classifier_<dataset>/classifier.safetensors.
+    ember_examples::ExampleOptions q;
+    q.name = "gan_mlp_mnist", q.data = o.data, q.dataset = o.dataset, q.out = o.out;
+    ember_examples::report_sample_quality(q, samples01);
     return 0;
 }
 

@@ -79,7 +79,8 @@ inline ember::Dataset dataset_of(const ExampleOptions& o) {
     return o.dataset == "fashion" ? ember::Dataset::fashion_mnist : ember::Dataset::mnist;
 }
 
-// The training (train = true) or test images, [N,1,28,28] floats in [0,1], with labels.
+// The training (train = true) or test images, [N,1,28,28] floats with the raw pixel values
+// 0..255 (ember::scale_to_unit / scale_to_symmetric rescale them), with labels.
 inline ember::ImageSet load_images(const ExampleOptions& o, bool train) {
     return ember::load_image_set(ember::find_dataset(dataset_of(o), o.data), train);
 }
