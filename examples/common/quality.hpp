@@ -27,8 +27,8 @@
 #include <optional>
 #include <string>
 
-#include "common/classifier.hpp"
-#include "common/example.hpp"
+#include "classifier.hpp"
+#include "example.hpp"
 
 namespace ember_examples {
 
