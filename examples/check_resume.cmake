@@ -1,11 +1,12 @@
 # Runs an example straight to --iters 2N and, separately, to N and then --resume to 2N; the
 # two final checkpoints and sample files must be identical byte for byte.
-#   cmake -DEXE=path/to/example -DDIR=work/dir -DN=20 ["-DFILES=a;b"] ["-DARGS=x;y"] -P check_resume.cmake
-# FILES: the outputs compared (default: checkpoint.safetensors and samples.npy);
-# ARGS: extra flags for every run (e.g. "--iw-images;20").
+#   cmake -DEXE=path/to/example -DDIR=work/dir -DN=20 ["-DFILES=a b"] ["-DARGS=x y"] -P check_resume.cmake
+# FILES: the outputs compared, separated by spaces (default: checkpoint.safetensors samples.npy);
+# ARGS: extra flags for every run, separated by spaces (e.g. "--iw-images 20").
 file(REMOVE_RECURSE "${DIR}")
 math(EXPR TWICE "2 * ${N}")
-set(common --threads 1 --n-samples 16 ${ARGS})
+separate_arguments(extra_args UNIX_COMMAND "${ARGS}")
+set(common --threads 1 --n-samples 16 ${extra_args})
 foreach(run "straight;${TWICE};" "resumed;${N};" "resumed;${TWICE};--resume")
   list(GET run 0 name)
   list(GET run 1 iters)
@@ -21,9 +22,10 @@ foreach(run "straight;${TWICE};" "resumed;${N};" "resumed;${TWICE};--resume")
   endif()
 endforeach()
 if(NOT DEFINED FILES)
-  set(FILES checkpoint.safetensors samples.npy)
+  set(FILES "checkpoint.safetensors samples.npy")
 endif()
-foreach(f ${FILES})
+separate_arguments(files UNIX_COMMAND "${FILES}")
+foreach(f ${files})
   execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${DIR}/straight/${f}" "${DIR}/resumed/${f}"
                   RESULT_VARIABLE same)
   if(NOT same EQUAL 0)
