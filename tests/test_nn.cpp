@@ -158,6 +158,10 @@ TEST_CASE("every layer: first- and second-order gradients against finite differe
         nn::Conv2d<double> m(2, 3, 3, gen, {.stride = 2, .padding = 1});
         check_layer("Conv2d", m, random(Shape{2, 2, 5, 5}, 2));
     }
+    SUBCASE("UpsampleConv2d") {
+        nn::UpsampleConv2d<double> m(2, 2, 3, 3, gen);
+        check_layer("UpsampleConv2d", m, random(Shape{2, 2, 3, 2}, 3));
+    }
     SUBCASE("ConvTranspose2d") {
         nn::ConvTranspose2d<double> m(3, 2, 4, gen, {.stride = 2, .padding = 1});
         check_layer("ConvTranspose2d", m, random(Shape{2, 3, 3, 3}, 3));
@@ -260,6 +264,23 @@ TEST_CASE("Conv2d and ConvTranspose2d: shapes, PyTorch's weight layouts and defa
     CHECK(largest <= tbound);
     CHECK(largest > 0.9f * tbound);  // 384 draws: the largest is close to the bound
     CHECK_THROWS_WITH_AS(c(Var<float>(Tensor<float>::zeros(Shape{2, 4, 28, 28}))), doctest::Contains("channels"), Error);
+}
+
+TEST_CASE("UpsampleConv2d is Upsample then a same-padded Conv2d with the same parameters") {
+    Generator a(4), b(4);
+    nn::UpsampleConv2d<double> fused(2, 3, 5, 3, a);
+    nn::Sequential<double> plain;
+    plain.add<nn::Upsample>(2);
+    plain.add<nn::Conv2d>(3, 5, 3, b, nn::Conv2dOptions{.padding = 1});
+    // Same shapes, same initialisation from the same generator state.
+    CHECK(fused.weight().value().to_vector() == plain.parameters()[0].value().to_vector());
+    const V x(random(Shape{2, 3, 7, 7}, 5));
+    const Tensor<double> y = fused(x).value(), ref = plain(x).value();
+    REQUIRE(y.shape() == Shape{2, 5, 14, 14});
+    double worst = 0;
+    for (Index i = 0; i < y.numel(); ++i) worst = std::max(worst, std::abs(y.data()[i] - ref.data()[i]));
+    CHECK(worst < 1e-12);
+    CHECK_THROWS_WITH_AS(nn::UpsampleConv2d<double>(2, 3, 5, 4, a), doctest::Contains("odd kernel"), Error);
 }
 
 TEST_CASE("BatchNorm: batch statistics, running statistics with PyTorch's momentum, evaluation mode") {

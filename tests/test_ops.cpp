@@ -195,7 +195,9 @@ TEST_CASE("matmul: plain, batched, shared right factor, transposed views") {
 }
 
 TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
-    for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {2, 1, 1}, {1, 2, 2}}) {
+    // "same" geometries (s1 p1 d1, s1 p2 d2) take im2col's shifted block copy and the input
+    // gradient computed as a convolution with the flipped kernel; s2 takes col2im.
+    for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {1, 1, 1}, {2, 1, 1}, {1, 2, 2}}) {
         check_op({"conv2d s" + std::to_string(s) + " p" + std::to_string(p) + " d" + std::to_string(d),
                   {{2, 2, 5, 5}, {3, 2, 3, 3}, {3}}, -1, 1,
                   [=](const Vs& v) { return conv2d(v[0], v[1], v[2], {s, p, d}); },
@@ -218,16 +220,56 @@ TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
 TEST_CASE("pooling and upsampling") {
     check_op({"avg_pool2d", {{2, 2, 5, 5}}, -1, 1, [](const Vs& v) { return avg_pool2d(v[0], 3, 2, 1); },
               [](const Ts& in) { return pool_ref(in[0], 3, 2, 1, false); }});
+    // 2x2 windows that tile the input take the row-wise kernels; on 5x5 the last row and
+    // column are left out, which takes the general ones.
+    for (Index side : {4, 5})
+        check_op({"avg_pool2d 2x2 on " + std::to_string(side) + "x" + std::to_string(side), {{2, 3, side, side}}, -1, 1,
+                  [](const Vs& v) { return avg_pool2d(v[0], 2); },
+                  [](const Ts& in) { return pool_ref(in[0], 2, 2, 0, false); }});
     check_op({"max_pool2d", {{2, 2, 4, 4}}, -1, 1, [](const Vs& v) { return max_pool2d(v[0], 2); },
               [](const Ts& in) { return pool_ref(in[0], 2, 2, 0, true); }});
-    check_op({"upsample2d", {{1, 2, 2, 3}}, -1, 1, [](const Vs& v) { return upsample2d(v[0], 2); },
-              [](const Ts& in) {
-                  Tensor<double> out = Tensor<double>::zeros({1, 2, 4, 6});
-                  for (Index c = 0; c < 2; ++c)
-                      for (Index i = 0; i < 4; ++i)
-                          for (Index j = 0; j < 6; ++j) out.at({0, c, i, j}) = in[0].at({0, c, i / 2, j / 2});
-                  return out;
-              }});
+    for (Index f : {2, 3})
+        check_op({"upsample2d x" + std::to_string(f), {{2, 2, 2, 3}}, -1, 1, [f](const Vs& v) { return upsample2d(v[0], f); },
+                  [f](const Ts& in) {
+                      Tensor<double> out = Tensor<double>::zeros({2, 2, 2 * f, 3 * f});
+                      for (Index n = 0; n < 2; ++n)
+                          for (Index c = 0; c < 2; ++c)
+                              for (Index i = 0; i < 2 * f; ++i)
+                                  for (Index j = 0; j < 3 * f; ++j) out.at({n, c, i, j}) = in[0].at({n, c, i / f, j / f});
+                      return out;
+                  }});
+}
+
+namespace {
+Tensor<double> upsample_ref(const Tensor<double>& x, Index f) {
+    const Shape& s = x.shape();
+    Tensor<double> out = Tensor<double>::zeros({s[0], s[1], s[2] * f, s[3] * f});
+    for (Index n = 0; n < s[0]; ++n)
+        for (Index c = 0; c < s[1]; ++c)
+            for (Index i = 0; i < s[2] * f; ++i)
+                for (Index j = 0; j < s[3] * f; ++j) out.at({n, c, i, j}) = x.at({n, c, i / f, j / f});
+    return out;
+}
+}  // namespace
+
+TEST_CASE("upsample_conv2d equals conv2d of the upsampled input, to second order") {
+    // (factor, kernel): 2x2 phase kernels (f2 k3), 3x3 ones with uneven phases (f3 k3, f2 k5),
+    // 1x1 (f2 k1), and f = 1 where it is a plain "same" convolution.
+    for (auto [f, k] : {std::pair<Index, Index>{2, 3}, {3, 3}, {2, 5}, {2, 1}, {1, 3}}) {
+        const Index O = 2, C = 2;
+        check_op({"upsample_conv2d f" + std::to_string(f) + " k" + std::to_string(k), {{2, C, 3, 2}, {O, C, k, k}, {O}}, -1,
+                  1, [f](const Vs& v) { return upsample_conv2d(v[0], v[1], v[2], f); },
+                  [f, k](const Ts& in) {
+                      return Tensor<double>(conv_ref(upsample_ref(in[0], f), in[1], 1, (k - 1) / 2, 1) +
+                                            in[2].reshape({1, O, 1, 1}));
+                  }});
+    }
+    V x(Tensor<double>::zeros({2, 3, 4, 4})), even(Tensor<double>::zeros({4, 3, 2, 2})), w(Tensor<double>::zeros({4, 2, 3, 3}));
+    CHECK_THROWS_WITH_AS(upsample_conv2d(x, even, V{}, 2),
+                         "upsample_conv2d: expected a square kernel of odd size [O,C,k,k] (\"same\" padding), got [4,3,2,2]",
+                         Error);
+    CHECK_THROWS_WITH_AS(upsample_conv2d(x, w, V{}, 2),
+                         "upsample_conv2d: input has 3 channels but weight expects 2: [2,3,4,4] * [4,2,3,3]", Error);
 }
 
 TEST_CASE("shape ops: reshape, transpose, slice, concat, index_select, one_hot") {

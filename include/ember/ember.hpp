@@ -13,6 +13,7 @@
 #include "ember/autodiff/gradcheck.hpp"
 #include "ember/ops/broadcast.hpp"
 #include "ember/ops/conv.hpp"
+#include "ember/ops/upsample_conv.hpp"
 #include "ember/ops/linalg.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"

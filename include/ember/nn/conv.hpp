@@ -3,9 +3,12 @@
 // kernels and PyTorch's weight layouts and default initialisation:
 //   Conv2d:           weight [out, in, k, k], bias [out]
 //   ConvTranspose2d:  weight [in, out, k, k], bias [out]
+//   UpsampleConv2d:   weight [out, in, k, k], bias [out]: nn.Upsample(f) then nn.Conv2d with
+//                     "same" padding, computed by upsample_conv2d's phase decomposition
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"
 #include "ember/ops/conv.hpp"
+#include "ember/ops/upsample_conv.hpp"
 
 namespace ember::nn {
 
@@ -49,6 +52,33 @@ public:
 private:
     Index in_, out_, k_;
     Conv2dOptions o_;
+};
+
+// Nearest upsampling by `factor` followed by a k x k convolution (k odd, padding (k-1)/2):
+// the same function and parameters as Upsample(factor) then Conv2d(in, out, k, padding
+// (k-1)/2), at about half the cost for 3x3 kernels (ember/ops/upsample_conv.hpp).
+template <Real T>
+class UpsampleConv2d : public WeightedLayer<T> {
+public:
+    UpsampleConv2d(Index factor, Index in_channels, Index out_channels, Index kernel, Generator& gen, bool bias = true)
+        : f_(factor), in_(in_channels), out_(out_channels), k_(kernel) {
+        detail::check_channels("UpsampleConv2d", in_channels, out_channels, kernel);
+        EMBER_CHECK(factor >= 1 && kernel % 2 == 1, "UpsampleConv2d", "need factor >= 1 and an odd kernel, got factor ",
+                    factor, ", kernel ", kernel);
+        this->weight_ = this->register_parameter("weight", Tensor<T>::empty(Shape{out_channels, in_channels, kernel, kernel}));
+        if (bias) this->bias_ = this->register_parameter("bias", Tensor<T>::empty(Shape{out_channels}));
+        init::pytorch_default_(this->weight_.value(), this->bias_.defined() ? this->bias_.value() : Tensor<T>(), gen);
+    }
+
+    Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) override { return upsample_conv2d(x, w, this->bias_, f_); }
+    std::string describe() const override {
+        return ember::nn::detail::call_string("UpsampleConv2d", "factor=" + std::to_string(f_), in_, out_,
+                                              "kernel=" + std::to_string(k_)) +
+               (this->bias_.defined() ? "" : " (no bias)");
+    }
+
+private:
+    Index f_, in_, out_, k_;
 };
 
 template <Real T>

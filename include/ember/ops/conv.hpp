@@ -48,12 +48,34 @@ inline ValidRange valid_range(Index W, Index Wo, Index s, Index p, Index offset)
 // column range is computed once per kernel offset, so the inner loop has no bounds tests.
 template <Real T>
 void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
+    // With stride 1 and output rows as long as input rows ("same" padding), a kernel offset's
+    // whole row of cols is x shifted by a constant: one block copy, then the columns that fell
+    // outside the image are zeroed. This replaces Ho short copies per kernel offset.
+    const bool shifted_copy = g.stride == 1 && g.Wo == g.W;
     for (Index c = 0; c < g.C; ++c)
         for (Index ki = 0; ki < g.kh; ++ki)
             for (Index kj = 0; kj < g.kw; ++kj) {
                 T* row = cols + ((c * g.kh + ki) * g.kw + kj) * ld;
                 const ValidRange cr = valid_range(g.W, g.Wo, g.stride, g.pad, kj * g.dil);
                 const Index shift = kj * g.dil - g.pad;
+                const T* plane = x + c * g.H * g.W;
+                if (shifted_copy) {
+                    const ValidRange rr = valid_range(g.H, g.Ho, 1, g.pad, ki * g.dil);
+                    const Index row_shift = ki * g.dil - g.pad;
+                    std::fill_n(row, rr.lo * g.Wo, T(0));
+                    if (rr.lo < rr.hi && cr.lo < cr.hi) {
+                        const Index first = rr.lo * g.Wo + cr.lo, last = (rr.hi - 1) * g.Wo + cr.hi;
+                        std::copy(plane + first + row_shift * g.W + shift, plane + last + row_shift * g.W + shift, row + first);
+                        for (Index oy = rr.lo; oy < rr.hi; ++oy) {
+                            std::fill_n(row + oy * g.Wo, cr.lo, T(0));
+                            std::fill(row + oy * g.Wo + cr.hi, row + (oy + 1) * g.Wo, T(0));
+                        }
+                    } else {
+                        std::fill(row + rr.lo * g.Wo, row + rr.hi * g.Wo, T(0));
+                    }
+                    std::fill(row + rr.hi * g.Wo, row + g.Ho * g.Wo, T(0));
+                    continue;
+                }
                 for (Index oy = 0; oy < g.Ho; ++oy) {
                     const Index iy = oy * g.stride - g.pad + ki * g.dil;
                     T* out = row + oy * g.Wo;
@@ -61,7 +83,7 @@ void im2col(const ConvGeometry& g, const T* x, T* cols, Index ld) {
                         std::fill_n(out, g.Wo, T(0));
                         continue;
                     }
-                    const T* in = x + (c * g.H + iy) * g.W + shift;
+                    const T* in = plane + iy * g.W + shift;
                     std::fill_n(out, cr.lo, T(0));
                     if (g.stride == 1) std::copy(in + cr.lo, in + cr.hi, out + cr.lo);
                     else
@@ -110,14 +132,27 @@ inline Index conv_group(const ConvGeometry& g) {
 template <Real T>
 using Matrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// A per-thread scratch matrix that only ever grows. The layers of a network need matrices
+// of different sizes; resizing one Eigen matrix to each would free and map fresh pages for
+// every convolution (page faults were a tenth of a conv GAN's step).
+template <Real T, int Slot>
+MatMap<T> scratch_matrix(Index rows, Index cols) {
+    thread_local std::vector<T, Eigen::aligned_allocator<T>> buffer;
+    const auto size = static_cast<std::size_t>(rows * cols);
+    if (buffer.size() < size) {
+        buffer.clear();
+        buffer.resize(size);
+    }
+    return MatMap<T>(buffer.data(), rows, cols);
+}
+
 // Runs body(n0, count, cols) for each group of samples; `cols` is a per-thread scratch matrix.
 template <Real T, class Body>
 void for_sample_groups(const ConvGeometry& g, Body&& body) {
     const Index group = conv_group(g), groups = (g.N + group - 1) / group;
     parallel_for(groups, [&](Index i) {
-        thread_local Matrix<T> cols;
         const Index n0 = i * group, count = std::min(group, g.N - n0);
-        cols.resize(g.patch(), count * g.pixels());
+        MatMap<T> cols = scratch_matrix<T, 0>(g.patch(), count * g.pixels());
         body(n0, count, cols);
     });
 }
@@ -141,29 +176,49 @@ Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
     const ConstMatMap<T> W(w.data(), g.O, g.patch());
     const Index P = g.pixels();
-    for_sample_groups<T>(g, [&](Index n0, Index count, Matrix<T>& cols) {
+    for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
         for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
         if (count == 1) {
             MatMap<T>(y.data() + n0 * g.O * P, g.O, P).noalias() = W * cols;
             return;
         }
-        thread_local Matrix<T> Y;
+        MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
         Y.noalias() = W * cols;
         from_group(Y.data(), g.O, P, n0, count, y.data());
     });
     return y;
 }
 
+// For stride 1 and a square kernel, the adjoint is itself a convolution: x = conv(y, W̃) with
+// W̃[c,o,i,j] = W[o,c,k-1-i,k-1-j] and padding d(k-1) - p. Its GEMM has the long inner
+// dimension O·k² instead of O, and im2col's copies replace col2im's scattered additions
+// into a zeroed x; with few output channels (a decoder's last conv has one) that is several
+// times faster. Returns an undefined tensor when the geometry does not allow it.
+template <Real T>
+Tensor<T> conv_adjoint_as_conv(const ConvGeometry& g, const Tensor<T>& y, const Tensor<T>& w) {
+    const Index k = g.kh, pad = g.dil * (k - 1) - g.pad;
+    if (g.stride != 1 || g.kw != k || pad < 0) return {};
+    const ConvGeometry flipped{g.N, g.O, g.Ho, g.Wo, g.C, k, k, 1, pad, g.dil, g.H, g.W};
+    Tensor<T> wf = Tensor<T>::empty(flipped.w_shape());
+    const T* src = w.data();
+    T* dst = wf.data();
+    for (Index o = 0; o < g.O; ++o)
+        for (Index c = 0; c < g.C; ++c)
+            for (Index i = 0; i < k; ++i)
+                for (Index j = 0; j < k; ++j) dst[((c * g.O + o) * k + i) * k + j] = src[((o * g.C + c) * k + (k - 1 - i)) * k + (k - 1 - j)];
+    return conv_forward(flipped, y, wf);
+}
+
 // x = col2im(Wᵀ · y)
 template <Real T>
 Tensor<T> conv_adjoint(const ConvGeometry& g, const Tensor<T>& yt, const Tensor<T>& wt) {
     const Tensor<T> y = yt.contiguous(), w = wt.contiguous();
+    if (Tensor<T> x = conv_adjoint_as_conv(g, y, w); x.defined()) return x;
     Tensor<T> x = Tensor<T>::zeros(g.x_shape());
     const ConstMatMap<T> W(w.data(), g.O, g.patch());
     const Index P = g.pixels();
-    for_sample_groups<T>(g, [&](Index n0, Index count, Matrix<T>& cols) {
-        thread_local Matrix<T> Y;
-        Y.resize(g.O, count * P);
+    for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
+        MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
         to_group(y.data(), g.O, P, n0, count, Y.data());
         cols.noalias() = W.transpose() * Y;
         for (Index i = 0; i < count; ++i) col2im(g, cols.data() + i * P, x.data() + (n0 + i) * g.C * g.H * g.W, count * P);
@@ -178,15 +233,14 @@ Tensor<T> conv_weight(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T
     const Index P = g.pixels();
     std::vector<Matrix<T>> part(static_cast<std::size_t>(std::max(num_threads(), 1)));
     for (auto& m : part) m.setZero(g.O, g.patch());
-    for_sample_groups<T>(g, [&](Index n0, Index count, Matrix<T>& cols) {
+    for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
 #ifdef _OPENMP
         Matrix<T>& acc = part[static_cast<std::size_t>(omp_get_thread_num()) % part.size()];
 #else
         Matrix<T>& acc = part[0];
 #endif
         for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
-        thread_local Matrix<T> Y;
-        Y.resize(g.O, count * P);
+        MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
         to_group(y.data(), g.O, P, n0, count, Y.data());
         acc.noalias() += Y * cols.transpose();
     });
@@ -280,31 +334,53 @@ Var<T> conv_transpose2d(const Var<T>& y, const Var<T>& weight, const Var<T>& bia
 }
 
 namespace detail {
-// Pooling windows of size k, stride s, padding p over [N,C,H,W].
+// Windows of size k, stride s, padding p over x[N,C,H,W]; each window's sum is scaled by
+// `weight` (1/k² for average pooling, 1 for the sum that nearest upsampling's gradient is).
 struct PoolGeometry {
     Index N, C, H, W, k, s, p, Ho, Wo;
+    double weight;
+    // Windows tile the input exactly once: no padding, no overlap, no leftover rows/columns.
+    bool tiles() const { return s == k && p == 0 && Ho * k == H && Wo * k == W; }
 };
 inline PoolGeometry pool_geometry(const Shape& xs, Index k, Index s, Index p, const char* op) {
     EMBER_CHECK(xs.rank() == 4, op, "expected input [N,C,H,W], got ", xs.str());
     EMBER_CHECK(k > 0 && s > 0 && p >= 0 && 2 * p <= k, op, "invalid kernel ", k, ", stride ", s, ", padding ", p);
-    PoolGeometry g{xs[0], xs[1], xs[2], xs[3], k, s, p, 0, 0};
+    PoolGeometry g{xs[0], xs[1], xs[2], xs[3], k, s, p, 0, 0, 1.0 / static_cast<double>(k * k)};
     g.Ho = (g.H + 2 * p - k) / s + 1;
     g.Wo = (g.W + 2 * p - k) / s + 1;
     EMBER_CHECK(g.Ho > 0 && g.Wo > 0, op, "window ", k, " larger than padded input ", xs.str());
     return g;
 }
 
-template <Real T> Var<T> avg_pool_adjoint(const Var<T>& g, const PoolGeometry& pg);
+template <Real T> Var<T> window_spread(const Var<T>& g, const PoolGeometry& pg, const char* name);
 
-// Average over each window, padding counted as zeros (PyTorch's count_include_pad).
+// y[n,c,oy,ox] = weight · Σ over the window of x (padding counts as zeros, PyTorch's
+// count_include_pad). Its adjoint is window_spread, and window_spread's is this.
 template <Real T>
-Var<T> avg_pool(const Var<T>& x, const PoolGeometry& g) {
+Var<T> window_sum(const Var<T>& x, const PoolGeometry& g, const char* name) {
     const Tensor<T> xc = x.value().contiguous();
-    Tensor<T> y = Tensor<T>::zeros(Shape{g.N, g.C, g.Ho, g.Wo});
-    const T scale = T(1) / static_cast<T>(g.k * g.k);
+    Tensor<T> y = Tensor<T>::empty(Shape{g.N, g.C, g.Ho, g.Wo});
+    const T weight = static_cast<T>(g.weight);
     parallel_for(g.N * g.C, [&](Index nc) {
         const T* in = xc.data() + nc * g.H * g.W;
         T* out = y.data() + nc * g.Ho * g.Wo;
+        if (g.tiles()) {  // add the window's k rows (contiguous), then runs of k neighbours
+            thread_local std::vector<T> rows;
+            rows.resize(static_cast<std::size_t>(g.W));
+            for (Index oy = 0; oy < g.Ho; ++oy) {
+                const T* first = in + oy * g.k * g.W;
+                std::copy_n(first, g.W, rows.data());
+                for (Index i = 1; i < g.k; ++i)
+                    for (Index ix = 0; ix < g.W; ++ix) rows[ix] += first[i * g.W + ix];
+                T* o = out + oy * g.Wo;
+                for (Index ox = 0; ox < g.Wo; ++ox) {
+                    T acc = 0;
+                    for (Index j = 0; j < g.k; ++j) acc += rows[ox * g.k + j];
+                    o[ox] = acc * weight;
+                }
+            }
+            return;
+        }
         for (Index oy = 0; oy < g.Ho; ++oy)
             for (Index ox = 0; ox < g.Wo; ++ox) {
                 T acc = 0;
@@ -316,25 +392,34 @@ Var<T> avg_pool(const Var<T>& x, const PoolGeometry& g) {
                         if (ix >= 0 && ix < g.W) acc += in[iy * g.W + ix];
                     }
                 }
-                out[oy * g.Wo + ox] = acc * scale;
+                out[oy * g.Wo + ox] = acc * weight;
             }
     });
-    return record("avg_pool2d", y, {x}, [g](const Var<T>& gy, std::span<const bool>) {
-        return std::vector<Var<T>>{avg_pool_adjoint(gy, g)};
+    return record(name, y, {x}, [g](const Var<T>& gy, std::span<const bool>) {
+        return std::vector<Var<T>>{window_spread(gy, g, "window_spread")};
     });
 }
 
+// x[n,c,iy,ix] = weight · Σ of y over the windows that contain (iy, ix).
 template <Real T>
-Var<T> avg_pool_adjoint(const Var<T>& gy, const PoolGeometry& g) {
+Var<T> window_spread(const Var<T>& gy, const PoolGeometry& g, const char* name) {
     const Tensor<T> gc = gy.value().contiguous();
-    Tensor<T> x = Tensor<T>::zeros(Shape{g.N, g.C, g.H, g.W});
-    const T scale = T(1) / static_cast<T>(g.k * g.k);
+    Tensor<T> x = g.tiles() ? Tensor<T>::empty(Shape{g.N, g.C, g.H, g.W}) : Tensor<T>::zeros(Shape{g.N, g.C, g.H, g.W});
+    const T weight = static_cast<T>(g.weight);
     parallel_for(g.N * g.C, [&](Index nc) {
         const T* in = gc.data() + nc * g.Ho * g.Wo;
         T* out = x.data() + nc * g.H * g.W;
+        if (g.tiles()) {  // write each output row once, then copy it to the window's other rows
+            for (Index oy = 0; oy < g.Ho; ++oy) {
+                T* first = out + oy * g.k * g.W;
+                for (Index ox = 0; ox < g.Wo; ++ox) std::fill_n(first + ox * g.k, g.k, in[oy * g.Wo + ox] * weight);
+                for (Index i = 1; i < g.k; ++i) std::copy_n(first, g.W, first + i * g.W);
+            }
+            return;
+        }
         for (Index oy = 0; oy < g.Ho; ++oy)
             for (Index ox = 0; ox < g.Wo; ++ox) {
-                const T v = in[oy * g.Wo + ox] * scale;
+                const T v = in[oy * g.Wo + ox] * weight;
                 for (Index i = 0; i < g.k; ++i) {
                     const Index iy = oy * g.s - g.p + i;
                     if (iy < 0 || iy >= g.H) continue;
@@ -345,15 +430,16 @@ Var<T> avg_pool_adjoint(const Var<T>& gy, const PoolGeometry& g) {
                 }
             }
     });
-    return record("avg_pool2d_adjoint", x, {gy}, [g](const Var<T>& gx, std::span<const bool>) {
-        return std::vector<Var<T>>{avg_pool(gx, g)};
+    return record(name, x, {gy}, [g](const Var<T>& gx, std::span<const bool>) {
+        return std::vector<Var<T>>{window_sum(gx, g, "window_sum")};
     });
 }
 }  // namespace detail
 
 template <Real T>
 Var<T> avg_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding = 0) {
-    return detail::avg_pool(x, detail::pool_geometry(x.shape(), kernel, stride ? stride : kernel, padding, "avg_pool2d"));
+    return detail::window_sum(x, detail::pool_geometry(x.shape(), kernel, stride ? stride : kernel, padding, "avg_pool2d"),
+                              "avg_pool2d");
 }
 
 // Max over each window (padding never wins); the gradient goes to the first maximum.
@@ -383,19 +469,17 @@ Var<T> max_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding
     return take(x, idx, Shape{g.N, g.C, g.Ho, g.Wo});
 }
 
-// Nearest-neighbour upsampling by an integer factor.
+// Nearest-neighbour upsampling by an integer factor: every pixel spread over a factor x
+// factor block, i.e. the adjoint of sum pooling over those blocks.
 template <Real T>
 Var<T> upsample2d(const Var<T>& x, Index factor) {
     const Shape& s = x.shape();
     EMBER_CHECK(s.rank() == 4, "upsample2d", "expected input [N,C,H,W], got ", s.str());
     EMBER_CHECK(factor >= 1, "upsample2d", "factor must be >= 1, got ", factor);
-    const Index H = s[2] * factor, W = s[3] * factor;
-    auto idx = std::make_shared<std::vector<Index>>(static_cast<std::size_t>(s[0] * s[1] * H * W));
-    for (Index nc = 0; nc < s[0] * s[1]; ++nc)
-        for (Index y = 0; y < H; ++y)
-            for (Index xx = 0; xx < W; ++xx)
-                (*idx)[static_cast<std::size_t>((nc * H + y) * W + xx)] = (nc * s[2] + y / factor) * s[3] + xx / factor;
-    return take(x, idx, Shape{s[0], s[1], H, W});
+    detail::PoolGeometry g = detail::pool_geometry(Shape{s[0], s[1], s[2] * factor, s[3] * factor}, factor, factor, 0,
+                                                   "upsample2d");
+    g.weight = 1;
+    return detail::window_spread(x, g, "upsample2d");
 }
 
 }  // namespace ember
