@@ -45,7 +45,7 @@ using ember::Tensor;
 namespace {
 
 struct Options : ember_examples::ExampleOptions {
-    double margin = 1.0, pt_weight = 0.1;
+    double margin = 1.0, pt_weight = 0.1, bn_eps = 0.8;
 };
 
 // Pixels in [-1, 1] as the generator's Tanh produces them -> [0, 1] for pictures and files.
@@ -68,7 +68,7 @@ int run(Options& o) {
 
     // ---- model, noise and what a checkpoint holds -------------------------------------------
     ember::Generator init(o.seed);
-    const ember_examples::EbganOptions eo{.lr = o.lr, .margin = o.margin, .lambda_pt = o.pt_weight};
+    const ember_examples::EbganOptions eo{.lr = o.lr, .margin = o.margin, .lambda_pt = o.pt_weight, .bn_eps = o.bn_eps};
     ember_examples::Ebgan gan(init, eo);
     ember::Generator noise(o.seed + 1);  // the z of every step
     const Tensor<float> z_fixed = [&] {  // the same 100 z for every picture
@@ -85,10 +85,10 @@ int run(Options& o) {
         std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(step));
     }
     std::printf("%s: %s, %lld images; G %lld and D %lld parameters; batch %lld, lr %g, margin %g, pt weight %g, "
-                "%lld steps (%lld per epoch), seed %llu, %d threads\n",
+                "BatchNorm eps %g, %lld steps (%lld per epoch), seed %llu, %d threads\n",
                 o.name.c_str(), o.dataset.c_str(), static_cast<long long>(N), static_cast<long long>(gan.G.parameter_count()),
                 static_cast<long long>(gan.D.parameter_count()), static_cast<long long>(o.batch), o.lr, o.margin, o.pt_weight,
-                static_cast<long long>(total), static_cast<long long>(per_epoch), static_cast<unsigned long long>(o.seed),
+                o.bn_eps, static_cast<long long>(total), static_cast<long long>(per_epoch), static_cast<unsigned long long>(o.seed),
                 threads);
     std::fflush(stdout);  // before the progress line, which goes to stderr
 
@@ -170,6 +170,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--pt-weight", o.pt_weight, "weight λ_PT of the pulling-away term in the generator's loss (0: off)")
         ->check(CLI::NonNegativeNumber)
+        ->capture_default_str();
+    app.add_option("--bn-eps", o.bn_eps,
+                   "eps of the BatchNorms (the seed's 0.8 comes from BatchNorm2d(C, 0.8), which PyTorch reads as eps)")
+        ->check(CLI::PositiveNumber)
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     ember_examples::apply_quick(app, o, 10);  // --quick: 10 steps, 100 samples

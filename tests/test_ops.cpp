@@ -272,6 +272,35 @@ TEST_CASE("upsample_conv2d equals conv2d of the upsampled input, to second order
                          "upsample_conv2d: input has 3 channels but weight expects 2: [2,3,4,4] * [4,2,3,3]", Error);
 }
 
+TEST_CASE("batch_normalize: per-channel statistics, gradients to second order") {
+    // [N, C] (the row-wise kernel), [N, C, L] and [N, C, H, W] (per-channel segments).
+    for (const Shape& s : {Shape{5, 3}, Shape{3, 2, 4}, Shape{2, 3, 2, 3}}) {
+        check_op({"batch_normalize " + s.str(), {s}, -1, 1, [](const Vs& v) { return batch_normalize(v[0], 1e-3).y; },
+                  [](const Ts& in) {
+                      const Shape& xs = in[0].shape();
+                      const Index N = xs[0], C = xs[1], S = xs.numel() / (N * C);
+                      Tensor<double> out = Tensor<double>::empty(xs);
+                      for (Index c = 0; c < C; ++c) {
+                          double m = 0, v = 0;
+                          for (Index n = 0; n < N; ++n)
+                              for (Index k = 0; k < S; ++k) m += in[0].data()[(n * C + c) * S + k] / double(N * S);
+                          for (Index n = 0; n < N; ++n)
+                              for (Index k = 0; k < S; ++k) v += std::pow(in[0].data()[(n * C + c) * S + k] - m, 2) / double(N * S);
+                          for (Index n = 0; n < N; ++n)
+                              for (Index k = 0; k < S; ++k)
+                                  out.data()[(n * C + c) * S + k] = (in[0].data()[(n * C + c) * S + k] - m) / std::sqrt(v + 1e-3);
+                      }
+                      return out;
+                  }});
+    }
+    const Tensor<double> x = Tensor<double>::from({4, 1}, {1, 2, 3, 5});
+    const BatchNormalized<double> bn = batch_normalize(V(x), 1e-3);
+    CHECK(bn.mean.to_vector() == std::vector<double>{2.75});
+    CHECK(bn.var.data()[0] == doctest::Approx(2.1875).epsilon(1e-15));  // biased: Σ(x-μ)²/4
+    CHECK_THROWS_WITH_AS(batch_normalize(V(Tensor<double>::zeros({1, 3})), 1e-5),
+                         "batch_normalize: needs more than one value per channel, got input [1,3]", Error);
+}
+
 TEST_CASE("shape ops: reshape, transpose, slice, concat, index_select, one_hot") {
     check_op({"reshape", {{2, 6}}, -1, 1, [](const Vs& v) { return V(square(reshape(v[0], {3, -1}))); },
               [](const Ts& in) { return Tensor<double>(square(in[0].reshape({3, 4}))); }});

@@ -45,6 +45,7 @@ struct EbganOptions {
     double beta1 = 0.5, beta2 = 0.999;
     double margin = 1.0;     // m: the seed's max(1, batch/64) for batch 64
     double lambda_pt = 0.1;  // the paper's weight of the pulling-away term
+    double bn_eps = 0.8;     // eps of the BatchNorms after the convolutions and the code (the seed's value)
 };
 
 struct EbganLosses {
@@ -75,7 +76,7 @@ public:
 
     Ebgan(ember::Generator& init, EbganOptions o = {}) : o_(o) {
         namespace nn = ember::nn;
-        const nn::BatchNormOptions bn{.eps = 0.8};
+        const nn::BatchNormOptions bn{.eps = o.bn_eps};
         const nn::Conv2dOptions same{.padding = 1};
         G.add<nn::Linear>(o.latent, 128 * 7 * 7, init);
         G.add<nn::Reshape>(std::vector<ember::Index>{128, 7, 7});

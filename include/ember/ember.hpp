@@ -12,6 +12,7 @@
 #include "ember/autodiff/engine.hpp"
 #include "ember/autodiff/gradcheck.hpp"
 #include "ember/ops/broadcast.hpp"
+#include "ember/ops/batch_norm.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/upsample_conv.hpp"
 #include "ember/ops/linalg.hpp"

@@ -6,11 +6,13 @@
 //     variance, n/(n-1)); in evaluation, normalise by the running statistics.
 //   LayerNorm(shape): normalise each sample over its trailing `shape` axes.
 // Both then scale and shift by learned per-feature weight (ones) and bias (zeros).
-// Built from differentiable ops, so gradient penalties pass through them (second order).
+// Twice differentiable, so gradient penalties pass through them; BatchNorm's normalisation
+// is one fused op (ember/ops/batch_norm.hpp).
 #include <numeric>
 #include <vector>
 
 #include "ember/nn/module.hpp"
+#include "ember/ops/batch_norm.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 
@@ -57,15 +59,13 @@ public:
         if (batch_stats) {
             const Index n = xs.numel() / C_;
             EMBER_CHECK(n > 1, name_, "needs more than one value per channel in training, got input ", xs.str());
-            const Var<T> mu = channel_mean(x);
-            const Var<T> xc = x - mu;
-            const Var<T> var = channel_mean(Var<T>(square(xc)));
-            normalised = xc * rsqrt(var + static_cast<T>(o_.eps));
+            const BatchNormalized<T> bn = batch_normalize(x, o_.eps);
+            normalised = bn.y;
             if (this->is_training() && o_.track_running_stats) {
                 NoGrad no_grad;
                 const T m = static_cast<T>(o_.momentum), unbias = static_cast<T>(n) / static_cast<T>(n - 1);
-                assign(running_mean_, (T(1) - m) * running_mean_ + m * mu.value().reshape(Shape{C_}));
-                assign(running_var_, (T(1) - m) * running_var_ + (m * unbias) * var.value().reshape(Shape{C_}));
+                assign(running_mean_, (T(1) - m) * running_mean_ + m * bn.mean);
+                assign(running_var_, (T(1) - m) * running_var_ + (m * unbias) * bn.var);
             }
         } else {
             normalised = (x - running_mean_.reshape(per_channel)) *
@@ -85,14 +85,6 @@ private:
         if (xs.rank() == 2) return Shape{1, C_};
         if (xs.rank() == 3) return Shape{1, C_, 1};
         return Shape{1, C_, 1, 1};
-    }
-    // The mean over every axis but 1, kept as [1, C, 1...].
-    Var<T> channel_mean(const Var<T>& x) const {
-        const Shape& xs = x.shape();
-        Var<T> m = mean(x, 0, true);  // [1, C, ...]
-        if (xs.rank() == 2) return m;
-        const Index spatial = xs.numel() / (xs[0] * C_);
-        return reshape(mean(reshape(m, Shape{1, C_, spatial}), 2, true), channel_shape(xs));
     }
     std::string expected() const {
         return ranks_.size() == 2 ? "[N," + std::to_string(C_) + "] or [N," + std::to_string(C_) + ",L]"
