@@ -181,14 +181,14 @@ results["BM_SgldConvStep"] = timed(sgld_step, reps=max(REPS, 30), warmup=5)
 # examples/ebgan_mnist's training step (examples/common/ebgan_nets.hpp): seed 002's conv
 # auto-encoder energy and conv generator, batch 64, 12.7 GFLOP. Real and fake go through
 # the auto-encoder in separate passes (it has BatchNorm), the auto-encoder is frozen in the
-# G step, foreach Adam as above.
+# G step, foreach Adam as above. BatchNorm eps at PyTorch's default, as ember_examples::Ebgan.
 torch.manual_seed(0)
 eb_G = nn.Sequential(nn.Linear(62, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)),
-                     nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, 1, 1), nn.BatchNorm2d(64, 0.8), nn.LeakyReLU(0.2),
-                     nn.Upsample(scale_factor=2), nn.Conv2d(64, 32, 3, 1, 1), nn.BatchNorm2d(32, 0.8), nn.LeakyReLU(0.2),
+                     nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, 1, 1), nn.BatchNorm2d(64), nn.LeakyReLU(0.2),
+                     nn.Upsample(scale_factor=2), nn.Conv2d(64, 32, 3, 1, 1), nn.BatchNorm2d(32), nn.LeakyReLU(0.2),
                      nn.Conv2d(32, 1, 3, 1, 1), nn.Tanh())
 eb_enc = nn.Sequential(nn.Conv2d(1, 64, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(64 * 14 * 14, 32))
-eb_dec = nn.Sequential(nn.BatchNorm1d(32, 0.8), nn.ReLU(), nn.Linear(32, 64 * 14 * 14), nn.BatchNorm1d(64 * 14 * 14),
+eb_dec = nn.Sequential(nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 64 * 14 * 14), nn.BatchNorm1d(64 * 14 * 14),
                        nn.ReLU(), nn.Unflatten(1, (64, 14, 14)), nn.Upsample(scale_factor=2), nn.Conv2d(64, 1, 3, 1, 1))
 eb_D = list(eb_enc.parameters()) + list(eb_dec.parameters())
 eb_opt_G = torch.optim.Adam(eb_G.parameters(), lr=2e-4, betas=(0.5, 0.999), foreach=True)

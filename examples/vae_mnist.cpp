@@ -8,7 +8,8 @@
 //
 //   ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x)
 //             (one reparameterised z = μ + exp(½logvar)·ε per image, the KL in closed form)
-//   training: Adam on -mean ELBO over a batch; each time an image is used it is binarised
+//   training: Adam on -mean ELBO over a batch (lr constant for the first half of the steps,
+//             then decayed exponentially to --lr-final); each time an image is used it is binarised
 //             afresh, x ~ Bernoulli(pixel/255) ("dynamic binarisation"), which regularises
 //             the model much like data augmentation
 //   test:     the 10000 test images binarised once with a fixed seed (the same for every run),
@@ -21,7 +22,7 @@
 // for pictures of binary VAEs).
 //
 //   vae_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
-//             [--batch N] [--lr X] [--latent N] [--hidden N] [--iw-samples K] [--iw-images N]
+//             [--batch N] [--lr X] [--lr-final X] [--latent N] [--hidden N] [--iw-samples K] [--iw-images N]
 //             [--iw-chunk N] [--seed N] [--threads N] [--n-samples N] [--classifier FILE]
 //             [--resume] [--quick]
 //
@@ -55,7 +56,17 @@ struct VaeOptions {
     Index iw_samples = 1000;  // K of the importance-weighted bound
     Index iw_images = 0;      // test images for the IW bound (0: all)
     Index iw_chunk = 100;     // samples of z per decoder pass in the IW bound
+    double lr_final = 1e-4;   // the lr decays exponentially from --lr to this over the second half
 };
+
+// The learning rate at a step: constant for the first half of training, then exponential
+// decay to lr_final at the last step. A function of the step alone, so a resumed run sets the
+// same rates as an uninterrupted one.
+double lr_at(std::int64_t step, std::int64_t total, double lr, double lr_final) {
+    const std::int64_t half = total / 2;
+    if (step <= half || total - half <= 1) return lr;
+    return lr * std::pow(lr_final / lr, static_cast<double>(step - half) / static_cast<double>(total - 1 - half));
+}
 
 // The seed of the one binarisation of the test set: fixed, so that every run (any --seed)
 // is evaluated on the same binary images.
@@ -166,12 +177,12 @@ int run(ember_examples::ExampleOptions o, const VaeOptions& v) {
         return ember::normal<float>(ember::Shape{100, v.latent}, g);
     }();
     std::printf("vae_mnist: %s, %lld training and %lld test images; latent %lld, hidden %lld, %lld parameters; "
-                "batch %lld, Adam lr %g, %lld steps (%lld per epoch), IWAE K = %lld on %lld test images, seed %llu, "
+                "batch %lld, Adam lr %g (decaying to %g over the second half), %lld steps (%lld per epoch), IWAE K = %lld on %lld test images, seed %llu, "
                 "%d threads\n",
                 o.dataset.c_str(), static_cast<long long>(N), static_cast<long long>(n_test),
                 static_cast<long long>(v.latent), static_cast<long long>(v.hidden),
                 static_cast<long long>(vae.enc.parameter_count() + vae.dec.parameter_count()),
-                static_cast<long long>(o.batch), o.lr, static_cast<long long>(total), static_cast<long long>(per_epoch),
+                static_cast<long long>(o.batch), o.lr, v.lr_final, static_cast<long long>(total), static_cast<long long>(per_epoch),
                 static_cast<long long>(v.iw_samples), static_cast<long long>(n_iw),
                 static_cast<unsigned long long>(o.seed), threads);
     std::fflush(stdout);
@@ -210,6 +221,8 @@ int run(ember_examples::ExampleOptions o, const VaeOptions& v) {
         const Var<float> loss = -elbo;
         opt_enc.zero_grad(), opt_dec.zero_grad();
         ember::backward(loss);
+        const double lr = lr_at(step, total, o.lr, v.lr_final);
+        opt_enc.set_lr(lr), opt_dec.set_lr(lr);
         opt_enc.step(), opt_dec.step();
         ++step;
         window_elbo += elbo.item(), window_kl += kl.item(), ++in_window;
@@ -268,7 +281,9 @@ int run(ember_examples::ExampleOptions o, const VaeOptions& v) {
 
 int main(int argc, char** argv) {
     ember_examples::ExampleOptions o;
-    o.name = "vae_mnist", o.epochs = 50, o.batch = 100, o.lr = 1e-3;  // Adam 1e-3, batch 100 as Kingma & Welling
+    // Adam 1e-3, batch 100 as Kingma & Welling; 100 epochs with the lr decayed to 1e-4 over the
+    // last 50 (50 epochs at a constant 1e-3 reached -96.15 / 90.54 nats, short of the bars).
+    o.name = "vae_mnist", o.epochs = 100, o.batch = 100, o.lr = 1e-3;
     VaeOptions v;
     CLI::App app{"vae_mnist: an MLP VAE on dynamically binarised MNIST (Kingma & Welling 2014), "
                  "with the importance-weighted test NLL (Burda et al. 2016)"};
@@ -284,6 +299,9 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)
         ->capture_default_str();
     app.add_option("--iw-chunk", v.iw_chunk, "samples of z per decoder pass in the importance-weighted NLL (memory)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    app.add_option("--lr-final", v.lr_final, "learning rate at the last step (exponential decay from --lr over the second half)")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     CLI11_PARSE(app, argc, argv);

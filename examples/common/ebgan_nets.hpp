@@ -14,7 +14,8 @@
 //   D, an auto-encoder:
 //     Enc: x -> Conv3x3 stride 2 1->64 -> ReLU -> Linear 64·14·14 -> 32          (the code S)
 //     Dec: S -> BN -> ReLU -> Linear 32 -> 64·14·14 -> BN -> ReLU -> Upsample 2 -> Conv3x3 64->1
-//   BatchNorm with eps 0.8 as in the seed's code (BatchNorm2d(C, 0.8) passes 0.8 as eps).
+//   BatchNorm with PyTorch's default eps 1e-5. The seed's code writes BatchNorm2d(C, 0.8),
+//   which passes 0.8 as eps (momentum was surely meant); EbganOptions::bn_eps = 0.8 restores it.
 //   Each "Upsample 2 -> Conv3x3" is one nn::UpsampleConv2d: the same function and parameters,
 //   computed as four 2x2 convolutions of the small image (ember/ops/upsample_conv.hpp), which
 //   needs 0.44-0.51x of the multiply-adds that the FLOP count below (and PyTorch) spends.
@@ -45,7 +46,10 @@ struct EbganOptions {
     double beta1 = 0.5, beta2 = 0.999;
     double margin = 1.0;     // m: the seed's max(1, batch/64) for batch 64
     double lambda_pt = 0.1;  // the paper's weight of the pulling-away term
-    double bn_eps = 0.8;     // eps of the BatchNorms after the convolutions and the code (the seed's value)
+    // eps of the BatchNorms after the convolutions and the code. The seed's code passes 0.8
+    // (BatchNorm2d(C, 0.8), which PyTorch reads as eps, not momentum); with it the generator
+    // collapses to one image within 300 steps (docs/results.md), with PyTorch's 1e-5 it does not.
+    double bn_eps = 1e-5;
 };
 
 struct EbganLosses {
