@@ -99,15 +99,11 @@ int run(ember_examples::ExampleOptions& o) {
     double window = 0;
     int in_window = 0;
     std::optional<TestResult> last;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     net.train();
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
-        const ember::Var<float> loss = ember::softmax_cross_entropy(net(ember::Var<float>(batch->x)), batch->labels);
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
+        const ember::Var<float> loss = ember::softmax_cross_entropy(net(ember::Var<float>(batch.x)), batch.labels);
         opt.zero_grad();
         ember::backward(loss);
         opt.step();

@@ -35,9 +35,7 @@
 
 #include "common/ebgan_nets.hpp"
 #include "common/example.hpp"
-#if __has_include("common/quality.hpp")
 #include "common/quality.hpp"
-#endif
 
 namespace fs = std::filesystem;
 using ember::Index;
@@ -106,15 +104,11 @@ int run(Options& o) {
     const std::int64_t log_every = 20;
     ember_examples::EbganLosses window, logged;  // sums over the current window; the last window's means
     int in_window = 0;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
         const Tensor<float> z = ember::normal<float>(ember::Shape{o.batch, eo.latent}, noise);
-        const ember_examples::EbganLosses l = gan.step(batch->x, z);
+        const ember_examples::EbganLosses l = gan.step(batch.x, z);
         ++step;
         window.d += l.d, window.g += l.g, window.d_real += l.d_real, window.d_fake += l.d_fake, window.pt += l.pt;
         ++in_window;
@@ -150,9 +144,7 @@ int run(Options& o) {
                 o.name.c_str(), static_cast<long long>(step), seconds, threads, logged.d, logged.g, logged.d_real,
                 logged.d_fake, logged.pt, o.out.c_str());
     std::fflush(stdout);
-#if __has_include("common/quality.hpp")
     ember_examples::report_sample_quality(o, samples);
-#endif
     return 0;
 }
 

@@ -41,10 +41,7 @@
 #include <numeric>
 
 #include "common/example.hpp"
-#if __has_include("common/quality.hpp")
 #include "common/quality.hpp"
-#define EBM_HAS_QUALITY 1
-#endif
 
 namespace fs = std::filesystem;
 namespace nn = ember::nn;
@@ -150,13 +147,9 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
         double loss = 0, e_pos = 0, e_neg = 0, grad_norm = 0;
         int n = 0;
     } window, logged;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
         // Negatives: K SGLD steps from the buffer (5% fresh noise), pushed back.
         const auto from = buffer.sample(o.batch, chains);
         ember::sample::SgldStats stats;
@@ -166,7 +159,7 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
         buffer.push(from.indices, negatives);
 
         // L = E(x⁺) - E(x⁻) + α (E(x⁺)² + E(x⁻)²), the negatives constants.
-        const Var e_pos = E(Var(batch->x)), e_neg = E(Var(negatives));
+        const Var e_pos = E(Var(batch.x)), e_neg = E(Var(negatives));
         const Var loss = ember::energy::contrastive_loss(e_pos, e_neg) +
                          ember::energy::magnitude_penalty(e_pos, e_neg, e.alpha);
         opt.zero_grad();
@@ -227,12 +220,10 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
                 static_cast<long long>(step), seconds, threads, window_text, buffer_stats.mean_energy_end,
                 e.fresh_steps, fresh_stats.mean_energy_end, o.out.c_str());
     std::fflush(stdout);
-#ifdef EBM_HAS_QUALITY
     ember_examples::report_sample_quality(o, samples01);
     ember_examples::ExampleOptions from_noise = o;
     from_noise.name = o.name + " (fresh chains)";
     ember_examples::report_sample_quality(from_noise, fresh01);
-#endif
     return 0;
 }
 

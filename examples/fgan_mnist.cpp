@@ -39,9 +39,7 @@
 
 #include "common/example.hpp"
 #include "common/mlp_critic_gan.hpp"
-#if __has_include("common/quality.hpp")
 #include "common/quality.hpp"
-#endif
 
 namespace fs = std::filesystem;
 using ember::Index;
@@ -151,15 +149,11 @@ int run(ember_examples::ExampleOptions o, const FganOptions& f) {
     const std::int64_t log_every = 50;
     double win_c = 0, win_g = 0, last_bound = NAN, last_g = NAN;
     int in_window = 0;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
         const Tensor<float> z = ember::normal<float>(ember::Shape{o.batch, f.nets.latent}, noise);
-        const Var<float> x(batch->x);
+        const Var<float> x(batch.x);
         const StepLosses l = ember::fdiv::visit_divergence(div, [&]<class D>(D d) { return train_step(d, x, z); });
         EMBER_CHECK(std::isfinite(l.critic) && std::isfinite(l.generator), o.name.c_str(), "step ", step + 1,
                     ": the losses are not finite (critic ", l.critic, ", generator ", l.generator,
@@ -193,9 +187,7 @@ int run(ember_examples::ExampleOptions o, const FganOptions& f) {
                 "wrote %s/{samples.png, samples.npy, metrics.csv, loss.png, checkpoint.safetensors}\n",
                 f.divergence.c_str(), static_cast<long long>(step), seconds, last_bound, last_g, o.out.c_str());
     std::fflush(stdout);
-#if __has_include("common/quality.hpp")
     ember_examples::report_sample_quality(o, samples);
-#endif
     return 0;
 }
 

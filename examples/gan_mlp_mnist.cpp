@@ -8,7 +8,7 @@
 // same step). This file is the training run around them: data, noise, checkpoints, pictures.
 //
 //   gan_mlp_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
-//                 [--batch N] [--lr X] [--seed N] [--threads N] [--n-samples N] [--resume]
+//                 [--batch N] [--lr X] [--seed N] [--threads N] [--n-samples N] [--classifier FILE] [--resume]
 //                 [--quick]
 //
 // Writes to --out: samples.png (10x10 grid from fixed noise, refreshed every epoch),
@@ -45,6 +45,7 @@ namespace {
 
 struct Options {
     std::string data, dataset = "mnist", out = "out/gan_mlp_mnist";
+    std::string classifier;  // empty: out/classifier_<dataset>/classifier.safetensors
     int epochs = 30;
     std::int64_t iters = 0;  // 0: epochs · batches per epoch
     Index batch = 64;
@@ -176,19 +177,15 @@ int run(const Options& opts, World& world) {
     const std::int64_t log_every = 50;
     ember_examples::GanLosses window, logged;  // sums over the current window; the last window's means
     int in_window = 0;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     const std::int64_t first_step = step;
     const auto t_loop = std::chrono::steady_clock::now();
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
         // The global batch's noise, drawn alike on every rank; this rank uses its rows.
         const Tensor<float> z_all = ember::normal<float>(ember::Shape{o.batch, 64}, noise);
         const Tensor<float> z = world.size > 1 ? z_all.slice(0, world.rank * local, (world.rank + 1) * local).contiguous() : z_all;
-        const ember_examples::GanLosses l = world.mean(gan.step(batch->x, z));
+        const ember_examples::GanLosses l = world.mean(gan.step(batch.x, z));
         ++step;
         window.d += l.d, window.g += l.g, window.d_real += l.d_real, window.d_fake += l.d_fake;
         ++in_window;
@@ -235,10 +232,11 @@ int run(const Options& opts, World& world) {
 #else
     (void)loop_seconds, (void)first_step;
 #endif
-    // The classifier's verdict on the samples (common/quality.hpp), if classifier_mnist has
-    // written out/classifier_<dataset>/classifier.safetensors.
+    // The classifier's verdict on the samples (common/quality.hpp), if the classifier
+    // checkpoint (--classifier) exists.
     ember_examples::ExampleOptions q;
     q.name = "gan_mlp_mnist", q.data = o.data, q.dataset = o.dataset, q.out = o.out;
+    q.classifier = o.classifier;
     ember_examples::report_sample_quality(q, samples01);
     return 0;
 }
@@ -261,6 +259,9 @@ int main(int argc, char** argv) {
                    "processes on this machine)")
         ->check(CLI::PositiveNumber);
     app.add_option("--n-samples", o.n_samples, "images written to samples.npy")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--classifier", o.classifier,
+                   "classifier checkpoint from classifier_mnist, for the quality numbers at the end "
+                   "(default: out/classifier_<dataset>/classifier.safetensors)");
     app.add_flag("--resume", o.resume, "continue from checkpoint.safetensors in --out");
     app.add_flag("--quick", o.quick, "300 steps and 100 samples, for smoke tests (explicit --iters/--n-samples win)");
     try {

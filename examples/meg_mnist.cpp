@@ -45,10 +45,7 @@
 #include <optional>
 
 #include "common/example.hpp"
-#if __has_include("common/quality.hpp")
 #include "common/quality.hpp"
-#define MEG_HAS_QUALITY 1
-#endif
 
 namespace fs = std::filesystem;
 namespace nn = ember::nn;
@@ -170,15 +167,8 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     } window, logged;
     // Every step reads energy_steps batches: resume at the batch after the last one read.
     const std::int64_t consumed = step * m.energy_steps;
-    batches.start_epoch(static_cast<std::uint64_t>(consumed / per_epoch), consumed % per_epoch);
-    auto next_batch = [&] {
-        auto b = batches.next();
-        if (!b) {
-            batches.start_epoch(batches.epoch() + 1);
-            b = batches.next();
-        }
-        return b->x;
-    };
+    batches.seek(consumed);
+    auto next_batch = [&] { return batches.next_wrapping().x; };
     // One U step per batch of real images; a G step after every `energy_steps` of them.
     while (step < total) {
         // Energy: L_U = E U(x) - E U(G(z)) + λ E||∇_x U(x)||², the negatives detached.
@@ -274,12 +264,10 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
                 "%s/{samples,samples_mcmc}.{png,npy}, metrics.csv, loss.png, checkpoint.safetensors\n",
                 static_cast<long long>(step), seconds, threads, window_text, run.acceptance_rate, o.out.c_str());
     std::fflush(stdout);
-#ifdef MEG_HAS_QUALITY
     ember_examples::report_sample_quality(o, samples01);
     ember_examples::ExampleOptions after = o;
     after.name = o.name + " (after MALA)";
     ember_examples::report_sample_quality(after, mcmc01);
-#endif
     return 0;
 }
 

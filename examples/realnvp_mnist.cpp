@@ -173,17 +173,13 @@ int run(const Options& o) {
     const std::int64_t log_every = 50;
     double window_bpd = 0, window_norm = 0, logged_bpd = NAN, test_bpd = NAN;
     int in_window = 0;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
         // Linear warm-up of the learning rate over the first --warmup steps (a function of
         // the step, so a resumed run sets the same value).
         opt.set_lr(o.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<std::int64_t>(1, o.warmup))));
-        const Tensor<float> x = flow::dequantize_pixels(batch->x, noise);
+        const Tensor<float> x = flow::dequantize_pixels(batch.x, noise);
         opt.zero_grad();
         Var<float> loss = ember::mean(flow::bits_per_dim(f.log_prob(Var<float>(x)), 784));
         loss.backward();

@@ -40,9 +40,7 @@
 #include <filesystem>
 
 #include "common/example.hpp"
-#if __has_include("common/quality.hpp")
 #include "common/quality.hpp"
-#endif
 
 namespace fs = std::filesystem;
 using ember::Index;
@@ -206,14 +204,10 @@ int run(ember_examples::ExampleOptions o, const VaeOptions& v) {
     const std::int64_t log_every = 100;
     double window_elbo = 0, window_kl = 0, last_test = NAN, logged_elbo = NAN;
     int in_window = 0;
-    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
+    batches.seek(step);
     while (step < total) {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
-        const Var<float> x(ember::binarize(batch->x, noise));  // a fresh binarisation
+        const ember::MiniBatch<float> batch = batches.next_wrapping();
+        const Var<float> x(ember::binarize(batch.x, noise));  // a fresh binarisation
         const auto [mu, logvar] = vae.encode(x);
         const Var<float> z = ember::reparameterize(mu, logvar, noise);
         const Var<float> kl = ember::kl_normal_std_mean(mu, logvar);
@@ -271,9 +265,7 @@ int run(ember_examples::ExampleOptions o, const VaeOptions& v) {
                 static_cast<long long>(step), seconds, logged_elbo, last_test, static_cast<long long>(v.iw_samples),
                 static_cast<long long>(n_iw), iw_seconds, -iw, o.out.c_str());
     std::fflush(stdout);
-#if __has_include("common/quality.hpp")
     ember_examples::report_sample_quality(o, samples);
-#endif
     return 0;
 }
 

@@ -101,13 +101,8 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss_critic", "gp", "loss_g"});
     };
     auto next_real = [&] {
-        auto batch = batches.next();
-        if (!batch) {
-            batches.start_epoch(batches.epoch() + 1);
-            batch = batches.next();
-        }
         ++real_batches;
-        return Var<float>(batch->x);
+        return Var<float>(batches.next_wrapping().x);
     };
 
     // ---- training (Algorithm 1) ----------------------------------------------------------
@@ -117,7 +112,7 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
     double win_w = 0, win_gp = 0, win_c = 0, win_g = 0, last_w = NAN, last_gp = NAN;
     int in_window = 0;
     const auto per_epoch64 = static_cast<std::int64_t>(per_epoch);
-    batches.start_epoch(static_cast<std::uint64_t>(real_batches / per_epoch64), real_batches % per_epoch64);
+    batches.seek(real_batches);
     const Index B = o.batch;
     while (step < total) {
         const std::int64_t epoch_before = real_batches / per_epoch64;

@@ -119,6 +119,32 @@ TEST_CASE("MNIST: located and loaded when present, or a message saying how to ge
     CHECK(max(test.images).item() == 255.f);
 }
 
+TEST_CASE("mini-batches as an endless stream: next_wrapping and seek") {
+    const Tensor<float> data = Tensor<float>::arange(10).reshape({10, 1});
+    const BatchIterator<float>::Options o{.batch_size = 4, .shuffle = true, .drop_last = true, .seed = 7};
+    // Epoch by epoch with next()/start_epoch(), as the reference order.
+    BatchIterator<float> ref(data, o);
+    std::vector<std::vector<Index>> expected;
+    for (std::uint64_t e = 0; e < 3; ++e) {
+        ref.start_epoch(e);
+        while (auto b = ref.next()) expected.push_back(b->rows);
+    }
+    REQUIRE(expected.size() == 6);  // 2 full batches per epoch (drop_last)
+    BatchIterator<float> endless(data, o);
+    for (const auto& rows : expected) CHECK(endless.next_wrapping().rows == rows);
+    // Resuming after k batches gives the batches an uninterrupted stream gives next.
+    for (std::int64_t k = 0; k < 5; ++k) {
+        BatchIterator<float> resumed(data, o);
+        resumed.seek(k);
+        for (std::size_t i = static_cast<std::size_t>(k); i < expected.size(); ++i)
+            CHECK(resumed.next_wrapping().rows == expected[i]);
+    }
+    BatchIterator<float> too_small(data, {.batch_size = 11, .drop_last = true});
+    CHECK_THROWS_WITH_AS(too_small.next_wrapping(), "BatchIterator: an epoch of 10 samples has no batch of 11 (drop_last)",
+                         Error);
+    CHECK_THROWS_WITH_AS(too_small.seek(3), "BatchIterator: an epoch of 10 samples has no batch of 11", Error);
+}
+
 TEST_CASE("toy 2-D distributions match their definitions") {
     Generator gen(4);
     const Index n = 20000;

@@ -89,6 +89,31 @@ public:
         return detail::gather_rows(data_, labels_, std::move(rows));
     }
 
+    // Positions the iterator after `consumed` batches counted from the start of epoch 0 (e.g.
+    // the steps a checkpoint has done), so that a resumed run sees the batches an
+    // uninterrupted one would have seen.
+    void seek(std::int64_t consumed) {
+        EMBER_CHECK(consumed >= 0, "BatchIterator", "cannot seek to batch ", consumed);
+        const Index per_epoch = batches_per_epoch();
+        EMBER_CHECK(per_epoch > 0 || consumed == 0, "BatchIterator", "an epoch of ", samples(), " samples has no batch of ",
+                    o_.batch_size);
+        if (per_epoch == 0) return start_epoch(0);
+        start_epoch(static_cast<std::uint64_t>(consumed / per_epoch), static_cast<Index>(consumed % per_epoch));
+    }
+
+    // The next batch, going on into the next epoch when this one is over: an endless stream
+    // for training loops counted in steps.
+    MiniBatch<T> next_wrapping() {
+        std::optional<MiniBatch<T>> b = next();
+        if (!b) {
+            start_epoch(epoch_ + 1);
+            b = next();
+        }
+        EMBER_CHECK(b.has_value(), "BatchIterator", "an epoch of ", samples(), " samples has no batch of ", o_.batch_size,
+                    o_.drop_last ? " (drop_last)" : "");
+        return std::move(*b);
+    }
+
 private:
     Tensor<T> data_;
     std::vector<Index> labels_;
