@@ -177,15 +177,20 @@ int run(const Options& opts, World& world) {
     const std::int64_t log_every = 50;
     ember_examples::GanLosses window, logged;  // sums over the current window; the last window's means
     int in_window = 0;
-    batches.seek(step);
+    // ShardedBatchIterator (MPI builds) has no seek/next_wrapping, so the wrap is written out.
+    batches.start_epoch(static_cast<std::uint64_t>(step / per_epoch), step % per_epoch);
     const std::int64_t first_step = step;
     const auto t_loop = std::chrono::steady_clock::now();
     while (step < total) {
-        const ember::MiniBatch<float> batch = batches.next_wrapping();
+        auto batch = batches.next();
+        if (!batch) {
+            batches.start_epoch(batches.epoch() + 1);
+            batch = batches.next();
+        }
         // The global batch's noise, drawn alike on every rank; this rank uses its rows.
         const Tensor<float> z_all = ember::normal<float>(ember::Shape{o.batch, 64}, noise);
         const Tensor<float> z = world.size > 1 ? z_all.slice(0, world.rank * local, (world.rank + 1) * local).contiguous() : z_all;
-        const ember_examples::GanLosses l = world.mean(gan.step(batch.x, z));
+        const ember_examples::GanLosses l = world.mean(gan.step(batch->x, z));
         ++step;
         window.d += l.d, window.g += l.g, window.d_real += l.d_real, window.d_fake += l.d_fake;
         ++in_window;
