@@ -35,7 +35,7 @@ struct ChannelLayout {
 
 // The composed formula, for graphs that must be differentiated again.
 template <Real T>
-Var<T> channel_mean_var(const Var<T>& x) {  // [1, C, 1...], mean over every axis but 1
+Var<T> channel_mean(const Var<T>& x) {  // [1, C, 1...], mean over every axis but 1
     const Shape& s = x.shape();
     std::vector<Index> kept(static_cast<std::size_t>(s.rank()), 1);
     kept[1] = s[1];
@@ -46,10 +46,10 @@ Var<T> channel_mean_var(const Var<T>& x) {  // [1, C, 1...], mean over every axi
 
 template <Real T>
 Var<T> batch_norm_grad_composed(const Var<T>& x, const Var<T>& g, double eps) {
-    const Var<T> xc = x - channel_mean_var(x);
-    const Var<T> r = rsqrt(channel_mean_var(Var<T>(square(xc))) + static_cast<T>(eps));
+    const Var<T> xc = x - channel_mean(x);
+    const Var<T> r = rsqrt(channel_mean(Var<T>(square(xc))) + static_cast<T>(eps));
     const Var<T> y = xc * r;
-    return Var<T>(r * (g - channel_mean_var(g) - y * channel_mean_var(Var<T>(g * y))));
+    return Var<T>(r * (g - channel_mean(g) - y * channel_mean(Var<T>(g * y))));
 }
 
 }  // namespace detail
