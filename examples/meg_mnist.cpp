@@ -19,17 +19,20 @@
 // toward 0.574 acceptance during warm-up only, then kept fixed (sample/latent.hpp,
 // sample/langevin.hpp).
 //
-// Networks (DCGAN-style, small enough for a CPU; z has 64 dimensions):
-//   G: z -> Linear 64·7·7 -> BN, ReLU -> ConvT 4x4/2 32 (14x14) -> BN, ReLU -> ConvT 4x4/2 1 (28x28) -> Tanh
-//   U: x -> Conv 4x4/2 32 -> LReLU -> Conv 4x4/2 64 -> LReLU -> Linear 1    (no BatchNorm: the
+// Networks (DCGAN-style, small enough for a CPU; common/conv_gan.hpp, z has 64 dimensions,
+// width w = 32 by default):
+//   G: z -> Linear 2w·7·7 -> BN, ReLU -> ConvT 4x4/2 w (14x14) -> BN, ReLU -> ConvT 4x4/2 1 (28x28) -> Tanh
+//   U: x -> Conv 4x4/2 w -> LReLU -> Conv 4x4/2 2w -> LReLU -> Linear 1    (no BatchNorm: the
 //      penalty needs per-sample gradients)
+//   G's samples use BatchNorm's running statistics, so that a sample does not depend on the
+//   others of its batch; latent MALA needs exactly that.
 //   T: [x, z] (784 + 64) -> Linear 512 -> LReLU -> Linear 1
 // All trained by Adam (lr 1e-4, betas 0.5 / 0.9, the paper code's settings); λ = 10, β = 1.
 // Pixels are in [-1, 1] inside the models.
 //
 //   meg_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
 //             [--batch N] [--lr X] [--seed N] [--threads N] [--n-samples N] [--classifier FILE]
-//             [--beta X] [--lambda X] [--energy-steps N] [--mcmc-warmup N] [--mcmc-steps N]
+//             [--beta X] [--lambda X] [--width N] [--energy-steps N] [--mcmc-warmup N] [--mcmc-steps N]
 //             [--resume] [--quick]
 //
 // Writes to --out: samples.png / samples.npy (G(z), float32 [N,1,28,28] in [0,1]),
@@ -44,6 +47,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "common/conv_gan.hpp"
 #include "common/example.hpp"
 #include "common/quality.hpp"
 
@@ -61,6 +65,9 @@ struct MegOptions {
     double lambda = 10.0;    // zero-centred gradient penalty on real data
     int energy_steps = 1;    // U steps per G step
     Index latent = 64;
+    Index width = 32;        // channels of G's and U's convolutions (common/conv_gan.hpp)
+    bool upsample_conv = false;  // G upsamples by nearest 2x + 3x3 conv instead of ConvTranspose
+    bool lr_decay = false;   // lr falls linearly from --lr to 0 over the run
     std::int64_t mcmc_warmup = 20, mcmc_steps = 30;  // each step costs ~15 training steps (1000 chains)
 };
 
@@ -74,9 +81,6 @@ struct StatisticsNet {
     }
     Var operator()(const Var& x_flat, const Var& z) { return net(ember::concat<float>({x_flat, z}, 1)); }
 };
-
-// Pixels in [-1, 1] -> [0, 1] for pictures and files.
-Tensor<float> to_unit(const Tensor<float>& x) { return Tensor<float>(ember::clamp(x * 0.5f + 0.5f, 0.0, 1.0)); }
 
 int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     const int threads = ember_examples::use_threads(o);
@@ -96,22 +100,8 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
 
     // ---- the three networks ----------------------------------------------------------------
     ember::Generator init(o.seed);
-    nn::Sequential<float> G, U;
-    G.add<nn::Linear>(m.latent, 64 * 7 * 7, init);
-    G.add<nn::Reshape>(std::vector<Index>{64, 7, 7});
-    G.add<nn::BatchNorm2d>(64);
-    G.add<nn::ReLU>();
-    G.add<nn::ConvTranspose2d>(64, 32, 4, init, nn::ConvTranspose2dOptions{.stride = 2, .padding = 1});
-    G.add<nn::BatchNorm2d>(32);
-    G.add<nn::ReLU>();
-    G.add<nn::ConvTranspose2d>(32, 1, 4, init, nn::ConvTranspose2dOptions{.stride = 2, .padding = 1});
-    G.add<nn::Tanh>();
-    U.add<nn::Conv2d>(1, 32, 4, init, nn::Conv2dOptions{.stride = 2, .padding = 1});
-    U.add<nn::LeakyReLU>(0.2);
-    U.add<nn::Conv2d>(32, 64, 4, init, nn::Conv2dOptions{.stride = 2, .padding = 1});
-    U.add<nn::LeakyReLU>(0.2);
-    U.add<nn::Flatten>();
-    U.add<nn::Linear>(64 * 7 * 7, 1, init);
+    ember_examples::ConvGan gan(init, {.latent = m.latent, .width = m.width, .upsample_conv = m.upsample_conv});
+    nn::Sequential<float>&G = gan.G, &U = gan.D;
     StatisticsNet T(m.latent, init);
     const ember::AdamOptions adam{.lr = o.lr, .betas = {0.5, 0.9}};
     ember::Adam<float> opt_G(G.parameters(), adam), opt_U(U.parameters(), adam), opt_T(T.net.parameters(), adam);
@@ -138,15 +128,6 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     std::fflush(stdout);
 
     auto energy = [&](const Var& x) { return U(x); };
-    // Samples without a graph, in evaluation mode (BatchNorm's running statistics), so that a
-    // sample does not depend on the others of its batch; MALA needs exactly that.
-    auto sample = [&](const Tensor<float>& z) {
-        ember::NoGrad no_grad;
-        G.eval();
-        Tensor<float> x = G(Var(z)).value();
-        G.train();
-        return x;
-    };
     const Tensor<float> z_fixed = [&] {  // the same 100 z for every picture
         ember::Generator g(o.seed + 2);
         return ember::normal<float>(Shape{100, m.latent}, g);
@@ -154,7 +135,7 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     const std::map<std::string, std::string> about{{"example", o.name}, {"dataset", o.dataset}};
     auto save_state = [&] {
         ckpt.save(ckpt_path, about);
-        ember_examples::write_samples(out, to_unit(sample(z_fixed)));
+        ember_examples::write_samples(out, gan.sample01(z_fixed));
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss_u", "loss_g", "mi"});
     };
 
@@ -173,6 +154,10 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     while (step < total) {
         // Energy: L_U = E U(x) - E U(G(z)) + λ E||∇_x U(x)||², the negatives detached.
         float loss_u_value = 0, u_real = 0, u_fake = 0, r1_value = 0;
+        if (m.lr_decay) {
+            const double lr = ember_examples::linearly_decayed_lr(o.lr, step, total);
+            opt_U.set_lr(lr), opt_G.set_lr(lr), opt_T.set_lr(lr);
+        }
         for (int k = 0; k < m.energy_steps; ++k) {
             const Var x(next_batch());
             Tensor<float> fake;
@@ -232,7 +217,7 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     // ---- samples: G(z), then latent MALA from the same z ------------------------------------
     ember::Generator sample_noise(o.seed + 3);
     const Tensor<float> z0 = ember::normal<float>(Shape{o.n_samples, m.latent}, sample_noise);
-    const Tensor<float> samples01 = to_unit(sample(z0));
+    const Tensor<float> samples01 = gan.sample01(z0);
     ember_examples::write_samples(out, samples01);
 
     G.eval();  // per-sample generator for U_z; parameters frozen: only ∇_z is needed
@@ -245,7 +230,7 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     const ember::sample::ChainStats warm = mala.warmup(m.mcmc_warmup);
     const ember::sample::ChainStats run = mala.run(m.mcmc_steps);
     const double mcmc_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_mcmc).count();
-    const Tensor<float> mcmc01 = to_unit(sample(mala.state()));
+    const Tensor<float> mcmc01 = gan.sample01(mala.state());
     ember_examples::write_samples(out, mcmc01, "samples_mcmc.png", "samples_mcmc.npy");
     std::printf("meg_mnist: latent MALA on U(G(z)) + |z|^2/2 over %lld chains: %lld warm-up steps (acceptance %.3f), "
                 "%lld steps at step size %.4g: acceptance rate %.3f, mean U_z %.3f -> %.3f (%.1f s)\n",
@@ -283,6 +268,10 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--lambda", m.lambda, "zero-centred gradient penalty lambda E||grad_x U(x)||^2 on real data")
         ->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--width", m.width, "channels of the first convolution of U and the last of G (DCGAN width)")
+        ->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_flag("--upsample-conv", m.upsample_conv, "G upsamples by nearest 2x then a 3x3 conv instead of ConvTranspose 4x4/2");
+    app.add_option("--lr-decay", m.lr_decay, "decay the lr linearly to 0 over the run (1) or keep it constant (0)")->capture_default_str();
     app.add_option("--energy-steps", m.energy_steps, "energy steps per generator step")
         ->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--mcmc-warmup", m.mcmc_warmup, "latent MALA warm-up steps (step size adapted)")

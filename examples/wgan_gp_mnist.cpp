@@ -1,5 +1,8 @@
 // wgan_gp_mnist: Wasserstein GAN with gradient penalty (Gulrajani et al. 2017, Algorithm 1)
-// on MNIST, with the MLP generator and critic of common/mlp_critic_gan.hpp (MATH.md §4).
+// on MNIST, with the small DCGAN-style generator and critic of common/conv_gan.hpp (MATH.md §4):
+//   G: z (128) -> Linear 2w·7·7 -> BN, ReLU -> ConvT 4x4/2 w -> BN, ReLU -> ConvT 4x4/2 1 -> Tanh
+//   D: x -> Conv 4x4/2 w -> LReLU -> Conv 4x4/2 2w -> LReLU -> Linear 1   (no BatchNorm in the critic,
+//      as the paper: the penalty is per sample), width w = 64 by default.
 //
 //   W1(P_r, P_g) = max over 1-Lipschitz D of  E_x D(x) - E_z D(G(z))
 //   critic:    min_D  E_z D(G(z)) - E_x D(x) + λ E_x̂ (||∇_x̂ D(x̂)||₂ - 1)²,
@@ -17,7 +20,7 @@
 // energy/penalty.hpp).
 //
 //   wgan_gp_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
-//                 [--batch N] [--lr X] [--n-critic N] [--lambda X] [--latent N] [--hidden N]
+//                 [--batch N] [--lr X] [--n-critic N] [--lambda X] [--latent N] [--width N]
 //                 [--seed N] [--threads N] [--n-samples N] [--classifier FILE] [--resume] [--quick]
 //
 // --iters counts generator steps; --epochs counts passes of the critic over the training set
@@ -32,7 +35,7 @@
 #include <filesystem>
 
 #include "common/example.hpp"
-#include "common/mlp_critic_gan.hpp"
+#include "common/conv_gan.hpp"
 #if __has_include("common/quality.hpp")
 #include "common/quality.hpp"
 #endif
@@ -47,7 +50,8 @@ namespace {
 struct WganOptions {
     int n_critic = 5;
     double lambda = 10;
-    ember_examples::MlpCriticGanOptions nets;
+    ember_examples::ConvGanOptions nets{.latent = 128, .width = 32};
+    bool lr_decay = true;  // lr falls linearly from --lr to 0 over the run
 };
 
 int run(ember_examples::ExampleOptions o, const WganOptions& w) {
@@ -56,17 +60,17 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
     fs::create_directories(o.out);
     const fs::path out(o.out), ckpt_path = out / "checkpoint.safetensors";
 
-    // ---- data: training images, flattened, scaled to [-1, 1] like the generator's Tanh -----
+    // ---- data: training images [N,1,28,28], scaled to [-1, 1] like the generator's Tanh -----
     const ember::ImageSet train = ember_examples::load_images(o, true);
     const Index N = train.images.dim(0);
-    const Tensor<float> images = ember::scale_to_symmetric(train.images).reshape(ember::Shape{N, 784});
+    const Tensor<float> images = ember::scale_to_symmetric(train.images);
     ember::BatchIterator<float> batches(images, {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
     const Index per_epoch = batches.batches_per_epoch();
     const std::int64_t total = o.iters > 0 ? o.iters : std::int64_t{o.epochs} * per_epoch / w.n_critic;
 
     // ---- model, optimisers, noise and what a checkpoint holds ------------------------------
     ember::Generator init(o.seed);
-    ember_examples::MlpCriticGan gan(init, w.nets);
+    ember_examples::ConvGan gan(init, w.nets);
     const ember::AdamOptions adam{.lr = o.lr, .betas = {0.5, 0.9}};
     ember::Adam<float> opt_G(gan.G.parameters(), adam), opt_D(gan.D.parameters(), adam);
     ember::Generator noise(o.seed + 1);  // z and the interpolation ε of every step
@@ -83,12 +87,12 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
         ckpt.load(ckpt_path);
         std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(step));
     }
-    std::printf("wgan_gp_mnist: %s, %lld images; G %lld and D %lld parameters (latent %lld, hidden %lld); batch %lld, "
+    std::printf("wgan_gp_mnist: %s, %lld images; G %lld and D %lld parameters (latent %lld, width %lld); batch %lld, "
                 "Adam lr %g betas (0.5, 0.9), n_critic %d, lambda %g, %lld generator steps (%.2f epochs of the "
                 "critic), seed %llu, %d threads\n",
                 o.dataset.c_str(), static_cast<long long>(N), static_cast<long long>(gan.G.parameter_count()),
                 static_cast<long long>(gan.D.parameter_count()), static_cast<long long>(w.nets.latent),
-                static_cast<long long>(w.nets.hidden), static_cast<long long>(o.batch), o.lr, w.n_critic, w.lambda,
+                static_cast<long long>(w.nets.width), static_cast<long long>(o.batch), o.lr, w.n_critic, w.lambda,
                 static_cast<long long>(total),
                 static_cast<double>(total * w.n_critic) / static_cast<double>(per_epoch),
                 static_cast<unsigned long long>(o.seed), threads);
@@ -99,6 +103,10 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
         ember::save_image_grid(out / "samples.png", gan.sample01(z_fixed), 10, 0.0, 1.0);
         ember::save_metrics_plot(out / "metrics.csv", out / "wasserstein.png", {"wasserstein"});
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss_critic", "gp", "loss_g"});
+    };
+    auto fake_batch = [&] {  // G(z) on fresh noise, for the critic: no graph needed
+        ember::NoGrad no_grad;
+        return gan.G(Var<float>(ember::normal<float>(ember::Shape{o.batch, w.nets.latent}, noise))).value();
     };
     auto next_real = [&] {
         ++real_batches;
@@ -118,9 +126,13 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
         const std::int64_t epoch_before = real_batches / per_epoch64;
         // n_critic critic steps, each on fresh real images and fresh generator samples.
         double w_est = 0, gp_val = 0, c_val = 0;
+        if (w.lr_decay) {
+            const double lr = ember_examples::linearly_decayed_lr(o.lr, step, total);
+            opt_D.set_lr(lr), opt_G.set_lr(lr);
+        }
         for (int i = 0; i < w.n_critic; ++i) {
             const Var<float> x = next_real();
-            const Var<float> fake = gan.G(Var<float>(ember::normal<float>(ember::Shape{B, w.nets.latent}, noise))).detach();
+            const Var<float> fake(fake_batch());
             const Var<float> scores = gan.D(ember::concat<float>({x, fake}, 0));  // one pass for both halves
             const Var<float> loss_w = ember::gan::wasserstein_critic_loss(ember::slice(scores, 0, 0, B),
                                                                            ember::slice(scores, 0, B, 2 * B));
@@ -189,7 +201,9 @@ int main(int argc, char** argv) {
     app.add_option("--n-critic", w.n_critic, "critic steps per generator step")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--lambda", w.lambda, "weight of the gradient penalty")->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--latent", w.nets.latent, "dimension of z")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--hidden", w.nets.hidden, "units of the hidden layers of G and D")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--width", w.nets.width, "channels of the first convolution of D and the last of G (DCGAN width)")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_flag("--upsample-conv", w.nets.upsample_conv, "G upsamples by nearest 2x then a 3x3 conv instead of ConvTranspose 4x4/2");
+    app.add_option("--lr-decay", w.lr_decay, "decay the lr linearly to 0 over the run (1) or keep it constant (0)")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     ember_examples::apply_quick(app, o, 50);
     return ember_examples::run_main(o.name, [&] { return run(o, w); });

@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <ember/ember.hpp>
@@ -95,6 +96,13 @@ inline void write_samples(const std::filesystem::path& out, const ember::Tensor<
     const ember::Index cols = std::min<ember::Index>(n, 10);
     ember::save_image_grid(out / png, images01.slice(0, 0, n).contiguous(), cols, 0.0, 1.0);
     ember::save_npy(out / npy, images01);
+}
+
+// The lr at step `step` (0-based) of a run of `total` steps when it falls linearly from `lr`
+// toward 0 (lr/total at the last step; the WGAN-GP paper's schedule). A function of the step
+// alone, so that --resume continues the schedule exactly.
+inline double linearly_decayed_lr(double lr, std::int64_t step, std::int64_t total) {
+    return lr * (1.0 - static_cast<double>(step) / static_cast<double>(std::max<std::int64_t>(total, 1)));
 }
 
 // Runs an example's body: an exception becomes "name: message" on stderr and exit code 1.

@@ -1,16 +1,15 @@
 #pragma once
-// The generator and critic shared by examples/wgan_gp_mnist.cpp and examples/fgan_mnist.cpp:
-// multilayer perceptrons, small enough that thousands of generator steps (each with five
-// critic steps and a double backward for WGAN-GP) fit in half an hour on two cores.
+// The generator and critic of examples/fgan_mnist.cpp: multilayer perceptrons, small
+// enough that tens of thousands of steps fit in half an hour on two cores.
 //
 //   G: z (latent, N(0, I)) -> hidden -> hidden -> 784, ReLU between layers, Tanh at the end
 //      (images in [-1, 1])
 //   D: x (784) -> hidden -> hidden -> 1, LeakyReLU(0.2) between layers, no output activation
 //      (a Wasserstein critic's score, or f-GAN's unconstrained v before its output activation)
 //
-// No normalisation layers: a gradient penalty needs per-sample gradients, which batch
-// statistics in the critic would couple (energy/penalty.hpp), and keeping G the same for
-// both examples makes their samples comparable. PyTorch's default initialisation.
+// No normalisation layers, as in the f-GAN paper's MNIST models' critic; PyTorch's default
+// initialisation. (wgan_gp_mnist used these MLPs until session 14; it now uses the
+// convolutional nets of conv_gan.hpp, see docs/results.md.)
 #include <ember/ember.hpp>
 
 namespace ember_examples {
