@@ -32,7 +32,8 @@
 //
 //   meg_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
 //             [--batch N] [--lr X] [--seed N] [--threads N] [--n-samples N] [--classifier FILE]
-//             [--beta X] [--lambda X] [--width N] [--energy-steps N] [--mcmc-warmup N] [--mcmc-steps N]
+//             [--beta X] [--lambda X] [--width N] [--upsample-conv 0|1] [--lr-decay 0|1]
+//             [--energy-steps N] [--mcmc-warmup N] [--mcmc-steps N]
 //             [--resume] [--quick]
 //
 // Writes to --out: samples.png / samples.npy (G(z), float32 [N,1,28,28] in [0,1]),
@@ -270,7 +271,7 @@ int main(int argc, char** argv) {
         ->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--width", m.width, "channels of the first convolution of U and the last of G (DCGAN width)")
         ->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_flag("--upsample-conv", m.upsample_conv, "G upsamples by nearest 2x then a 3x3 conv instead of ConvTranspose 4x4/2");
+    app.add_option("--upsample-conv", m.upsample_conv, "G upsamples by nearest 2x then a 3x3 conv (1) or by ConvTranspose 4x4/2 (0)")->capture_default_str();
     app.add_option("--lr-decay", m.lr_decay, "decay the lr linearly to 0 over the run (1) or keep it constant (0)")->capture_default_str();
     app.add_option("--energy-steps", m.energy_steps, "energy steps per generator step")
         ->check(CLI::PositiveNumber)->capture_default_str();
