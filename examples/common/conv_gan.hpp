@@ -5,6 +5,7 @@
 //
 //   G: z (latent) -> Linear 2w·7·7 -> BN, ReLU -> ConvT 4x4/2 2w->w (14x14) -> BN, ReLU
 //                                             -> ConvT 4x4/2 w->1 (28x28) -> Tanh
+//      (ConvGanOptions::upsample_conv: nearest upsampling by 2 + Conv 3x3 for each ConvT)
 //   D: x [N,1,28,28] -> Conv 4x4/2 1->w (14x14) -> LReLU(0.2) -> Conv 4x4/2 w->2w (7x7)
 //                    -> LReLU(0.2) -> Linear 2w·7·7 -> 1
 //
@@ -72,8 +73,7 @@ struct ConvGan {
         return x;
     }
     // The same images in [0, 1], for pictures and samples.npy.
-    Tensor sample01(const Tensor& z) { return to_unit(sample(z)); }
-    static Tensor to_unit(const Tensor& x) { return Tensor(ember::clamp(x * 0.5f + 0.5f, 0.0, 1.0)); }
+    Tensor sample01(const Tensor& z) { return Tensor(ember::clamp(sample(z) * 0.5f + 0.5f, 0.0, 1.0)); }
 
     ember::Index latent;
     ember::nn::Sequential<float> G, D;
