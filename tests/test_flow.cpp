@@ -301,6 +301,13 @@ TEST_CASE("every step: inverse, brute-force log-determinant, gradients of the lo
     SUBCASE("Squeeze") {
         check_step("Squeeze", std::make_shared<flow::Squeeze<double>>(), random_uniform(Shape{2, 1, 4, 4}, 11, -1.5, 1.5));
     }
+    SUBCASE("Unsqueeze") {
+        check_step("Unsqueeze", std::make_shared<flow::Unsqueeze<double>>(), random_uniform(Shape{2, 4, 2, 2}, 14, -1.5, 1.5));
+    }
+    SUBCASE("FactorOut around an affine coupling") {
+        check_step("FactorOut", std::make_shared<flow::FactorOut<double>>(2, flow::affine_coupling_conv<double>(flow::channel_mask<double>(2, 2, 2), 3, gen)),
+                   random_uniform(Shape{2, 3, 2, 2}, 15, -1.5, 1.5));
+    }
     SUBCASE("LogitTransform, alpha = 0.05") {
         check_step("Logit 0.05", std::make_shared<flow::LogitTransform<double>>(0.05),
                    random_uniform(Shape{2, 6}, 12, 0.05, 0.95));
@@ -337,6 +344,20 @@ TEST_CASE("composed flows: inverse, brute-force log-determinant, gradients of th
         f->add(flow::additive_coupling_conv<double>(flow::channel_mask<double>(4, 2, 2, true), 3, gen));
         CHECK(f->latent_shape() == Shape{4, 2, 2});
         check_step("image flow", f, random_uniform(Shape{2, 1, 4, 4}, 22, 0.05, 0.95));
+    }
+    SUBCASE("multi-scale: a FactorOut whose inner flow squeezes, transforms and unsqueezes") {
+        auto f = std::make_shared<flow::Flow<double>>(Shape{1, 4, 4});
+        f->add<flow::Squeeze>();  // [4,2,2]
+        f->add(flow::affine_coupling_conv<double>(flow::channel_mask<double>(4, 2, 2), 3, gen));
+        auto coarse = std::make_shared<flow::Flow<double>>(Shape{2, 2, 2});
+        coarse->add<flow::Squeeze>();  // [8,1,1]
+        coarse->add<flow::ActNorm>(8);
+        coarse->add<flow::InvertibleConv1x1>(8, gen);
+        coarse->add(flow::affine_coupling_conv<double>(flow::channel_mask<double>(8, 1, 1, true), 3, gen));
+        coarse->add<flow::Unsqueeze>();
+        f->add<flow::FactorOut>(2, coarse);
+        CHECK(f->latent_shape() == Shape{4, 2, 2});
+        check_step("multi-scale flow", f, random_uniform(Shape{2, 1, 4, 4}, 23, -1.5, 1.5));
     }
 }
 
@@ -409,6 +430,31 @@ TEST_CASE("couplings: clear errors for wrong inputs and wrong network outputs") 
     auto additive = flow::additive_coupling_conv<double>(flow::checkerboard_mask<double>(1, 2, 2), 2, gen);
     CHECK_THROWS_WITH_AS(additive->inverse(V(Td::zeros(Shape{3, 1, 2, 4}))),
                          doctest::Contains("expected input [N,1,2,2], got [3,1,2,4]"), Error);
+}
+
+TEST_CASE("FactorOut: the factored-out channels pass unchanged; clear errors") {
+    OneThread one_thread;
+    Generator gen(9);
+    auto coupling = flow::affine_coupling_conv<double>(flow::channel_mask<double>(2, 2, 2), 3, gen);
+    perturb_parameters(*coupling, 31);
+    flow::FactorOut<double> split(2, coupling);
+    const Td x = random_uniform(Shape{3, 5, 2, 2}, 32, -1.0, 1.0);
+    const flow::FlowOutput<double> out = split.forward_and_logdet(V(x));
+    const flow::FlowOutput<double> inner = coupling->forward_and_logdet(V(x.slice(1, 0, 2).contiguous()));
+    CHECK(max_abs_diff(out.y.value().slice(1, 2, 5).contiguous(), x.slice(1, 2, 5).contiguous()) == 0.0);
+    CHECK(max_abs_diff(out.y.value().slice(1, 0, 2).contiguous(), inner.y.value()) == 0.0);
+    CHECK(max_abs_diff(out.logdet.value(), inner.logdet.value()) == 0.0);
+    CHECK(split.output_shape(Shape{5, 2, 2}) == Shape{5, 2, 2});
+
+    CHECK_THROWS_WITH_AS(split(V(Td::zeros(Shape{3, 2, 2, 2}))), doctest::Contains("with C > 2 (the kept channels), got [3,2,2,2]"),
+                         Error);
+    flow::FactorOut<double> squeezing(4, std::make_shared<flow::Squeeze<double>>());
+    CHECK_THROWS_WITH_AS(squeezing.output_shape(Shape{8, 2, 2}), doctest::Contains("must keep the shape"), Error);
+    CHECK_THROWS_WITH_AS(squeezing(V(Td::zeros(Shape{1, 8, 2, 2}))), doctest::Contains("returned [1,16,1,1] for input [1,4,2,2]"),
+                         Error);
+    CHECK_THROWS_WITH_AS(flow::FactorOut<double>(0, coupling), doctest::Contains("must be positive"), Error);
+    CHECK_THROWS_WITH_AS(flow::FactorOut<double>(2, nullptr), doctest::Contains("null"), Error);
+    CHECK_THROWS_WITH_AS(flow::Unsqueeze<double>().output_shape(Shape{3, 2, 2}), doctest::Contains("[4C,H,W], got [3,2,2]"), Error);
 }
 
 TEST_CASE("LogitTransform: values, log-determinant formula, domain errors") {

@@ -8,12 +8,14 @@
 //   actnorm.hpp            ActNorm with data-dependent initialisation
 //   invertible_linear.hpp  InvertibleLinear, InvertibleConv1x1 (LU parameterisation)
 //   inverse_matrix.hpp     differentiable W⁻¹ (their inverse pass)
-//   squeeze.hpp            Squeeze, squeeze2d / unsqueeze2d (space-to-depth)
+//   squeeze.hpp            Squeeze, Unsqueeze, squeeze2d / unsqueeze2d (space-to-depth)
+//   factor_out.hpp         FactorOut: later steps transform only part of the channels
 //   logit.hpp              LogitTransform
 //   image.hpp              uniform dequantisation, bits per dimension
 #include "ember/flow/actnorm.hpp"
 #include "ember/flow/conditioner.hpp"
 #include "ember/flow/coupling.hpp"
+#include "ember/flow/factor_out.hpp"
 #include "ember/flow/image.hpp"
 #include "ember/flow/inverse_matrix.hpp"
 #include "ember/flow/invertible_linear.hpp"

@@ -1,5 +1,6 @@
 #pragma once
-// Squeeze (space-to-depth, RealNVP): each 2×2 block of pixels becomes 4 channels,
+// Squeeze (space-to-depth, RealNVP), and Unsqueeze, the same map as a step in the other
+// direction. Squeeze turns each 2×2 block of pixels into 4 channels,
 //   [N, C, H, W] -> [N, 4C, H/2, W/2],   y[n, 4c + 2i + j, h, w] = x[n, c, 2h + i, 2w + j]
 // (i, j ∈ {0, 1}: Glow's channel order). It only moves values, so its Jacobian is a
 // permutation matrix: log|det| = 0. After a squeeze, a channel mask splits each 2×2 block
@@ -65,6 +66,22 @@ public:
         return Shape{4 * in[0], in[1] / 2, in[2] / 2};
     }
     std::string describe() const override { return "Squeeze()"; }
+};
+
+// The inverse step, [N, 4C, H, W] -> [N, C, 2H, 2W]: ends a coarser scale inside a
+// FactorOut (factor_out.hpp), whose inner flow must give back the shape it was given.
+template <Real T>
+class Unsqueeze : public FlowStep<T> {
+public:
+    FlowOutput<T> forward_and_logdet(const Var<T>& x) override {
+        return {unsqueeze2d(x), detail::zero_logdet<T>(x.dim(0))};
+    }
+    Var<T> inverse(const Var<T>& y) override { return squeeze2d(y); }
+    Shape output_shape(const Shape& in) const override {
+        EMBER_CHECK(in.rank() == 3 && in[0] % 4 == 0, "Unsqueeze", "expected a per-sample shape [4C,H,W], got ", in.str());
+        return Shape{in[0] / 4, 2 * in[1], 2 * in[2]};
+    }
+    std::string describe() const override { return "Unsqueeze()"; }
 };
 
 }  // namespace ember::flow
