@@ -48,7 +48,6 @@ struct Options : ember_examples::ExampleOptions {
 };
 
 // Pixels in [-1, 1] as the generator's Tanh produces them -> [0, 1] for pictures and files.
-Tensor<float> to_unit(const Tensor<float>& x) { return Tensor<float>(ember::clamp(x * 0.5f + 0.5f, 0.0, 1.0)); }
 
 int run(Options& o) {
     const int threads = ember_examples::use_threads(o);
@@ -93,7 +92,7 @@ int run(Options& o) {
 
     const std::map<std::string, std::string> about{{"example", o.name}, {"dataset", o.dataset}};
     auto save_pictures = [&] {
-        ember::save_image_grid(out / "samples.png", to_unit(gan.sample(z_fixed)), 10, 0.0, 1.0);
+        ember::save_image_grid(out / "samples.png", ember::symmetric_to_unit(gan.sample(z_fixed)), 10, 0.0, 1.0);
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss_d", "loss_g"});
         ember::save_metrics_plot(out / "metrics.csv", out / "energy.png", {"d_real", "d_fake", "pt"});
     };
@@ -135,7 +134,7 @@ int run(Options& o) {
     // ---- samples for evaluation ------------------------------------------------------------------
     ember::Generator sample_noise(o.seed + 3);
     const Tensor<float> z = ember::normal<float>(ember::Shape{o.n_samples, eo.latent}, sample_noise);
-    const Tensor<float> samples = to_unit(gan.sample(z));
+    const Tensor<float> samples = ember::symmetric_to_unit(gan.sample(z));
     ember_examples::write_samples(out, samples);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s: %lld steps in %.1f s with %d threads; last logged window: loss_d %.4f, loss_g %.4f, D(x) %.4f, "

@@ -77,7 +77,6 @@ Tensor<float> uniform_images(Index n, ember::Generator& gen) {
     return Tensor<float>(ember::uniform<float>(Shape{n, 1, 28, 28}, gen) * 2.0f - 1.0f);
 }
 
-Tensor<float> to_unit(const Tensor<float>& x) { return Tensor<float>(ember::clamp(x * 0.5f + 0.5f, 0.0, 1.0)); }
 
 int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
     const int threads = ember_examples::use_threads(o);
@@ -136,7 +135,7 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
         saved.states.copy_from(buffer.states());
         ckpt.save(ckpt_path, about);
         // The picture during training: the first 100 chains of the buffer as they are.
-        ember_examples::write_samples(out, to_unit(buffer.states().slice(0, 0, 100).contiguous()));
+        ember_examples::write_samples(out, ember::symmetric_to_unit(buffer.states().slice(0, 0, 100).contiguous()));
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss", "e_pos", "e_neg"});
     };
 
@@ -198,13 +197,13 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
     ember::sample::SgldStats buffer_stats, fresh_stats;
     const Tensor<float> from_buffer = ember::sample::sgld(energy, buffer.states().slice(0, 0, n).contiguous(), sgld,
                                                           sample_noise, &buffer_stats);
-    const Tensor<float> samples01 = to_unit(from_buffer);
+    const Tensor<float> samples01 = ember::symmetric_to_unit(from_buffer);
     ember_examples::write_samples(out, samples01);
     ember::sample::SgldOptions fresh_opts = sgld;
     fresh_opts.steps = e.fresh_steps;
     const Tensor<float> fresh = ember::sample::sgld(energy, uniform_images(n, sample_noise), fresh_opts, sample_noise,
                                                     &fresh_stats);
-    const Tensor<float> fresh01 = to_unit(fresh);
+    const Tensor<float> fresh01 = ember::symmetric_to_unit(fresh);
     ember_examples::write_samples(out, fresh01, "samples_fresh.png", "samples_fresh.npy");
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -57,7 +57,6 @@ struct Options {
 };
 
 // Pixels in [-1, 1] as the generator's Tanh produces them -> [0, 1] for pictures and files.
-Tensor<float> to_unit(const Tensor<float>& x) { return Tensor<float>(ember::clamp(x * 0.5f + 0.5f, 0.0, 1.0)); }
 
 // This process's part in the run: the whole of it, or one rank of an MPI job. Everything
 // the training loop needs from MPI goes through here, so without EMBER_WITH_MPI the loop is
@@ -162,7 +161,7 @@ int run(const Options& opts, World& world) {
 
     const std::map<std::string, std::string> about{{"example", "gan_mlp_mnist"}, {"dataset", o.dataset}};
     auto save_pictures = [&] {
-        ember::save_image_grid(out / "samples.png", to_unit(gan.sample(z_fixed)).reshape(ember::Shape{100, 1, 28, 28}),
+        ember::save_image_grid(out / "samples.png", ember::symmetric_to_unit(gan.sample(z_fixed)).reshape(ember::Shape{100, 1, 28, 28}),
                                10, 0.0, 1.0);
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss_d", "loss_g"});
     };
@@ -218,7 +217,7 @@ int run(const Options& opts, World& world) {
     // ---- samples for evaluation ------------------------------------------------------------
     ember::Generator sample_noise(o.seed + 3);
     const Tensor<float> z = ember::normal<float>(ember::Shape{o.n_samples, 64}, sample_noise);
-    const Tensor<float> samples01 = to_unit(gan.sample(z)).reshape(ember::Shape{o.n_samples, 1, 28, 28});
+    const Tensor<float> samples01 = ember::symmetric_to_unit(gan.sample(z)).reshape(ember::Shape{o.n_samples, 1, 28, 28});
     ember::save_npy(out / "samples.npy", samples01);
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -44,6 +44,8 @@
 #include <iostream>
 #include <thread>
 
+#include "common/example.hpp"
+
 namespace fs = std::filesystem;
 namespace flow = ember::flow;
 using ember::Index;
@@ -60,7 +62,9 @@ struct Options {
     Index batch = 64;
     double lr = 1e-3, clip = 50.0, alpha = 0.05, temperature = 1.0;
     std::int64_t warmup = 200;
+    bool lr_decay = true;  // after the warm-up, the lr falls linearly to 0 over the run
     int steps = 4;       // flow steps per scale
+    int full_res_steps = 0;  // checkerboard couplings at 28×28, before the first squeeze
     Index hidden = 64;   // conditioner width at scale 1 (scale 2: twice this)
     std::uint64_t seed = 0;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -72,6 +76,10 @@ struct Options {
 flow::Flow<float> make_flow(const Options& o, ember::Generator& gen) {
     flow::Flow<float> f(Shape{1, 28, 28});
     f.add<flow::LogitTransform>(o.alpha);
+    for (int k = 0; k < o.full_res_steps; ++k) {  // [1,28,28]: checkerboard couplings
+        f.add<flow::ActNorm>(1);
+        f.add(flow::affine_coupling_conv<float>(flow::checkerboard_mask<float>(1, 28, 28, k % 2 == 1), o.hidden / 2, gen));
+    }
     f.add<flow::Squeeze>();  // [4,14,14]
     for (int k = 0; k < o.steps; ++k) {
         f.add<flow::ActNorm>(4);
@@ -176,9 +184,11 @@ int run(const Options& o) {
     batches.seek(step);
     while (step < total) {
         const ember::MiniBatch<float> batch = batches.next_wrapping();
-        // Linear warm-up of the learning rate over the first --warmup steps (a function of
-        // the step, so a resumed run sets the same value).
-        opt.set_lr(o.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<std::int64_t>(1, o.warmup))));
+        // Linear warm-up of the learning rate over the first --warmup steps, then (--lr-decay)
+        // a linear fall to 0 at the end of the run: functions of the step, so a resumed run
+        // sets the same value.
+        const double peak = o.lr_decay ? ember_examples::linearly_decayed_lr(o.lr, step, total) : o.lr;
+        opt.set_lr(peak * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(std::max<std::int64_t>(1, o.warmup))));
         const Tensor<float> x = flow::dequantize_pixels(batch.x, noise);
         opt.zero_grad();
         Var<float> loss = ember::mean(flow::bits_per_dim(f.log_prob(Var<float>(x)), 784));
@@ -241,8 +251,10 @@ int main(int argc, char** argv) {
     app.add_option("--batch", o.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--lr", o.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--clip", o.clip, "gradient clipping: maximum total norm")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--lr-decay", o.lr_decay, "decay the lr linearly to 0 over the run (1) or keep it constant after the warm-up (0)")->capture_default_str();
     app.add_option("--warmup", o.warmup, "steps of linear learning-rate warm-up")->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--steps", o.steps, "flow steps per scale")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--full-res-steps", o.full_res_steps, "checkerboard couplings at 28x28 before the first squeeze (conditioner width --hidden/2)")->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--hidden", o.hidden, "conditioner channels at scale 1 (twice at scale 2)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--alpha", o.alpha, "logit transform's α")->check(CLI::Range(0.0, 0.49))->capture_default_str();
     app.add_option("--temperature", o.temperature, "sampling temperature (1: the model itself; lower thins the strokes, see docs/flows.md)")->check(CLI::PositiveNumber)->capture_default_str();

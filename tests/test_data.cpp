@@ -222,6 +222,9 @@ TEST_CASE("mini-batches: deterministic shuffling, drop_last, labels, transforms"
     CHECK(scale_to_unit(px).to_vector() == std::vector<float>{0, 0.5f, 1});
     const std::vector<float> sym = scale_to_symmetric(px).to_vector();
     for (std::size_t i = 0; i < 3; ++i) CHECK(sym[i] == doctest::Approx(-1.0 + static_cast<double>(i)).epsilon(1e-6));
+    // symmetric_to_unit inverts scale_to_symmetric up to the 255 scale, and clamps strays.
+    CHECK(symmetric_to_unit(Tensor<float>::from({5}, {-1.5f, -1, 0, 0.5f, 2})).to_vector() ==
+          std::vector<float>{0, 0, 0.5f, 0.75f, 1});
     Generator g(5);
     Tensor<float> deq = dequantize(px, g);
     for (Index i = 0; i < 3; ++i) {

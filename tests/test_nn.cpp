@@ -307,6 +307,14 @@ TEST_CASE("BatchNorm: batch statistics, running statistics with PyTorch's moment
     CHECK(sd[2].first == "running_mean");
     CHECK(sd[3].first == "running_var");
     bn.train();
+    // infer: evaluation mode (the running statistics, left alone), and the training mode back,
+    // even after an error.
+    const Tensor<double> yi = bn.infer(x);
+    CHECK(yi.data()[0] == ye.data()[0]);
+    CHECK(bn.is_training());
+    CHECK(bn.running_mean().data()[0] == doctest::Approx(0.75));
+    CHECK_THROWS_WITH_AS(bn.infer(Tensor<double>::zeros(Shape{4, 3})), doctest::Contains("BatchNorm1d"), Error);
+    CHECK(bn.is_training());
     CHECK_THROWS_WITH_AS(bn(V(Tensor<double>::zeros(Shape{1, 2}))), doctest::Contains("more than one value"), Error);
     CHECK_THROWS_WITH_AS(bn(V(Tensor<double>::zeros(Shape{4, 3}))), doctest::Contains("BatchNorm1d"), Error);
 }

@@ -64,16 +64,10 @@ struct ConvGan {
     }
 
     // Images G(z) from noise z [N, latent], in [-1, 1], [N,1,28,28], without a graph and
-    // with BatchNorm's running statistics; G is left in training mode.
-    Tensor sample(const Tensor& z) {
-        ember::NoGrad no_grad;
-        G.eval();
-        Tensor x = G(Var(z)).value();
-        G.train();
-        return x;
-    }
+    // with BatchNorm's running statistics (Module::infer).
+    Tensor sample(const Tensor& z) { return G.infer(z); }
     // The same images in [0, 1], for pictures and samples.npy.
-    Tensor sample01(const Tensor& z) { return Tensor(ember::clamp(sample(z) * 0.5f + 0.5f, 0.0, 1.0)); }
+    Tensor sample01(const Tensor& z) { return ember::symmetric_to_unit(sample(z)); }
 
     ember::Index latent;
     ember::nn::Sequential<float> G, D;

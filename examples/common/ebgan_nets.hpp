@@ -159,14 +159,8 @@ public:
     }
 
     // Images from noise z, in [-1, 1], without a graph, in evaluation mode (BatchNorm with
-    // its running statistics), then back to training mode.
-    Tensor sample(const Tensor& z) {
-        ember::NoGrad no_grad;
-        G.eval();
-        Tensor x = G(Var(z)).value();
-        G.train();
-        return x;
-    }
+    // its running statistics; Module::infer).
+    Tensor sample(const Tensor& z) { return G.infer(z); }
 
     ember::nn::Sequential<float> G;
     AutoEncoder D;

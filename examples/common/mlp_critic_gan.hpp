@@ -39,11 +39,7 @@ struct MlpCriticGan {
     }
 
     // Images from noise z [N, latent], in [0, 1] as [N,1,28,28], without a graph.
-    Tensor sample01(const Tensor& z) {
-        ember::NoGrad no_grad;
-        const Tensor x = G(Var(z)).value();
-        return Tensor(ember::clamp(x * 0.5f + 0.5f, 0.0, 1.0)).reshape(ember::Shape{z.dim(0), 1, 28, 28});
-    }
+    Tensor sample01(const Tensor& z) { return ember::symmetric_to_unit(G.infer(z)).reshape(ember::Shape{z.dim(0), 1, 28, 28}); }
 
     ember::Index latent;
     ember::nn::Sequential<float> G, D;

@@ -103,10 +103,7 @@ public:
     }
 
     // Images from noise z, in [-1, 1], without a graph.
-    Tensor sample(const Tensor& z) {
-        ember::NoGrad no_grad;
-        return G(Var(z)).value();
-    }
+    Tensor sample(const Tensor& z) { return G.infer(z); }
 
     ember::nn::Sequential<float> G, D;
     std::unique_ptr<ember::Adam<float>> opt_G, opt_D;

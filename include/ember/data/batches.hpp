@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ember/core/random.hpp"
+#include "ember/expr/expr.hpp"
 
 namespace ember {
 
@@ -131,6 +132,12 @@ Tensor<T> scale_to_unit(const Tensor<T>& pixels) {  // [0, 1]
 template <Real T>
 Tensor<T> scale_to_symmetric(const Tensor<T>& pixels) {  // [-1, 1]
     return Tensor<T>(pixels * T(2.0 / 255.0) - T(1));
+}
+// Back from [-1, 1] (a tanh generator's output) to [0, 1] for pictures and samples.npy,
+// clamped: a model's output can stray outside the data range.
+template <Real T>
+Tensor<T> symmetric_to_unit(const Tensor<T>& x) {
+    return Tensor<T>(clamp(x * T(0.5) + T(0.5), 0.0, 1.0));
 }
 // Dynamic binarisation: each value in [0, 1] becomes 1 with that probability.
 template <Real T>

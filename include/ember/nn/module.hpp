@@ -60,6 +60,19 @@ public:
     void eval() { train(false); }
     bool is_training() const { return training_; }
 
+    // forward(x) as samples and test metrics need it: no graph, evaluation mode (BatchNorm's
+    // running statistics, no dropout), then the module's own mode again, even on an error.
+    Tensor<T> infer(const Tensor<T>& x) {
+        struct Restore {
+            Module& m;
+            bool training;
+            ~Restore() { m.train(training); }
+        } restore{*this, training_};
+        NoGrad no_grad;
+        eval();
+        return forward(Var<T>(x)).value();
+    }
+
     // Parameters in registration order, depth first, with dotted names.
     std::vector<std::pair<std::string, Var<T>>> named_parameters() const {
         std::vector<std::pair<std::string, Var<T>>> out;
