@@ -7,18 +7,22 @@
 //
 // The model (every step from include/ember/flow/):
 //   LogitTransform(α)                                      [1,28,28]  (its log-det counts in bits/dim)
+//   F × (ActNorm, affine coupling)                         checkerboard masks alternating, width H/2
 //   Squeeze                                                -> [4,14,14]
-//   K × (ActNorm, InvertibleConv1x1, affine coupling)      channel masks alternating; conv conditioner
+//   K × (ActNorm, InvertibleConv1x1, affine coupling)      channel masks alternating, width H
 //   Squeeze                                                -> [16,7,7]
-//   K × (ActNorm, InvertibleConv1x1, affine coupling)      wider conditioner
-// The two scales keep all channels: ember's flow API has no factor-out (split) step, so the
-// Gaussian latents of the first scale are not split off as in RealNVP/Glow; the second
-// scale transforms all 16 channels (it is cheap at 7×7).
+//   K × (ActNorm, InvertibleConv1x1, affine coupling)      width 2H
+// Defaults F = 4, K = 8, H = 64 (20 couplings, 0.68M parameters). The conditioners are
+// Conv 3x3, SiLU, Conv 1x1, SiLU, Conv 3x3 (flow::conv_conditioner). In short trials the
+// number of couplings mattered more than their width: after one epoch K = 8 beat K = 4 with
+// twice the width (1.720 vs 1.817 bits/dim), and F = 4 at 28×28 gained as much as K = 12
+// instead of 8 for less time (docs/flows.md). The scales keep all channels: the example does not use
+// flow::FactorOut, which RealNVP and Glow use to halve the later scales' work.
 //
 //   realnvp_mnist [--data DIR] [--out DIR] [--epochs N | --iters N] [--batch N] [--lr X]
-//                 [--clip X] [--warmup N] [--steps K] [--hidden H] [--alpha A]
-//                 [--temperature T] [--seed N] [--threads N] [--n-samples N] [--test-images N]
-//                 [--resume] [--quick]
+//                 [--lr-decay 0|1] [--clip X] [--warmup N] [--steps K] [--full-res-steps F]
+//                 [--hidden H] [--alpha A] [--temperature T] [--seed N] [--threads N]
+//                 [--n-samples N] [--test-images N] [--resume] [--quick]
 //
 // Writes to --out: samples.png (10x10 grid at --temperature from fixed noise, refreshed every
 // epoch), samples.npy (float32 [N,1,28,28] in [0,1]), metrics.csv (train bits/dim every 50
@@ -26,13 +30,8 @@
 // epoch and at the end; --resume continues from it, giving the same result bit for bit as an
 // uninterrupted run with the same flags).
 //
-// Cost, measured with --threads 1 on a shared 2-core machine (load ~3): 0.65-0.85 s per
-// training step of 64 (the conditioners' im2col/col2im and GEMMs dominate), an epoch of 937
-// steps in 9-10.5 min, the test bits/dim on all 10000 images in ~27 s; --quick in ~18 s.
-// Measured: test bits/dim 1.918 after 1 epoch (636 s), 1.788 after 2 (1180 s, resumed at the
-// epoch boundary). The default --epochs 10 is therefore ~1h30-1h45 on one thread; whether it
-// reaches 1.5 bits/dim has NOT been measured (published multi-scale flows reach ~1.05 with
-// far more compute).
+// Cost and result of the default run (8 epochs, 7496 steps of 64) with --threads 2 on an
+// otherwise idle 2-core machine: MEASURED_DEFAULT_RUN
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -57,14 +56,14 @@ namespace {
 
 struct Options {
     std::string data, out = "out/realnvp_mnist";
-    int epochs = 10;
+    int epochs = 8;
     std::int64_t iters = 0;  // 0: epochs · batches per epoch
     Index batch = 64;
     double lr = 1e-3, clip = 50.0, alpha = 0.05, temperature = 1.0;
     std::int64_t warmup = 200;
     bool lr_decay = true;  // after the warm-up, the lr falls linearly to 0 over the run
-    int steps = 4;       // flow steps per scale
-    int full_res_steps = 0;  // checkerboard couplings at 28×28, before the first squeeze
+    int steps = 8;           // flow steps per scale (14×14 and 7×7)
+    int full_res_steps = 4;  // checkerboard couplings at 28×28, before the first squeeze
     Index hidden = 64;   // conditioner width at scale 1 (scale 2: twice this)
     std::uint64_t seed = 0;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
