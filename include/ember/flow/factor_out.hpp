@@ -55,8 +55,9 @@ public:
                     " channels, got ", in.str());
         Shape kept = in;
         kept[0] = kept_;
-        EMBER_CHECK(inner_->output_shape(kept) == kept, "FactorOut", "the inner step maps ", kept.str(), " to ",
-                    inner_->output_shape(kept).str(), "; it must keep the shape (end a squeezed scale with Unsqueeze)");
+        const Shape mapped = inner_->output_shape(kept);
+        EMBER_CHECK(mapped == kept, "FactorOut", "the inner step maps ", kept.str(), " to ", mapped.str(),
+                    "; it must keep the shape (end a squeezed scale with Unsqueeze)");
         return in;
     }
 
