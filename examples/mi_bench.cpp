@@ -4,9 +4,13 @@
 //   x ~ N(0, I_20),  y = ρx + √(1-ρ²)ε,  I(X;Y) = -(d/2) log(1-ρ²)   (MATH.md §8)
 //
 // The true MI steps through 2, 4, 6, 8, 10 nats, --steps-per-level steps each (ρ changes,
-// the critics keep training). Every estimator trains its own separable critic
-// T(x,y) = g(x)ᵀh(y) (two towers: ReLU MLP 20 → H → H → 32 plus a linear shortcut 20 → 32)
-// with Adam (lr 5e-4) on batches of --batch fresh pairs, maximising its own objective:
+// the critics keep training). Every estimator trains its own critic with Adam (lr 5e-4) on
+// batches of --batch fresh pairs, maximising its own objective. The critic (--critic) is
+//   separable  T(x,y) = g(x)ᵀh(y), two towers: ReLU MLP 20 → H → H → 32 plus a linear
+//              shortcut 20 → 32 (the default; one product for the B×B score matrix), or
+//   concat     T(x,y) = MLP([x, y]), ReLU 40 → H → H → 1, evaluated on all B² pairs
+//              (info::all_pairs; Poole et al.'s notebook default, B times the cost).
+// The objectives:
 //
 //   nwj      Î_NWJ = E_joint[T] - e^{-1} E_marg[e^T]
 //   dv       Î_DV  = E_joint[T] - log E_marg[e^T]          (plain minibatch gradient)
@@ -16,7 +20,7 @@
 //
 // Each step's estimate is computed on the fresh batch before the critic's update.
 //
-//   mi_bench [--steps-per-level N] [--batch B] [--hidden H] [--lr X] [--seed S]
+//   mi_bench [--critic separable|concat] [--steps-per-level N] [--batch B] [--hidden H] [--lr X] [--seed S]
 //            [--threads T] [--out DIR] [--quick]
 //
 // Writes to --out: metrics.csv (every step: step, true_mi, each estimate), summary.csv
@@ -49,6 +53,7 @@ struct Options {
     std::uint64_t seed = 0;
     int threads = 1;  // the matrices are small: one thread is fastest
     std::string out = "out/mi_bench";
+    std::string critic = "separable";
     bool quick = false;
 };
 
@@ -78,21 +83,43 @@ private:
 };
 
 struct Critic {
-    Tower g, h;
-    ember::Adam<float> opt;
-    Critic(ember::Generator& init, const Options& o) : g(init, o.hidden), h(init, o.hidden), opt(params(), {.lr = o.lr}) {}
+    // separable: the towers g and h; concat: the joint MLP.
+    std::unique_ptr<Tower> g, h;
+    std::unique_ptr<ember::nn::Sequential<float>> joint;
+    std::unique_ptr<ember::Adam<float>> opt;
+    Critic(ember::Generator& init, const Options& o) {
+        if (o.critic == "concat") {
+            joint = std::make_unique<ember::nn::Sequential<float>>();
+            joint->add<ember::nn::Linear>(2 * kDim, o.hidden, init);
+            joint->add<ember::nn::ReLU>();
+            joint->add<ember::nn::Linear>(o.hidden, o.hidden, init);
+            joint->add<ember::nn::ReLU>();
+            joint->add<ember::nn::Linear>(o.hidden, 1, init);
+        } else {
+            g = std::make_unique<Tower>(init, o.hidden);
+            h = std::make_unique<Tower>(init, o.hidden);
+        }
+        opt = std::make_unique<ember::Adam<float>>(params(), ember::AdamOptions{.lr = o.lr});
+    }
     std::vector<Vf> params() const {
-        auto p = g.parameters();
-        for (const auto& q : h.parameters()) p.push_back(q);
+        if (joint) return joint->parameters();
+        auto p = g->parameters();
+        for (const auto& q : h->parameters()) p.push_back(q);
         return p;
+    }
+    // scores(i, j) = T(x_i, y_j), [B, B].
+    Vf scores(const Vf& x, const Vf& y) {
+        if (!joint) return ember::info::score_matrix((*g)(x), (*h)(y));
+        const Index B = x.dim(0);
+        return ember::reshape((*joint)(ember::info::all_pairs(x, y)), ember::Shape{B, B});
     }
     // One step: the estimate on this batch, then one Adam step up its objective.
     template <class Objective>
     double step(const Vf& x, const Vf& y, Objective&& objective) {
-        opt.zero_grad();
-        const Vf est = objective(ember::info::score_matrix(g(x), h(y)));
+        opt->zero_grad();
+        const Vf est = objective(scores(x, y));
         ember::backward(Vf(-est));
-        opt.step();
+        opt->step();
         return static_cast<double>(est.item());
     }
 };
@@ -108,10 +135,14 @@ int run(const Options& o) {
     for (std::size_t k = 0; k < kNames.size(); ++k) critics.push_back(std::make_unique<Critic>(init, o));
     ember::info::Mine<float> mine(0.01);
     const std::int64_t total = o.steps_per_level * static_cast<std::int64_t>(kLevels.size());
-    std::printf("mi_bench: d = %lld, batch %lld, critics 2 x (MLP %lld-%lld-%lld-%lld + linear shortcut), Adam lr %g, "
+    const std::string critic_text =
+        o.critic == "concat"
+            ? "concat MLP " + std::to_string(2 * kDim) + "-" + std::to_string(o.hidden) + "-" + std::to_string(o.hidden) + "-1 on all B^2 pairs"
+            : "separable, 2 x (MLP " + std::to_string(kDim) + "-" + std::to_string(o.hidden) + "-" + std::to_string(o.hidden) + "-" +
+                  std::to_string(kEmbed) + " + linear shortcut)";
+    std::printf("mi_bench: d = %lld, batch %lld, critics %s, Adam lr %g, "
                 "%lld steps per level, true MI %s nats, seed %llu, %d thread(s)\n",
-                static_cast<long long>(kDim), static_cast<long long>(o.batch), static_cast<long long>(kDim),
-                static_cast<long long>(o.hidden), static_cast<long long>(o.hidden), static_cast<long long>(kEmbed), o.lr,
+                static_cast<long long>(kDim), static_cast<long long>(o.batch), critic_text.c_str(), o.lr,
                 static_cast<long long>(o.steps_per_level), "2, 4, 6, 8, 10", static_cast<unsigned long long>(o.seed),
                 o.threads);
 
@@ -209,7 +240,10 @@ int main(int argc, char** argv) {
         ->check(CLI::PositiveNumber)
         ->capture_default_str();
     app.add_option("--batch", o.batch, "batch size B (InfoNCE is capped at log B)")->check(CLI::Range(2, 4096))->capture_default_str();
-    app.add_option("--hidden", o.hidden, "hidden units of each critic tower")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--critic", o.critic, "separable (g(x)ᵀh(y)) or concat (MLP([x, y]) on all B² pairs)")
+        ->check(CLI::IsMember({"separable", "concat"}))
+        ->capture_default_str();
+    app.add_option("--hidden", o.hidden, "hidden units of each critic tower (or of the concat MLP)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--lr", o.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--seed", o.seed, "random seed (initialisation, data)")->capture_default_str();
     app.add_option("--threads", o.threads, "threads for ember's kernels and GEMM")->check(CLI::PositiveNumber)->capture_default_str();
