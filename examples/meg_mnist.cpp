@@ -52,6 +52,7 @@
 
 #include "common/conv_gan.hpp"
 #include "common/example.hpp"
+#include "common/latent_mala.hpp"
 #include "common/quality.hpp"
 
 namespace fs = std::filesystem;
@@ -226,20 +227,11 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
     G.eval();  // per-sample generator for U_z; parameters frozen: only ∇_z is needed
     G.requires_grad(false);
     U.requires_grad(false);
-    const auto uz = ember::sample::latent_energy<float>([&](const Var& z) { return G(z); }, energy, /*prior=*/true);
-    ember::sample::Mala<float> mala(uz, z0, {.step_size = 0.01, .seed = o.seed + 4});
-    const double u_start = ember::sample::detail::mean(mala.energies());
-    const auto t_mcmc = std::chrono::steady_clock::now();
-    const ember::sample::ChainStats warm = mala.warmup(m.mcmc_warmup);
-    const ember::sample::ChainStats run = mala.run(m.mcmc_steps);
-    const double mcmc_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_mcmc).count();
-    const Tensor<float> mcmc01 = gan.sample01(mala.state());
+    const ember_examples::LatentMala mcmc = ember_examples::latent_mala([&](const Var& z) { return G(z); }, energy, z0,
+                                                                         m.mcmc_warmup, m.mcmc_steps, o.seed + 4);
+    const Tensor<float> mcmc01 = gan.sample01(mcmc.z);
     ember_examples::write_samples(out, mcmc01, "samples_mcmc.png", "samples_mcmc.npy");
-    std::printf("meg_mnist: latent MALA on U(G(z)) + |z|^2/2 over %lld chains: %lld warm-up steps (acceptance %.3f), "
-                "%lld steps at step size %.4g: acceptance rate %.3f, mean U_z %.3f -> %.3f (%.1f s)\n",
-                static_cast<long long>(o.n_samples), static_cast<long long>(warm.steps), warm.acceptance_rate,
-                static_cast<long long>(run.steps), run.step_size, run.acceptance_rate, u_start, run.mean_energy,
-                mcmc_seconds);
+    ember_examples::print_latent_mala("meg_mnist", mcmc);
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     // (A resumed run that was already finished trains nothing: no window to report.)
@@ -250,7 +242,7 @@ int run(ember_examples::ExampleOptions& o, const MegOptions& m) {
                       logged.loss_u, logged.loss_g, logged.u_real, logged.u_fake, logged.r1, logged.mi);
     std::printf("meg_mnist: %lld steps in %.1f s with %d threads; %s; MALA acceptance %.3f; wrote "
                 "%s/{samples,samples_mcmc}.{png,npy}, metrics.csv, loss.png, checkpoint.safetensors\n",
-                static_cast<long long>(step), seconds, threads, window_text, run.acceptance_rate, o.out.c_str());
+                static_cast<long long>(step), seconds, threads, window_text, mcmc.run.acceptance_rate, o.out.c_str());
     std::fflush(stdout);
     ember_examples::report_sample_quality(o, samples01);
     ember_examples::ExampleOptions after = o;

@@ -75,6 +75,7 @@
 #include <vector>
 
 #include "common/example.hpp"
+#include "common/latent_mala.hpp"
 
 namespace fs = std::filesystem;
 using ember::Generator;
@@ -310,19 +311,13 @@ public:
         before_mcmc_ = plain;
         G.requires_grad(false);  // only ∇_z is needed
         U.requires_grad(false);
-        const auto uz = ember::sample::latent_energy<float>([this](const Var& z) { return G(z); },
-                                                            [this](const Var& x) { return U(x); }, /*prior=*/true);
-        ember::sample::Mala<float> mala(uz, z0, {.step_size = 0.01, .seed = gen.seed() + 1});
-        const double u_start = ember::sample::detail::mean(mala.energies());
-        const ember::sample::ChainStats warm = mala.warmup(t_.mcmc_warmup);
-        const ember::sample::ChainStats run = mala.run(t_.mcmc_steps);
+        const ember_examples::LatentMala mcmc = ember_examples::latent_mala(
+            [this](const Var& z) { return G(z); }, [this](const Var& x) { return U(x); }, z0, t_.mcmc_warmup,
+            t_.mcmc_steps, gen.seed() + 1);
         G.requires_grad(true);
         U.requires_grad(true);
-        std::printf("toy2d: latent MALA on U(G(z)) + |z|^2/2 over %lld chains: %lld warm-up steps (acceptance %.3f), "
-                    "%lld steps at step size %.4g: acceptance rate %.3f, mean U_z %.3f -> %.3f\n",
-                    static_cast<long long>(n), static_cast<long long>(warm.steps), warm.acceptance_rate,
-                    static_cast<long long>(run.steps), run.step_size, run.acceptance_rate, u_start, run.mean_energy);
-        return generate(mala.state());
+        ember_examples::print_latent_mala("toy2d", mcmc);
+        return generate(mcmc.z);
     }
     std::optional<Tensor> before_refinement() const override { return before_mcmc_; }
     void checkpoint(ember::Checkpoint<float>& ck) override {
