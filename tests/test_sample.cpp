@@ -553,3 +553,55 @@ TEST_CASE("sample: samplers work inside NoGrad") {
     CHECK(h.gradients().to_vector() == h.state().to_vector());  // ∇U = x, computed despite NoGrad
     CHECK_FALSE(grad_enabled());
 }
+
+// parallel_chains: one graph per thread on disjoint groups of chains, parameters shared and
+// still requiring grad. Results must equal the one-graph ones up to rounding (double: the
+// two differ only in the order of a few sums), the parameters must get no gradient and no
+// leftover from the walks (the next backward() must be exact), and an error thrown inside
+// one group must come out of the call.
+TEST_CASE("sample: parallel_chains evaluates groups of chains on separate threads with the one-graph result") {
+    const int saved_threads = num_threads();
+    set_num_threads(2);
+    Generator g(71);
+    nn::Sequential<double> net;
+    net.add<nn::Linear>(6, 16, g);
+    net.add<nn::Tanh>();
+    net.add<nn::Linear>(16, 1, g);
+    const sample::EnergyFn<double> U = std::ref(net);
+    const Tensor<double> x = normal<double>(Shape{40, 6}, g);
+    const sample::EnergyGrad<double> one = sample::energy_and_grad(U, x);
+    for (int rep = 0; rep < 20; ++rep) {  // repeated: a race between the two walks would show
+        const sample::EnergyGrad<double> split = sample::energy_and_grad(U, x, "test", true);
+        REQUIRE(split.energy.shape() == one.energy.shape());
+        REQUIRE(split.grad.shape() == x.shape());
+        double worst = 0;
+        for (Index i = 0; i < one.energy.numel(); ++i)
+            worst = std::max(worst, std::abs(split.energy.data()[i] - one.energy.data()[i]));
+        for (Index i = 0; i < x.numel(); ++i) worst = std::max(worst, std::abs(split.grad.data()[i] - one.grad.data()[i]));
+        CHECK(worst < 1e-12);
+    }
+    for (const auto& [name, p] : net.named_parameters()) CHECK_FALSE(p.grad().defined());
+    // A training backward after the sampling walks gets exactly the gradient of its own loss.
+    const V loss = sum(net(V(x)));
+    loss.backward();
+    const Tensor<double> w2 = net.named_parameters().back().second.grad();  // last bias: d sum / db = N
+    CHECK(w2.data()[0] == doctest::Approx(40.0).epsilon(1e-12));
+
+    // The samplers give the same chains with and without it (double precision, so no
+    // accept decision can flip on rounding).
+    sample::Mala<double> a(U, x, {.step_size = 0.05, .seed = 5});
+    sample::Mala<double> b(U, x, {.step_size = 0.05, .seed = 5, .parallel_chains = true});
+    a.run(10);
+    b.run(10);
+    double worst = 0;
+    for (Index i = 0; i < x.numel(); ++i) worst = std::max(worst, std::abs(a.state().data()[i] - b.state().data()[i]));
+    CHECK(worst < 1e-10);
+
+    const sample::EnergyFn<double> fails_on_last_group = [&](const V& v) {
+        EMBER_CHECK(v.value().data()[(v.dim(0) - 1) * 6] != x.data()[39 * 6], "test energy", "refuses the last chain");
+        return net(v);
+    };
+    CHECK_THROWS_WITH_AS(sample::energy_and_grad(fails_on_last_group, x, "test", true),
+                         doctest::Contains("refuses the last chain"), Error);
+    set_num_threads(saved_threads);
+}

@@ -3,6 +3,7 @@
 // so a 100k-node chain is fine), then visited in reverse topological order; each node's
 // gradient is the sum over all its consumers before its own backward runs. In anomaly
 // mode (anomaly.hpp) the gradients each backward returns are checked for NaN/Inf.
+#include <atomic>
 #include <span>
 #include <string>
 #include <vector>
@@ -13,13 +14,18 @@ namespace ember {
 
 namespace detail {
 
+// Walk ids are unique across threads, so a mark left on a shared node by another thread's
+// walk never passes for one of this walk.
 inline std::uint64_t next_walk_id() {
-    thread_local std::uint64_t id = 0;
+    static std::atomic<std::uint64_t> id{0};
     return ++id;
 }
 
 // Post-order (inputs before consumers) of everything reachable from `roots` that requires
-// grad; marks `needed` on nodes from which a target can be reached.
+// grad; marks `needed` on nodes from which a target can be reached. Leaves that are not
+// targets are neither visited nor marked: grad() with respect to some inputs never writes
+// to the network's parameters, so walks on separate graphs that share parameters can run
+// on separate threads (sample::energy_and_grad with parallel chains).
 template <Real T, class IsTarget>
 std::vector<VarImpl<T>*> topological_order(const std::vector<VarImpl<T>*>& roots, std::uint64_t walk,
                                            IsTarget&& is_target) {
@@ -39,7 +45,7 @@ std::vector<VarImpl<T>*> topological_order(const std::vector<VarImpl<T>*>& roots
                      "' was already freed by an earlier backward; pass retain_graph = true to the first one");
             if (next < ins.size()) {
                 VarImpl<T>* in = ins[next++].get();
-                if (in->walk != walk && in->requires_grad) {
+                if (in->walk != walk && in->requires_grad && (in->fn || is_target(in))) {
                     in->walk = walk;
                     in->needed = false;
                     stack.push_back({in, 0});

@@ -109,8 +109,9 @@ protected:
         }
     };
 
-    Chains(const char* name, EnergyFn<T> energy, const Tensor<T>& initial, double step, std::uint64_t seed)
-        : name_(name), energy_(std::move(energy)), gen_(seed) {
+    Chains(const char* name, EnergyFn<T> energy, const Tensor<T>& initial, double step, std::uint64_t seed,
+           bool parallel_chains)
+        : name_(name), energy_(std::move(energy)), gen_(seed), parallel_chains_(parallel_chains) {
         detail::check_states(initial, name, "the initial chain states");
         EMBER_CHECK(static_cast<bool>(energy_), name, "the energy function is empty");
         set_step_size(step);
@@ -122,7 +123,7 @@ protected:
     virtual bool adapts() const { return true; }
     virtual double default_target() const = 0;
 
-    EnergyGrad<T> evaluate(const Tensor<T>& x) const { return energy_and_grad(energy_, x, name_); }
+    EnergyGrad<T> evaluate(const Tensor<T>& x) const { return energy_and_grad(energy_, x, name_, parallel_chains_); }
 
     // Metropolis accept/reject per chain: chain i moves to row i of `proposal` with
     // probability min(1, exp(log_ratio[i])). A proposal whose energy or gradient is not
@@ -166,6 +167,7 @@ protected:
     const char* name_;
     EnergyFn<T> energy_;
     Generator gen_;
+    bool parallel_chains_;
     double step_ = 0;
     Tensor<T> x_;
     EnergyGrad<T> current_;

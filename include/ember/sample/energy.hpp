@@ -11,10 +11,13 @@
 // Only ∇_x is computed: the parameters of the network inside U get no grad() and are
 // not touched, so sampling in the middle of a training step is safe.
 #include <Eigen/Core>
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
+#include "ember/autodiff/anomaly.hpp"
 #include "ember/autodiff/engine.hpp"
+#include "ember/core/threading.hpp"
 #include "ember/energy/contrastive.hpp"
 #include "ember/ops/reduce.hpp"
 
@@ -88,19 +91,58 @@ void check_finite(const EnergyGrad<T>& e, const char* op, const char* where) {
 
 }  // namespace detail
 
-// U(x_i) and ∇U(x_i) for every chain state in x [N, ...]. Runs with gradients enabled
-// even inside NoGrad (evaluation code often samples there). `op` names the caller in
-// error messages.
+namespace detail {
+
+// One graph for the whole batch x.
 template <Real T>
-EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad") {
-    detail::check_states(x, op, "the chain states");
-    EMBER_CHECK(static_cast<bool>(energy), op, "the energy function is empty");
+EnergyGrad<T> energy_and_grad_batch(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op) {
     GradModeGuard on(true);
     const Var<T> leaf(x, true);
     const Var<T> u = ember::energy::detail::call_per_sample(energy, leaf, op);
     // An energy that ignores x has a zero gradient (grad() returns zeros for it).
     const Var<T> g = u.requires_grad() ? grad(sum(u), {leaf})[0] : Var<T>(Tensor<T>::zeros(x.shape()));
     return {u.value().contiguous(), g.value().contiguous()};
+}
+
+// At least this many chains per thread, or splitting the batch costs more than it saves.
+inline constexpr Index kMinChainsPerThread = 8;
+
+}  // namespace detail
+
+// U(x_i) and ∇U(x_i) for every chain state in x [N, ...]. Runs with gradients enabled
+// even inside NoGrad (evaluation code often samples there). `op` names the caller in
+// error messages.
+//
+// With parallel_chains, the chains are split into one contiguous group per thread and
+// each group gets its own graph, evaluated on its own thread with single-threaded kernels.
+// A step on a small batch (64 latent chains through an MLP) is then about a fifth faster
+// than splitting every matrix product across the threads. It requires an energy that may
+// be called from several threads at once: ember's modules and ops are (their parameters
+// are only read: grad() with respect to x never writes to them), a lambda that changes
+// captured state is not. The result equals the one-graph result up to rounding.
+template <Real T>
+EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad",
+                              bool parallel_chains = false) {
+    detail::check_states(x, op, "the chain states");
+    EMBER_CHECK(static_cast<bool>(energy), op, "the energy function is empty");
+    const Index n = x.dim(0);
+    const int groups = parallel_chains && !in_parallel_region()
+                           ? static_cast<int>(std::min<Index>(num_threads(), n / detail::kMinChainsPerThread))
+                           : 1;
+    if (groups <= 1) return detail::energy_and_grad_batch(energy, x, op);
+
+    const Tensor<T> xc = x.contiguous();
+    const Index per_chain = xc.numel() / n;
+    EnergyGrad<T> out{Tensor<T>::empty(Shape{n}), Tensor<T>::empty(x.shape())};
+    const bool anomaly = anomaly_enabled();  // a thread-local switch: pass it on to the tasks
+    parallel_tasks(groups, [&](int k) {
+        const Index begin = n * k / groups, end = n * (k + 1) / groups;
+        DetectAnomaly same_mode(anomaly);
+        const EnergyGrad<T> part = detail::energy_and_grad_batch(energy, xc.slice(0, begin, end).contiguous(), op);
+        std::copy_n(part.energy.data(), end - begin, out.energy.data() + begin);
+        std::copy_n(part.grad.data(), (end - begin) * per_chain, out.grad.data() + begin * per_chain);
+    });
+    return out;
 }
 
 }  // namespace ember::sample

@@ -23,13 +23,17 @@ struct HmcOptions {
     double step_size = 0.1;  // ε (warmup() adapts it)
     int leapfrog_steps = 10;  // L
     std::uint64_t seed = 0;
+    // Evaluate the energy on one group of chains per thread, each with its own graph
+    // (sample::energy_and_grad): faster for small batches, but the energy must be safe to
+    // call from several threads at once.
+    bool parallel_chains = false;
 };
 
 template <Real T>
 class Hmc : public Chains<T> {
 public:
     Hmc(EnergyFn<T> energy, const Tensor<T>& initial, HmcOptions o = {})
-        : Chains<T>("Hmc", std::move(energy), initial, o.step_size, o.seed), leapfrog_steps_(o.leapfrog_steps) {
+        : Chains<T>("Hmc", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains), leapfrog_steps_(o.leapfrog_steps) {
         EMBER_CHECK(o.leapfrog_steps >= 1, "Hmc", "leapfrog_steps must be >= 1, got ", o.leapfrog_steps);
     }
     int leapfrog_steps() const { return leapfrog_steps_; }

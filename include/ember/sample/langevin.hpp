@@ -22,11 +22,19 @@ namespace ember::sample {
 struct LangevinOptions {
     double step_size = 0.01;  // ε
     std::uint64_t seed = 0;
+    // Evaluate the energy on one group of chains per thread, each with its own graph
+    // (sample::energy_and_grad): faster for small batches, but the energy must be safe to
+    // call from several threads at once.
+    bool parallel_chains = false;
 };
 
 struct MalaOptions {
     double step_size = 0.01;  // ε (warmup() adapts it)
     std::uint64_t seed = 0;
+    // Evaluate the energy on one group of chains per thread, each with its own graph
+    // (sample::energy_and_grad): faster for small batches, but the energy must be safe to
+    // call from several threads at once.
+    bool parallel_chains = false;
 };
 
 namespace detail {
@@ -81,7 +89,7 @@ template <Real T>
 class Langevin : public Chains<T> {
 public:
     Langevin(EnergyFn<T> energy, const Tensor<T>& initial, LangevinOptions o = {})
-        : Chains<T>("Langevin", std::move(energy), initial, o.step_size, o.seed) {}
+        : Chains<T>("Langevin", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
     typename Chains<T>::Step step_once() override {
@@ -97,7 +105,7 @@ template <Real T>
 class Mala : public Chains<T> {
 public:
     Mala(EnergyFn<T> energy, const Tensor<T>& initial, MalaOptions o = {})
-        : Chains<T>("Mala", std::move(energy), initial, o.step_size, o.seed) {}
+        : Chains<T>("Mala", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
     typename Chains<T>::Step step_once() override {

@@ -27,6 +27,10 @@ struct SgldOptions {
     // infinite bounds (the default) turn it off.
     double clamp_min = -std::numeric_limits<double>::infinity();
     double clamp_max = std::numeric_limits<double>::infinity();
+    // Evaluate the energy on one group of chains per thread, each with its own graph
+    // (sample::energy_and_grad): faster for small batches, but the energy must be safe to
+    // call from several threads at once.
+    bool parallel_chains = false;
 };
 
 struct SgldStats {
@@ -55,7 +59,7 @@ Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions&
     Tensor<T> cur = clamp ? Tensor<T>(ember::clamp(x, lo, hi)) : x.contiguous().clone();
     double grad_norm_sum = 0;
     for (int k = 0; k < o.steps; ++k) {
-        const EnergyGrad<T> e = energy_and_grad(energy, cur, "sgld");
+        const EnergyGrad<T> e = energy_and_grad(energy, cur, "sgld", o.parallel_chains);
         detail::check_finite(e, "sgld", "during SGLD");
         const double mean_u = detail::mean(e.energy);
         if (k == 0 && stats) stats->mean_energy_start = mean_u;
