@@ -66,7 +66,8 @@ void BM_SgldConvStep(benchmark::State& st) {
     E.add<nn::Linear>(64 * 7 * 7, 1, g);
     const sample::EnergyFn<float> energy = std::ref(E);
     Tensor<float> x = uniform<float>(Shape{64, 1, 28, 28}, g);
-    const sample::SgldOptions o{.step_size = 1.0, .noise = 0.01, .steps = 1, .clamp_min = 0, .clamp_max = 1};
+    const sample::SgldOptions o{
+        .step_size = 1.0, .noise = 0.01, .steps = 1, .clamp_min = 0, .clamp_max = 1, .parallel_chains = true};
     for (auto _ : st) {
         x = sample::sgld(energy, x, o, g);
         benchmark::DoNotOptimize(x.data());
