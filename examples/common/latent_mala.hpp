@@ -3,7 +3,9 @@
 // examples/meg_mnist.cpp and examples/toy2d.cpp: MALA in latent space on
 // U_z(z) = U(G(z)) + ½||z||² from the latent vectors z0, the step size adapted toward
 // 0.574 acceptance during the warm-up only, then fixed. The caller freezes the networks'
-// parameters (only ∇_z is needed) and puts G in evaluation mode if it has BatchNorm.
+// parameters (only ∇_z is needed) and puts G in evaluation mode if it has BatchNorm; the
+// energy is then safe to evaluate on groups of chains in parallel threads
+// (parallel_chains, docs/samplers.md).
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -23,7 +25,7 @@ inline LatentMala latent_mala(std::function<ember::Var<float>(const ember::Var<f
                               std::int64_t warmup, std::int64_t steps, std::uint64_t seed) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto uz = ember::sample::latent_energy<float>(std::move(generator), std::move(energy), /*prior=*/true);
-    ember::sample::Mala<float> mala(uz, z0, {.step_size = 0.01, .seed = seed});
+    ember::sample::Mala<float> mala(uz, z0, {.step_size = 0.01, .seed = seed, .parallel_chains = true});
     LatentMala r;
     r.u_start = ember::sample::detail::mean(mala.energies());
     r.warm = mala.warmup(warmup);
