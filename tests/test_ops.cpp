@@ -327,3 +327,60 @@ TEST_CASE("shape ops: reshape, transpose, slice, concat, index_select, one_hot")
     CHECK_THROWS_WITH_AS(one_hot<float>({3}, 3), "one_hot: label 3 out of range [0,3)", Error);
     CHECK_THROWS_WITH_AS(index_select(V(Tensor<double>::zeros({2, 2})), {2}), "index_select: row 2 out of range for shape [2,2]", Error);
 }
+
+// Large inputs take the multi-threaded paths: BatchNorm over [N, C] on blocks of channels,
+// and a fused elementwise backward whose broadcast inputs (a scale, a bias) have their
+// gradients summed in per-thread copies. Both must agree with one thread to rounding and
+// with the formulas.
+TEST_CASE("threaded BatchNorm [N, C] and fused backward with broadcast inputs agree with one thread") {
+    const int saved = num_threads();
+    Generator g(3);
+    const Tensor<double> x2 = normal<double>({64, 1000}, g), c2 = normal<double>({64, 1000}, g);
+    const Tensor<double> x4 = normal<double>({64, 16, 8, 8}, g);
+    const Tensor<double> w = normal<double>({1, 16, 1, 1}, g), b = normal<double>({1, 16, 1, 1}, g);
+    struct Result {
+        std::vector<double> bn_y, bn_gx, fused_gx, fused_gw, fused_gb;
+    };
+    auto run = [&] {
+        Result r;
+        const V xv(x2, true);
+        const V y = batch_normalize(xv, 1e-5).y;
+        sum(V(y * c2)).backward();
+        r.bn_y = y.value().to_vector();
+        r.bn_gx = xv.grad().to_vector();
+        const V xf(x4, true), wf(w, true), bf(b, true);
+        const V out = xf * wf + bf;
+        sum(V(out * out)).backward();
+        r.fused_gx = xf.grad().to_vector(), r.fused_gw = wf.grad().to_vector(), r.fused_gb = bf.grad().to_vector();
+        return r;
+    };
+    set_num_threads(1);
+    const Result one = run();
+    set_num_threads(2);
+    const Result two = run();
+    auto close = [](const std::vector<double>& a, const std::vector<double>& b, double tol) {
+        double worst = 0, scale = 1;
+        for (std::size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(a[i] - b[i])), scale = std::max(scale, std::abs(a[i]));
+        return a.size() == b.size() && worst <= tol * scale;
+    };
+    CHECK(close(one.bn_y, two.bn_y, 1e-12));
+    CHECK(close(one.bn_gx, two.bn_gx, 1e-12));
+    CHECK(close(one.fused_gx, two.fused_gx, 1e-12));
+    CHECK(close(one.fused_gw, two.fused_gw, 1e-12));
+    CHECK(close(one.fused_gb, two.fused_gb, 1e-12));
+    // A scalar factor: its gradient is summed over the flat run, split across threads.
+    const V xs(x4, true), sc(Tensor<double>::from({1}, {1.5}), true);
+    sum(V(xs * sc)).backward();
+    double total = 0;
+    for (Index i = 0; i < x4.numel(); ++i) total += x4.data()[i];
+    CHECK(sc.grad().data()[0] == doctest::Approx(total).epsilon(1e-10));
+    CHECK(xs.grad().data()[x4.numel() - 1] == 1.5);
+    // d/db Σ (x w + b)² = Σ over n, h, w of 2 (x w + b), per channel.
+    for (Index ch = 0; ch < 16; ++ch) {
+        double expected = 0;
+        for (Index n = 0; n < 64; ++n)
+            for (Index k = 0; k < 64; ++k) expected += 2 * (x4.data()[(n * 16 + ch) * 64 + k] * w.data()[ch] + b.data()[ch]);
+        CHECK(two.fused_gb[static_cast<std::size_t>(ch)] == doctest::Approx(expected).epsilon(1e-10));
+    }
+    set_num_threads(saved);
+}

@@ -388,7 +388,7 @@ private:
             const Shape& s = this->inputs[i]->value.shape();
             const bool full = s == out_shape;
             Tensor<T> grad = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
-            targets[static_cast<std::size_t>(D)] = {grad.data(), grad.expand(out_shape).strides(), full};
+            targets[static_cast<std::size_t>(D)] = {grad.data(), grad.expand(out_shape).strides(), full, grad.numel()};
             compact[i] = D++;
             out[i] = Var<T>(std::move(grad));
         }

@@ -269,6 +269,7 @@ struct GradTarget {
     T* base = nullptr;
     Strides strides{};
     bool full = false;  // same shape as the output: written once, no accumulation
+    Index size = 0;     // elements of the buffer (the input's numel)
 };
 
 // For every distinct input d: grad_d = Σ over its leaf slots of g · ∂e/∂slot, reduced over
@@ -313,8 +314,9 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
     const LoopSpace sp = merge_axes(shape, std::span<Strides* const>(arrays.data(), na));
     const bool g_splat = last_stride(sp.shape, gst) == 0;
 
-    // One run of `len` elements starting at element `begin` of row `r`.
-    auto run = [&](Index r, Index begin, Index len) {
+    // One run of `len` elements starting at element `begin` of row `r`; target d's buffer
+    // is bases[d] (its own, or a thread's private copy when it accumulates).
+    auto run = [&](Index r, Index begin, Index len, const std::array<T*, L>& bases) {
         BackwardContext<T, L> c;
         c.row = point_row<T, L>(sp, leaves, st, r, begin);
         const T* gp = g.data() + row_offset(sp.shape, gst, r) + (g_splat ? 0 : begin);
@@ -323,8 +325,8 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
         for (int d = 0; d < D; ++d) {
             const auto& t = targets[static_cast<std::size_t>(d)];
             tsplat[static_cast<std::size_t>(d)] = last_stride(sp.shape, t.strides) == 0;
-            tp[static_cast<std::size_t>(d)] =
-                t.base + row_offset(sp.shape, t.strides, r) + (tsplat[static_cast<std::size_t>(d)] ? 0 : begin);
+            tp[static_cast<std::size_t>(d)] = bases[static_cast<std::size_t>(d)] + row_offset(sp.shape, t.strides, r) +
+                                              (tsplat[static_cast<std::size_t>(d)] ? 0 : begin);
         }
         auto step = [&](Index j, Index valid, const V& gv) {
             c.adj.fill(V(T(0)));
@@ -378,19 +380,59 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
         }
     };
 
-    // Threads may share a target only when nothing accumulates: every target must be full.
+    std::array<T*, L> own{};
     bool all_full = true;
-    for (int d = 0; d < D; ++d) all_full = all_full && targets[static_cast<std::size_t>(d)].full;
-    if (sp.flat()) {
-        if (all_full) parallel_chunks(n, 1 << 14, W, [&](Index b, Index end) { run(0, b, end - b); });
-        else run(0, 0, n);
+    for (int d = 0; d < D; ++d) {
+        own[static_cast<std::size_t>(d)] = targets[static_cast<std::size_t>(d)].base;
+        all_full = all_full && targets[static_cast<std::size_t>(d)].full;
+    }
+    // Work item i of `parts`: a chunk of the flat run, or a block of rows.
+    const Index rows_total = sp.flat() ? 1 : sp.rows();
+    auto part = [&](Index i, Index parts, const std::array<T*, L>& bases) {
+        if (sp.flat()) {
+            const Index chunk = (n + parts - 1) / parts / W * W + W;
+            const Index b = std::min(n, i * chunk), end = std::min(n, b + chunk);
+            if (b < end) run(0, b, end - b, bases);
+            return;
+        }
+        for (Index r = rows_total * i / parts; r < rows_total * (i + 1) / parts; ++r) run(r, 0, sp.inner(), bases);
+    };
+    const int threads = n < (1 << 15) || in_parallel_region() ? 1 : num_threads();
+    if (threads <= 1 || (!sp.flat() && rows_total < threads)) {
+        part(0, 1, own);
         return;
     }
-    auto rows = [&](Index r0, Index r1) {
-        for (Index r = r0; r < r1; ++r) run(r, 0, sp.inner());
-    };
-    if (all_full && n >= (1 << 15)) parallel_chunks(sp.rows(), 1, 1, rows);
-    else rows(0, sp.rows());
+    if (all_full) {  // every output element's gradients are stored once: threads share the targets
+        parallel_tasks(threads, [&](int i) { part(i, threads, own); });
+        return;
+    }
+    // Targets that accumulate (inputs broadcast along some axis: a bias, a scale) are summed
+    // by each thread into a zeroed private copy, and the copies into the target at the
+    // end; full targets are written in place, each element by one thread.
+    std::vector<std::vector<T>> copies(static_cast<std::size_t>(threads));
+    parallel_tasks(threads, [&](int i) {
+        std::array<T*, L> bases = own;
+        std::size_t total = 0;
+        for (int d = 0; d < D; ++d)
+            if (!targets[static_cast<std::size_t>(d)].full) total += static_cast<std::size_t>(targets[static_cast<std::size_t>(d)].size);
+        auto& mine = copies[static_cast<std::size_t>(i)];
+        mine.assign(total, T(0));
+        std::size_t offset = 0;
+        for (int d = 0; d < D; ++d) {
+            if (targets[static_cast<std::size_t>(d)].full) continue;
+            bases[static_cast<std::size_t>(d)] = mine.data() + offset;
+            offset += static_cast<std::size_t>(targets[static_cast<std::size_t>(d)].size);
+        }
+        part(i, threads, bases);
+    });
+    std::size_t offset = 0;
+    for (int d = 0; d < D; ++d) {
+        const GradTarget<T>& t = targets[static_cast<std::size_t>(d)];
+        if (t.full) continue;
+        for (const auto& mine : copies)
+            for (Index k = 0; k < t.size; ++k) t.base[k] += mine[offset + static_cast<std::size_t>(k)];
+        offset += static_cast<std::size_t>(t.size);
+    }
 }
 
 }  // namespace ember::expr

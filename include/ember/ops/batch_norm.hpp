@@ -73,6 +73,14 @@ double channel_sum(const ChannelLayout& l, const T* data, Index c) {
     return sum;
 }
 
+// [N, C] inputs: body(first, width) on blocks of whole channels (columns), one per thread
+// when the input is large enough to be worth it.
+template <class Body>
+void parallel_column_blocks(const ChannelLayout& l, Body&& body) {
+    const Index min_columns = std::max<Index>(1, (Index{1} << 14) / std::max<Index>(l.N, 1));
+    parallel_chunks(l.C, min_columns, 16, [&](Index b, Index e) { body(b, e - b); });
+}
+
 // y = (x - μ) r per channel; fills mean, biased var and r = 1/sqrt(var + eps).
 template <Real T>
 void batch_norm_forward(const ChannelLayout& l, const T* x, T* y, T* mean, T* var, T* r, double eps) {
@@ -85,11 +93,15 @@ void batch_norm_forward(const ChannelLayout& l, const T* x, T* y, T* mean, T* va
     if (l.S == 1) {  // [N, C]: rows of channels; column sums run along contiguous rows
         const ConstRowsMap<T> X(x, l.N, l.C);
         RowsMap<T> Y(y, l.N, l.C);
-        const Eigen::Array<T, 1, Eigen::Dynamic> mu = X.colwise().sum() * static_cast<T>(inv);
-        Y = X.rowwise() - mu;
-        const Eigen::Array<T, 1, Eigen::Dynamic> v = Y.square().colwise().sum() * static_cast<T>(inv);
-        for (Index c = 0; c < l.C; ++c) finish(c, mu(c), v(c));
-        Y.rowwise() *= ConstArrayMap<T>(r, l.C).transpose();
+        parallel_column_blocks(l, [&](Index b, Index w) {
+            const auto Xb = X.middleCols(b, w);
+            auto Yb = Y.middleCols(b, w);
+            const Eigen::Array<T, 1, Eigen::Dynamic> mu = Xb.colwise().sum() * static_cast<T>(inv);
+            Yb = Xb.rowwise() - mu;
+            const Eigen::Array<T, 1, Eigen::Dynamic> v = Yb.square().colwise().sum() * static_cast<T>(inv);
+            for (Index c = 0; c < w; ++c) finish(b + c, mu(c), v(c));
+            Yb.rowwise() *= ConstArrayMap<T>(r + b, w).transpose();
+        });
         return;
     }
     parallel_for(l.C, [&](Index c) {
@@ -111,8 +123,12 @@ void batch_norm_backward(const ChannelLayout& l, const T* g, const T* y, const T
     if (l.S == 1) {
         const ConstRowsMap<T> G(g, l.N, l.C), Y(y, l.N, l.C);
         RowsMap<T> GX(gx, l.N, l.C);
-        const Eigen::Array<T, 1, Eigen::Dynamic> a = G.colwise().sum() * inv, b = (G * Y).colwise().sum() * inv;
-        GX = ((G.rowwise() - a) - Y.rowwise() * b).rowwise() * ConstArrayMap<T>(r, l.C).transpose();
+        parallel_column_blocks(l, [&](Index first, Index w) {
+            const auto Gb = G.middleCols(first, w), Yb = Y.middleCols(first, w);
+            const Eigen::Array<T, 1, Eigen::Dynamic> a = Gb.colwise().sum() * inv, b = (Gb * Yb).colwise().sum() * inv;
+            GX.middleCols(first, w) =
+                ((Gb.rowwise() - a) - Yb.rowwise() * b).rowwise() * ConstArrayMap<T>(r + first, w).transpose();
+        });
         return;
     }
     parallel_for(l.C, [&](Index c) {
