@@ -192,3 +192,5 @@ inline std::vector<std::int64_t> permutation(std::int64_t n, Generator& gen) {
 }
 
 }  // namespace ember
+
+#undef EMBER_LANES  // a local helper of this header
