@@ -390,7 +390,7 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
     const Index rows_total = sp.flat() ? 1 : sp.rows();
     auto part = [&](Index i, Index parts, const std::array<T*, L>& bases) {
         if (sp.flat()) {
-            const Index chunk = (n + parts - 1) / parts / W * W + W;
+            const Index chunk = ((n + parts - 1) / parts + W - 1) / W * W;  // whole SIMD batches
             const Index b = std::min(n, i * chunk), end = std::min(n, b + chunk);
             if (b < end) run(0, b, end - b, bases);
             return;
@@ -409,29 +409,26 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
     // Targets that accumulate (inputs broadcast along some axis: a bias, a scale) are summed
     // by each thread into a zeroed private copy, and the copies into the target at the
     // end; full targets are written in place, each element by one thread.
-    std::vector<std::vector<T>> copies(static_cast<std::size_t>(threads));
+    std::array<std::size_t, L> offset{};  // of each accumulating target in a thread's copy
+    std::size_t copy_size = 0;
+    for (int d = 0; d < D; ++d)
+        if (!targets[static_cast<std::size_t>(d)].full) {
+            offset[static_cast<std::size_t>(d)] = copy_size;
+            copy_size += static_cast<std::size_t>(targets[static_cast<std::size_t>(d)].size);
+        }
+    std::vector<std::vector<T>> copies(static_cast<std::size_t>(threads), std::vector<T>(copy_size, T(0)));
     parallel_tasks(threads, [&](int i) {
         std::array<T*, L> bases = own;
-        std::size_t total = 0;
         for (int d = 0; d < D; ++d)
-            if (!targets[static_cast<std::size_t>(d)].full) total += static_cast<std::size_t>(targets[static_cast<std::size_t>(d)].size);
-        auto& mine = copies[static_cast<std::size_t>(i)];
-        mine.assign(total, T(0));
-        std::size_t offset = 0;
-        for (int d = 0; d < D; ++d) {
-            if (targets[static_cast<std::size_t>(d)].full) continue;
-            bases[static_cast<std::size_t>(d)] = mine.data() + offset;
-            offset += static_cast<std::size_t>(targets[static_cast<std::size_t>(d)].size);
-        }
+            if (!targets[static_cast<std::size_t>(d)].full)
+                bases[static_cast<std::size_t>(d)] = copies[static_cast<std::size_t>(i)].data() + offset[static_cast<std::size_t>(d)];
         part(i, threads, bases);
     });
-    std::size_t offset = 0;
     for (int d = 0; d < D; ++d) {
         const GradTarget<T>& t = targets[static_cast<std::size_t>(d)];
         if (t.full) continue;
-        for (const auto& mine : copies)
-            for (Index k = 0; k < t.size; ++k) t.base[k] += mine[offset + static_cast<std::size_t>(k)];
-        offset += static_cast<std::size_t>(t.size);
+        for (const auto& copy : copies)
+            for (Index k = 0; k < t.size; ++k) t.base[k] += copy[offset[static_cast<std::size_t>(d)] + static_cast<std::size_t>(k)];
     }
 }
 

@@ -89,10 +89,6 @@ void check_finite(const EnergyGrad<T>& e, const char* op, const char* where) {
                 "avoids this");
 }
 
-}  // namespace detail
-
-namespace detail {
-
 // One graph for the whole batch x.
 template <Real T>
 EnergyGrad<T> energy_and_grad_batch(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op) {

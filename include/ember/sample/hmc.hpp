@@ -23,10 +23,7 @@ struct HmcOptions {
     double step_size = 0.1;  // ε (warmup() adapts it)
     int leapfrog_steps = 10;  // L
     std::uint64_t seed = 0;
-    // Evaluate the energy on one group of chains per thread, each with its own graph
-    // (sample::energy_and_grad): faster for small batches, but the energy must be safe to
-    // call from several threads at once.
-    bool parallel_chains = false;
+    bool parallel_chains = false;  // one graph per thread on groups of chains: see energy_and_grad
 };
 
 template <Real T>

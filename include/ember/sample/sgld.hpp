@@ -27,10 +27,7 @@ struct SgldOptions {
     // infinite bounds (the default) turn it off.
     double clamp_min = -std::numeric_limits<double>::infinity();
     double clamp_max = std::numeric_limits<double>::infinity();
-    // Evaluate the energy on one group of chains per thread, each with its own graph
-    // (sample::energy_and_grad): faster for small batches, but the energy must be safe to
-    // call from several threads at once.
-    bool parallel_chains = false;
+    bool parallel_chains = false;  // one graph per thread on groups of chains: see energy_and_grad
 };
 
 struct SgldStats {
