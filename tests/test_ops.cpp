@@ -1,5 +1,7 @@
 // Reductions, matrix products, convolutions, pooling and shape ops through the harness.
+#include <array>
 #include <cmath>
+#include <limits>
 
 #include "harness.hpp"
 
@@ -383,4 +385,142 @@ TEST_CASE("threaded BatchNorm [N, C] and fused backward with broadcast inputs ag
         CHECK(two.fused_gb[static_cast<std::size_t>(ch)] == doctest::Approx(expected).epsilon(1e-10));
     }
     set_num_threads(saved);
+}
+
+namespace {
+
+// y = x Wᵀ + b and dx = g W in double, summed directly, with Σ|x_k w_k| per output for
+// rounding bounds.
+struct LinearRef {
+    Tensor<double> y, y_abs, dx, dx_abs;
+};
+LinearRef linear_ref(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>& b, const Tensor<double>& g) {
+    const Index n = x.dim(0), in = x.dim(1), out = w.dim(0);
+    LinearRef r{Tensor<double>::zeros({n, out}), Tensor<double>::zeros({n, out}), Tensor<double>::zeros({n, in}),
+                Tensor<double>::zeros({n, in})};
+    for (Index i = 0; i < n; ++i)
+        for (Index o = 0; o < out; ++o)
+            for (Index k = 0; k < in; ++k) {
+                const double p = x.at({i, k}) * w.at({o, k}), q = g.at({i, o}) * w.at({o, k});
+                r.y.data()[i * out + o] += p, r.y_abs.data()[i * out + o] += std::abs(p);
+                r.dx.data()[i * in + k] += q, r.dx_abs.data()[i * in + k] += std::abs(q);
+            }
+    for (Index i = 0; i < n; ++i)
+        for (Index o = 0; o < out; ++o) r.y.data()[i * out + o] += b.data()[o], r.y_abs.data()[i * out + o] += std::abs(b.data()[o]);
+    return r;
+}
+
+// Every element of `got` lies within γ·Σ|terms| of the exact sum: γ_K = K u / (1 - K u) is
+// the standard bound for a K-term dot product in precision u, and rounding the inputs and
+// the bias to T adds three more roundings per term.
+template <Real T>
+bool within_dot_bound(const Tensor<T>& got, const Tensor<double>& exact, const Tensor<double>& abs_terms, Index K) {
+    const double u = std::numeric_limits<T>::epsilon() / 2, gamma = (K + 3) * u / (1 - (K + 3) * u);
+    for (Index i = 0; i < exact.numel(); ++i)
+        if (std::abs(static_cast<double>(got.data()[i]) - exact.data()[i]) > gamma * abs_terms.data()[i] + u * std::abs(exact.data()[i]))
+            return false;
+    return true;
+}
+
+template <Real T>
+Tensor<T> converted(const Tensor<double>& t) {
+    std::vector<T> v;
+    for (double d : t.to_vector()) v.push_back(static_cast<T>(d));
+    return Tensor<T>::from(t.shape(), v);
+}
+
+template <Real T>
+void check_packed_linear(Index n, Index in, Index out) {
+    INFO("rows ", n, ", in ", in, ", out ", out);
+    Generator gen(11);
+    const Tensor<double> xd = normal<double>({n, in}, gen), wd = normal<double>({out, in}, gen);
+    const Tensor<double> bd = normal<double>({out}, gen), gd = normal<double>({n, out}, gen);
+    const LinearRef ref = linear_ref(xd, wd, bd, gd);
+    const Var<T> w(converted<T>(wd), true), b(converted<T>(bd), true);
+    const Tensor<T> gt = converted<T>(gd);
+    auto evaluate = [&] {  // y and dx = (∂y/∂x)ᵀ g through grad(), which writes no parameter
+        const Var<T> x(converted<T>(xd), true);
+        const Var<T> y = linear(x, w, b);
+        const Var<T> dx = grad(sum(Var<T>(y * gt)), {x})[0];
+        return std::pair{y.value().contiguous(), dx.value().contiguous()};
+    };
+    const auto plain = evaluate();
+    ConstantWeights scope;
+    for (int repeat = 0; repeat < 2; ++repeat) {
+        const auto packed = evaluate();
+        CHECK(within_dot_bound(packed.first, ref.y, ref.y_abs, in));
+        CHECK(within_dot_bound(packed.second, ref.dx, ref.dx_abs, out));
+    }
+    CHECK(within_dot_bound(plain.first, ref.y, ref.y_abs, in));
+    CHECK(within_dot_bound(plain.second, ref.dx, ref.dx_abs, out));
+    CHECK(scope.packs() == 2);  // the forward and the backward form, each packed once
+}
+
+}  // namespace
+
+TEST_CASE("ConstantWeights: linear on stored packed weights, forward and backward, within rounding of the exact sums") {
+    // Rows, depths and widths around the kernel's blocks: mr = 48 (float) or 24 (double)
+    // rows of weight per panel, 256 of depth per stored panel, 4 input rows per column block.
+    for (const auto& [n, in, out] : std::vector<std::array<Index, 3>>{
+             {1, 1, 1}, {5, 3, 7}, {33, 300, 97}, {32, 513, 50}, {7, 256, 1}, {64, 64, 256}, {2, 1000, 3}}) {
+        check_packed_linear<float>(n, in, out);
+        check_packed_linear<double>(n, in, out);
+    }
+}
+
+TEST_CASE("ConstantWeights: gradients to second order, what is cached, scope lifetime, parallel chains") {
+    Generator gen(5);
+    const Tensor<double> wt = normal<double>({40, 300}, gen), bt = normal<double>({40}, gen);
+    const V w(wt), b(bt);
+    SUBCASE("x-gradients inside a scope match finite differences, first and second order") {
+        ConstantWeights scope;
+        check_op({"linear on packed weights", {{6, 300}}, -1, 1, [&](const Vs& v) { return linear(v[0], w, b); },
+                  [&](const Ts& in) {
+                      Tensor<double> y = matmul_ref(in[0], wt.transpose().contiguous());
+                      for (Index i = 0; i < 6; ++i)
+                          for (Index o = 0; o < 40; ++o) y.data()[i * 40 + o] += bt.data()[o];
+                      return y;
+                  }});
+        CHECK(scope.packs() >= 1);
+    }
+    SUBCASE("weights computed in the graph are not cached; nested scopes share one cache") {
+        ConstantWeights outer;
+        const V x(normal<double>({4, 300}, gen));
+        const V trained(wt, true);
+        (void)linear(x, V(trained * 2.0));  // recorded in the graph: not a leaf
+        CHECK(outer.packs() == 0);
+        {
+            ConstantWeights inner;
+            (void)linear(x, w);
+            CHECK(inner.packs() == 1);
+        }
+        CHECK(outer.packs() == 1);
+        (void)linear(x, w);
+        CHECK(outer.packs() == 1);
+    }
+    SUBCASE("a weight changed after the scope closes is read afresh") {
+        Tensor<double> wm = wt.clone();
+        const V wv(wm);
+        const V x(normal<double>({3, 300}, gen));
+        {
+            ConstantWeights scope;
+            (void)linear(x, wv);
+        }
+        wm.data()[0] += 1.0;  // y[:, 0] moves by x[:, 0]
+        const Tensor<double> before = linear(x, V(wt)).value(), after = linear(x, wv).value();
+        for (Index i = 0; i < 3; ++i) CHECK(after.at({i, 0}) - before.at({i, 0}) == doctest::Approx(x.value().at({i, 0})).epsilon(1e-9));
+    }
+    SUBCASE("the scope reaches the tasks of parallel chains; results equal one graph's") {
+        const int saved = num_threads();
+        set_num_threads(2);
+        const sample::EnergyFn<double> energy = [&](const V& x) { return V(sum(V(tanh(linear(x, w, b))), 1)); };
+        const Tensor<double> x = normal<double>({32, 300}, gen);
+        const auto plain = sample::energy_and_grad(energy, x, "test", false);
+        ConstantWeights scope;
+        const auto packed = sample::energy_and_grad(energy, x, "test", true);
+        CHECK(scope.packs() == 2);
+        for (Index i = 0; i < x.numel(); ++i) CHECK(packed.grad.data()[i] == doctest::Approx(plain.grad.data()[i]).epsilon(1e-12));
+        for (Index i = 0; i < 32; ++i) CHECK(packed.energy.data()[i] == doctest::Approx(plain.energy.data()[i]).epsilon(1e-12));
+        set_num_threads(saved);
+    }
 }

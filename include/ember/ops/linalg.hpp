@@ -4,6 +4,7 @@
 // Backward: dA = G Bᵀ, dB = Aᵀ G, written with matmul itself, so twice differentiable.
 #include <Eigen/Core>
 
+#include "ember/ops/packed_weights.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 
@@ -105,7 +106,13 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
     const Tensor<T> X = detail::matrix_ready(x.value()), W = detail::matrix_ready(weight.value());
     Tensor<T> Y = Tensor<T>::empty(Shape{N, out});
     detail::OutMap<T> Ym(Y.data(), N, out);
-    detail::with_matrix(X.data(), N, in, X.strides()[0], X.strides()[1], [&](const auto& Xm) {
+    if (const auto* packed = detail::packed_weight(weight, detail::WeightUse::forward, N)) {
+        // Inside a ConstantWeights scope: the weight's panels are packed already.
+        if (bias.defined()) Ym.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.value().contiguous().data(), out);
+        else Ym.setZero();
+        const Tensor<T> Xr = X.strides()[1] == 1 ? X : X.contiguous();
+        detail::gemm_packed(*packed, Xr.data(), Xr.strides()[0], N, Y.data());
+    } else detail::with_matrix(X.data(), N, in, X.strides()[0], X.strides()[1], [&](const auto& Xm) {
         // weightᵀ is the [in, out] view with the strides swapped.
         detail::with_matrix(W.data(), in, out, W.strides()[1], W.strides()[0], [&](const auto& Wt) {
             if (bias.defined() && in > 0) {
@@ -135,8 +142,14 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
         const Index n = G.dim(0), out_features = G.dim(1);
         const auto gs = G.strides();
         std::array<Tensor<T>, 3> r;
+        // Looked up here, on the thread that holds the ConstantWeights scope, if any.
+        const auto* packed = need[0] ? detail::packed_weight(weight, detail::WeightUse::backward, n) : nullptr;
         auto job = [&](std::int64_t which) {
-            if (which == 0) {  // dx [N, in] = g [N, out] · weight [out, in]
+            if (which == 0 && packed) {  // dx = g · weight on the stored panels
+                r[0] = Tensor<T>::zeros(x.shape());
+                const Tensor<T> Gr = gs[1] == 1 ? G : G.contiguous();
+                detail::gemm_packed(*packed, Gr.data(), Gr.strides()[0], n, r[0].data());
+            } else if (which == 0) {  // dx [N, in] = g [N, out] · weight [out, in]
                 const Tensor<T> W = detail::matrix_ready(weight.value());
                 r[0] = Tensor<T>::empty(x.shape());
                 detail::gemm(G.data(), gs[0], gs[1], W.data(), W.strides()[0], W.strides()[1], r[0].data(), n,

@@ -16,6 +16,7 @@
 
 #include "ember/core/random.hpp"
 #include "ember/sample/adapt.hpp"
+#include "ember/ops/packed_weights.hpp"
 #include "ember/sample/energy.hpp"
 
 namespace ember::sample {
@@ -41,9 +42,12 @@ public:
     Chains(const Chains&) = delete;
     Chains& operator=(const Chains&) = delete;
 
-    // Advances every chain `steps` times with a fixed step size.
+    // Advances every chain `steps` times with a fixed step size. The energy's linear weights
+    // are packed for the matrix kernel once per call (ConstantWeights): they must not be
+    // written during the call, which a fixed target implies.
     ChainStats run(std::int64_t steps, const Observer& observe = {}) {
         EMBER_CHECK(steps >= 0, name_, "number of steps must be >= 0, got ", steps);
+        const ConstantWeights constant;
         Tally tally(num_chains());
         for (std::int64_t t = 0; t < steps; ++t) {
             tally.add(step_once());
@@ -59,6 +63,7 @@ public:
         EMBER_CHECK(steps >= 0, name_, "number of warm-up steps must be >= 0, got ", steps);
         if (!adapts()) return run(steps);
         if (std::isnan(adapt.target_accept)) adapt.target_accept = default_target();
+        const ConstantWeights constant;
         // The averaging restarts from its current estimate after 1/8, 1/4 and 1/2 of the
         // warm-up, so that the far-off first iterates (the initial step can be wrong by
         // orders of magnitude) stop biasing it; the last half settles the step.

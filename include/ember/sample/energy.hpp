@@ -19,6 +19,7 @@
 #include "ember/autodiff/engine.hpp"
 #include "ember/core/threading.hpp"
 #include "ember/energy/contrastive.hpp"
+#include "ember/ops/packed_weights.hpp"
 #include "ember/ops/reduce.hpp"
 
 namespace ember::sample {
@@ -130,10 +131,13 @@ EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, con
     const Tensor<T> xc = x.contiguous();
     const Index per_chain = xc.numel() / n;
     EnergyGrad<T> out{Tensor<T>::empty(Shape{n}), Tensor<T>::empty(x.shape())};
-    const bool anomaly = anomaly_enabled();  // a thread-local switch: pass it on to the tasks
+    // Thread-local settings, passed on to the tasks: anomaly mode and the ConstantWeights scope.
+    const bool anomaly = anomaly_enabled();
+    ember::detail::WeightPackCache* const weights = ember::detail::active_weight_cache();
     parallel_tasks(groups, [&](int k) {
         const Index begin = n * k / groups, end = n * (k + 1) / groups;
         DetectAnomaly same_mode(anomaly);
+        ember::detail::UseWeightCache same_weights(weights);
         const EnergyGrad<T> part = detail::energy_and_grad_batch(energy, xc.slice(0, begin, end).contiguous(), op);
         std::copy_n(part.energy.data(), end - begin, out.energy.data() + begin);
         std::copy_n(part.grad.data(), (end - begin) * per_chain, out.grad.data() + begin * per_chain);

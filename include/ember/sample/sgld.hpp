@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 
+#include "ember/ops/packed_weights.hpp"
 #include "ember/sample/energy.hpp"
 
 namespace ember::sample {
@@ -55,6 +56,7 @@ Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions&
 
     Tensor<T> cur = clamp ? Tensor<T>(ember::clamp(x, lo, hi)) : x.contiguous().clone();
     double grad_norm_sum = 0;
+    const ConstantWeights constant;  // the energy is fixed for the K steps: pack its weights once
     for (int k = 0; k < o.steps; ++k) {
         const EnergyGrad<T> e = energy_and_grad(energy, cur, "sgld", o.parallel_chains);
         detail::check_finite(e, "sgld", "during SGLD");
