@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <vector>
 
+#include "ember/ops/conv_direct.hpp"
 #include "ember/ops/linalg.hpp"
 
 namespace ember {
@@ -173,6 +174,7 @@ void from_group(const T* Y, Index channels, Index P, Index n0, Index count, T* y
 template <Real T>
 Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& wt) {
     const Tensor<T> x = xt.contiguous(), w = wt.contiguous();
+    if (direct_conv_applies(g)) return conv_forward_direct(g, x, w);
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
     const ConstMatMap<T> W(w.data(), g.O, g.patch());
     const Index P = g.pixels();
@@ -230,6 +232,7 @@ Tensor<T> conv_adjoint(const ConvGeometry& g, const Tensor<T>& yt, const Tensor<
 template <Real T>
 Tensor<T> conv_weight(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& yt) {
     const Tensor<T> x = xt.contiguous(), y = yt.contiguous();
+    if (direct_conv_applies(g)) return conv_weight_direct(g, x, y);
     const Index P = g.pixels();
     std::vector<Matrix<T>> part(static_cast<std::size_t>(std::max(num_threads(), 1)));
     for (auto& m : part) m.setZero(g.O, g.patch());
