@@ -106,9 +106,11 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
     const Tensor<T> X = detail::matrix_ready(x.value()), W = detail::matrix_ready(weight.value());
     Tensor<T> Y = Tensor<T>::empty(Shape{N, out});
     detail::OutMap<T> Ym(Y.data(), N, out);
+    const Tensor<T> b = bias.defined() ? bias.value().contiguous() : Tensor<T>{};
+    auto bias_row = [&] { return Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data(), out); };
     if (const auto* packed = detail::packed_weight(weight, detail::WeightUse::forward, N)) {
         // Inside a ConstantWeights scope: the weight's panels are packed already.
-        if (bias.defined()) Ym.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.value().contiguous().data(), out);
+        if (bias.defined()) Ym.rowwise() = bias_row();
         else Ym.setZero();
         const Tensor<T> Xr = X.strides()[1] == 1 ? X : X.contiguous();
         detail::gemm_packed(*packed, Xr.data(), Xr.strides()[0], N, Y.data());
@@ -116,12 +118,11 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
         // weightᵀ is the [in, out] view with the strides swapped.
         detail::with_matrix(W.data(), in, out, W.strides()[1], W.strides()[0], [&](const auto& Wt) {
             if (bias.defined() && in > 0) {
-                const Tensor<T> b = bias.value().contiguous();
-                Ym.rowwise() = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(b.data(), out);
+                Ym.rowwise() = bias_row();
                 Ym.noalias() += Xm * Wt;
             } else {
                 Ym.noalias() = Xm * Wt;
-                if (bias.defined()) Ym.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias.value().contiguous().data(), out);
+                if (bias.defined()) Ym.rowwise() += bias_row();
             }
         });
     });

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include "ember/core/random.hpp"
-#include "ember/sample/adapt.hpp"
 #include "ember/ops/packed_weights.hpp"
+#include "ember/sample/adapt.hpp"
 #include "ember/sample/energy.hpp"
 
 namespace ember::sample {
