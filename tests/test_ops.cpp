@@ -198,11 +198,10 @@ TEST_CASE("matmul: plain, batched, shared right factor, transposed views") {
 
 TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
     // "same" geometries (s1 p1 d1, s1 p2 d2) take im2col's shifted block copy and the input
-    // gradient computed as a convolution with the flipped kernel; s2 and s3 take im2col
-    // through phase planes (on the odd 5x5 image the phases have different valid widths)
-    // and col2im. With at most 4 output channels and stride 1, the forward pass and the
-    // weight gradient take the direct kernels of conv_direct.hpp instead of im2col: O = 3
-    // checks those, O = 6 im2col.
+    // gradient computed as a convolution with the flipped kernel; s2 and s3 take im2col's
+    // strided gathers and col2im's strided scatter. With at most 4 output channels and
+    // stride 1, the forward pass and the weight gradient take the direct kernels of
+    // conv_direct.hpp instead of im2col: O = 3 checks those, O = 6 im2col.
     for (Index O : {3, 6})
         for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {1, 1, 1}, {2, 1, 1}, {1, 2, 2}, {3, 2, 2}}) {
             check_op({"conv2d O" + std::to_string(O) + " s" + std::to_string(s) + " p" + std::to_string(p) + " d" +
