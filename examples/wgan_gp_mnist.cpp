@@ -17,6 +17,10 @@
 //   step; Adam(β = (0.5, 0.9)) for both, as in the paper, with lr 2e-4 falling linearly to 0
 //   over the run (the schedule of the paper's CIFAR-10 ResNet code; its MNIST runs keep 1e-4 for 200 000 steps,
 //   40 times this default's 5059, which a CPU cannot afford).
+//   Samples come from an exponential moving average of G's weights (decay 0.999, about the
+//   last 1000 generator steps; optim/average.hpp, Yazıcı et al. 2019), which smooths out the
+//   iterates' circling around the equilibrium; samples_last.npy holds the last G's samples
+//   of the same z for comparison (--ema-decay 0 turns the average off).
 //
 // The critic's loss without the penalty, negated, E_x D(x) - E_z D(G(z)), is its current
 // estimate of W1 (up to the Lipschitz constant actually achieved); the paper shows that it
@@ -26,12 +30,13 @@
 //
 //   wgan_gp_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
 //                 [--batch N] [--lr X] [--lr-decay 0|1] [--n-critic N] [--lambda X] [--latent N] [--width N]
-//                 [--upsample-conv 0|1]
+//                 [--upsample-conv 0|1] [--ema-decay X]
 //                 [--seed N] [--threads N] [--n-samples N] [--classifier FILE] [--resume] [--quick]
 //
 // --iters counts generator steps; --epochs counts passes of the critic over the training set
 // (n_critic real batches per generator step). Writes to --out: samples.png (10x10 grid from
 // fixed noise, refreshed at every checkpoint), samples.npy (float32 [N,1,28,28] in [0,1]),
+// samples_last.npy and samples_last.png (the same z through the last G, when the average is on),
 // metrics.csv, wasserstein.png, loss.png, and checkpoint.safetensors (every epoch and at the
 // end; --resume continues from it, giving the same result bit for bit as an uninterrupted
 // run with the same flags).
@@ -58,6 +63,7 @@ struct WganOptions {
     double lambda = 10;
     ember_examples::ConvGanOptions nets{.latent = 128, .width = 32, .upsample_conv = true};
     bool lr_decay = true;  // lr falls linearly from --lr to 0 over the run
+    double ema_decay = 0.999;  // samples come from this moving average of G's weights (0: the last G)
 };
 
 int run(ember_examples::ExampleOptions o, const WganOptions& w) {
@@ -77,6 +83,12 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
     // ---- model, optimisers, noise and what a checkpoint holds ------------------------------
     ember::Generator init(o.seed);
     ember_examples::ConvGan gan(init, w.nets);
+    // The averaged generator: a second G of the same architecture (its own D is not used).
+    ember::Generator unused_init(o.seed + 4);
+    ember_examples::ConvGan averaged(unused_init, w.nets);
+    ember::ExponentialMovingAverage<float> ema(averaged.G, gan.G, {.decay = w.ema_decay});
+    const bool use_ema = w.ema_decay > 0;
+    ember_examples::ConvGan& sampler = use_ema ? averaged : gan;  // where the samples come from
     const ember::AdamOptions adam{.lr = o.lr, .betas = {0.5, 0.9}};
     ember::Adam<float> opt_G(gan.G.parameters(), adam), opt_D(gan.D.parameters(), adam);
     ember::Generator noise(o.seed + 1);  // z and the interpolation ε of every step
@@ -88,6 +100,7 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
     ember::Checkpoint<float> ckpt;
     ckpt.add("gen", gan.G).add("critic", gan.D).add("opt_gen", opt_G, gan.G).add("opt_critic", opt_D, gan.D);
     ckpt.add("noise", noise).add("step", step).add("real_batches", real_batches);
+    if (use_ema) ckpt.add("gen_ema", averaged.G).add("ema_updates", ema.update_count());
     if (o.resume) {
         EMBER_CHECK(fs::exists(ckpt_path), o.name.c_str(), "--resume: no checkpoint at ", ckpt_path.string());
         ckpt.load(ckpt_path);
@@ -95,18 +108,19 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
     }
     std::printf("wgan_gp_mnist: %s, %lld images; G %lld and D %lld parameters (latent %lld, width %lld); batch %lld, "
                 "Adam lr %g betas (0.5, 0.9), n_critic %d, lambda %g, %lld generator steps (%.2f epochs of the "
-                "critic), seed %llu, %d threads\n",
+                "critic), moving average of G with decay %g for samples (0: none), seed %llu, %d threads\n",
                 o.dataset.c_str(), static_cast<long long>(N), static_cast<long long>(gan.G.parameter_count()),
                 static_cast<long long>(gan.D.parameter_count()), static_cast<long long>(w.nets.latent),
                 static_cast<long long>(w.nets.width), static_cast<long long>(o.batch), o.lr, w.n_critic, w.lambda,
                 static_cast<long long>(total),
                 static_cast<double>(total * w.n_critic) / static_cast<double>(per_epoch),
+                w.ema_decay,
                 static_cast<unsigned long long>(o.seed), threads);
     std::fflush(stdout);
 
     const std::map<std::string, std::string> about{{"example", o.name}, {"dataset", o.dataset}};
     auto save_pictures = [&] {
-        ember::save_image_grid(out / "samples.png", gan.sample01(z_fixed), 10, 0.0, 1.0);
+        ember::save_image_grid(out / "samples.png", sampler.sample01(z_fixed), 10, 0.0, 1.0);
         ember::save_metrics_plot(out / "metrics.csv", out / "wasserstein.png", {"wasserstein"});
         ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"loss_critic", "gp", "loss_g"});
     };
@@ -156,6 +170,7 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
         opt_G.zero_grad();
         ember::backward(loss_g);
         opt_G.step();
+        if (use_ema) ema.update();
         gan.D.requires_grad(true);
         ++step;
 
@@ -180,8 +195,10 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
 
     // ---- samples for evaluation ---------------------------------------------------------------
     ember::Generator sample_noise(o.seed + 3);
-    const Tensor<float> samples = gan.sample01(ember::normal<float>(ember::Shape{o.n_samples, w.nets.latent}, sample_noise));
+    const Tensor<float> z_eval = ember::normal<float>(ember::Shape{o.n_samples, w.nets.latent}, sample_noise);
+    const Tensor<float> samples = sampler.sample01(z_eval);
     ember_examples::write_samples(out, samples);
+    if (use_ema) ember_examples::write_samples(out, gan.sample01(z_eval), "samples_last.png", "samples_last.npy");
     save_pictures();
 
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -212,6 +229,7 @@ int main(int argc, char** argv) {
     app.add_option("--latent", w.nets.latent, "dimension of z")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--width", w.nets.width, "channels of the first convolution of D and the last of G (DCGAN width)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--upsample-conv", w.nets.upsample_conv, "G upsamples by nearest 2x then a 3x3 conv (1) or by ConvTranspose 4x4/2 (0)")->capture_default_str();
+    app.add_option("--ema-decay", w.ema_decay, "decay of the moving average of G's weights that gives the samples (0: samples from the last G)")->check(CLI::Range(0.0, 1.0))->capture_default_str();
     app.add_option("--lr-decay", w.lr_decay, "decay the lr linearly to 0 over the run (1) or keep it constant (0)")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     ember_examples::apply_quick(app, o, 50);

@@ -913,3 +913,88 @@ TEST_CASE("schedule: options are validated") {
     CHECK_THROWS_WITH_AS(LinearWarmup(opt, {.total_iters = 0}), "LinearWarmup: total_iters must be > 0, got 0", Error);
     CHECK(opt.lr() == 0.1);  // a rejected schedule leaves the lr alone
 }
+
+// ---- ExponentialMovingAverage (optim/average.hpp) -----------------------------------------
+namespace {
+// Linear(3, 2) then BatchNorm1d(2): parameters weight, bias, BN weight, bias; buffers the
+// running mean and variance. Every parameter and buffer element of `m` is set to v.
+nn::Sequential<double> ema_net(std::uint64_t seed) {
+    Generator g(seed);
+    nn::Sequential<double> m;
+    m.add<nn::Linear>(3, 2, g);
+    m.add<nn::BatchNorm1d>(2);
+    return m;
+}
+void fill_all(const nn::Module<double>& m, double v) {
+    for (auto& [name, p] : m.named_parameters()) p.value().fill(v);
+    for (auto& [name, b] : m.named_buffers()) b.fill(v);
+}
+// Every element of every parameter and buffer of m equals `want` to within tol.
+void check_all(const nn::Module<double>& m, double want, double tol) {
+    for (auto& [name, t] : m.state_dict())
+        for (Index i = 0; i < t.numel(); ++i) CHECK_MESSAGE(std::abs(t.data()[i] - want) <= tol, name);
+}
+}  // namespace
+
+TEST_CASE("ExponentialMovingAverage: the recursion with warm-up, against the scalar recursion") {
+    nn::Sequential<double> model = ema_net(1), avg = ema_net(2);
+    fill_all(model, 0.5);
+    ExponentialMovingAverage<double> ema(avg, model, {.decay = 0.9});
+    check_all(avg, 0.5, 0);  // starts as a copy of the model
+    // Model values w_n = n² at update n; a_n = d_n a_{n-1} + (1 - d_n) w_n, d_n = min(0.9, (1+n)/(10+n)).
+    // d_n = 0.9 from n = 80 on, so 100 updates cover both regimes. Each update rounds a few
+    // times relative to a ≤ 10⁴, so 100 updates stay within 1e4·100·4ε ≈ 1e-9.
+    double a = 0.5;
+    for (int n = 1; n <= 100; ++n) {
+        const double w = static_cast<double>(n) * n, d = std::min(0.9, (1.0 + n) / (10.0 + n));
+        fill_all(model, w);
+        ema.update();
+        a = d * a + (1 - d) * w;
+    }
+    CHECK(ema.update_count() == 100);
+    check_all(avg, a, 1e-9);
+    check_all(model, 1e4, 0);  // the model is only read
+}
+
+TEST_CASE("ExponentialMovingAverage: fixed decay is geometric; buffers are copied when asked") {
+    nn::Sequential<double> model = ema_net(1), avg = ema_net(2);
+    fill_all(model, 1.0);
+    ExponentialMovingAverage<double> ema(avg, model, {.decay = 0.5, .warmup = false, .buffers = false});
+    fill_all(model, 3.0);
+    for (int n = 0; n < 4; ++n) ema.update();
+    // a_4 = 3 + 0.5⁴ (1 - 3) = 2.875 exactly for parameters; buffers are the model's, 3.
+    for (auto& [name, p] : avg.named_parameters())
+        for (Index i = 0; i < p.numel(); ++i) CHECK(p.value().data()[i] == 2.875);
+    for (auto& [name, b] : avg.named_buffers())
+        for (Index i = 0; i < b.numel(); ++i) CHECK(b.data()[i] == 3.0);
+    ema.reset();  // back to a copy
+    check_all(avg, 3.0, 0);
+    CHECK(ema.update_count() == 0);
+    // decay 0 follows the model; decay 1 never moves.
+    ExponentialMovingAverage<double> follow(avg, model, {.decay = 0, .warmup = false});
+    fill_all(model, 7.0);
+    follow.update();
+    check_all(avg, 7.0, 0);
+    ExponentialMovingAverage<double> frozen(avg, model, {.decay = 1, .warmup = false});
+    fill_all(model, -1.0);
+    frozen.update();
+    check_all(avg, 7.0, 0);
+}
+
+TEST_CASE("ExponentialMovingAverage: a different architecture or a bad decay is an error") {
+    nn::Sequential<double> model = ema_net(1);
+    Generator g(3);
+    nn::Sequential<double> wider;
+    wider.add<nn::Linear>(3, 4, g);
+    wider.add<nn::BatchNorm1d>(4);
+    CHECK_THROWS_WITH_AS(ExponentialMovingAverage<double>(wider, model),
+                         doctest::Contains("parameters '0.weight' [4,3] of the average does not match '0.weight' [2,3]"),
+                         Error);
+    nn::Sequential<double> shorter;
+    shorter.add<nn::Linear>(3, 2, g);
+    CHECK_THROWS_WITH_AS(ExponentialMovingAverage<double>(shorter, model),
+                         doctest::Contains("the average has 2 parameters and the model 4"), Error);
+    nn::Sequential<double> avg = ema_net(2);
+    CHECK_THROWS_WITH_AS(ExponentialMovingAverage<double>(avg, model, {.decay = 1.5}),
+                         "ExponentialMovingAverage: decay must be in [0, 1], got 1.5", Error);
+}

@@ -16,4 +16,5 @@
 #include "ember/optim/adam.hpp"
 #include "ember/optim/rmsprop.hpp"
 #include "ember/optim/clip.hpp"
+#include "ember/optim/average.hpp"
 #include "ember/optim/schedule.hpp"
