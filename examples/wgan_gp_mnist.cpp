@@ -17,10 +17,10 @@
 //   step; Adam(β = (0.5, 0.9)) for both, as in the paper, with lr 2e-4 falling linearly to 0
 //   over the run (the schedule of the paper's CIFAR-10 ResNet code; its MNIST runs keep 1e-4 for 200 000 steps,
 //   40 times this default's 5059, which a CPU cannot afford).
-//   Samples come from an exponential moving average of G's weights (decay 0.999, about the
-//   last 1000 generator steps; optim/average.hpp, Yazıcı et al. 2019), which smooths out the
-//   iterates' circling around the equilibrium; samples_last.npy holds the last G's samples
-//   of the same z for comparison (--ema-decay 0 turns the average off).
+//   --ema-decay d > 0 samples from an exponential moving average of G's weights instead of
+//   the last G (optim/average.hpp, Yazıcı et al. 2019) and writes the last G's samples of
+//   the same z beside them. Off by default: with the lr decaying to 0 the last G is already
+//   an average in effect, and d = 0.999 measured no better (docs/results.md).
 //
 // The critic's loss without the penalty, negated, E_x D(x) - E_z D(G(z)), is its current
 // estimate of W1 (up to the Lipschitz constant actually achieved); the paper shows that it
@@ -63,7 +63,7 @@ struct WganOptions {
     double lambda = 10;
     ember_examples::ConvGanOptions nets{.latent = 128, .width = 32, .upsample_conv = true};
     bool lr_decay = true;  // lr falls linearly from --lr to 0 over the run
-    double ema_decay = 0.999;  // samples come from this moving average of G's weights (0: the last G)
+    double ema_decay = 0;  // > 0: samples come from this moving average of G's weights (0: from the last G)
 };
 
 int run(ember_examples::ExampleOptions o, const WganOptions& w) {

@@ -469,9 +469,49 @@ void check_packed_linear(Index n, Index in, Index out) {
 
 }  // namespace
 
+namespace {
+// detail::gemm_row_major (the convolutions' kernel, ops/gemm_panels.hpp) for one shape and
+// one choice of transposes, against the exact sums: C = op(A)·op(B) (+ C0 when accumulating),
+// each element within the dot-product rounding bound γ_{K+1}·Σ|terms|.
+template <Real T>
+void check_gemm_row_major(Index M, Index N, Index K, bool trans_a, bool trans_b, bool accumulate, Generator& gen) {
+    INFO("M ", M, ", N ", N, ", K ", K, ", trans_a ", trans_a, ", trans_b ", trans_b, ", accumulate ", accumulate);
+    const Tensor<double> a = normal<double>({M * K}, gen), b = normal<double>({K * N}, gen), c0 = normal<double>({M * N}, gen);
+    const Tensor<T> at = converted<T>(a), bt = converted<T>(b);
+    Tensor<T> c = converted<T>(c0);
+    detail::gemm_row_major(at.data(), trans_a, bt.data(), trans_b, c.data(), M, N, K, accumulate);
+    Tensor<double> exact = Tensor<double>::zeros(Shape{M, N}), abs_terms = Tensor<double>::zeros(Shape{M, N});
+    for (Index i = 0; i < M; ++i)
+        for (Index j = 0; j < N; ++j) {
+            double s = accumulate ? static_cast<double>(static_cast<T>(c0.data()[i * N + j])) : 0.0, sa = std::abs(s);
+            for (Index p = 0; p < K; ++p) {
+                const double t = static_cast<double>(at.data()[trans_a ? p * M + i : i * K + p]) *
+                                 static_cast<double>(bt.data()[trans_b ? j * K + p : p * N + j]);
+                s += t, sa += std::abs(t);
+            }
+            exact.data()[i * N + j] = s, abs_terms.data()[i * N + j] = sa;
+        }
+    CHECK(within_dot_bound(c.reshape(Shape{M, N}), exact, abs_terms, K + 1));
+}
+}  // namespace
+
+TEST_CASE("gemm_row_major: every transpose, accumulation and edge tile, within rounding of the exact sums") {
+    // Around the kernel's tiles (48 or 24 rows of C's long side per vector tile, 8 columns,
+    // 256 of depth per chunk): sizes below, at and above each.
+    Generator gen(21);
+    for (const Index M : {1, 7, 8, 9, 33})
+        for (const Index N : {1, 23, 24, 25, 48, 49, 97})
+            for (const Index K : {1, 3, 255, 256, 257, 600})
+                for (int t = 0; t < 8; ++t) {
+                    check_gemm_row_major<float>(M, N, K, t & 1, t & 2, t & 4, gen);
+                    check_gemm_row_major<double>(M, N, K, t & 1, t & 2, t & 4, gen);
+                }
+}
+
 TEST_CASE("ConstantWeights: linear on stored packed weights, forward and backward, within rounding of the exact sums") {
-    // Rows, depths and widths around the kernel's blocks: mr = 48 (float) or 24 (double)
-    // rows of weight per panel, 256 of depth per stored panel, 4 input rows per column block.
+    // Rows, depths and widths around the kernel's tiles (ops/gemm_panels.hpp): 48 (float) or
+    // 24 (double) weight rows per row panel with AVX-512, 256 of depth per chunk, 8 input rows
+    // per column panel: full, partial and single tiles in every direction.
     for (const auto& [n, in, out] : std::vector<std::array<Index, 3>>{
              {1, 1, 1}, {5, 3, 7}, {33, 300, 97}, {32, 513, 50}, {7, 256, 1}, {64, 64, 256}, {2, 1000, 3}}) {
         check_packed_linear<float>(n, in, out);

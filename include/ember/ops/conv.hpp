@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ember/ops/conv_direct.hpp"
+#include "ember/ops/gemm_panels.hpp"
 #include "ember/ops/linalg.hpp"
 
 namespace ember {
@@ -176,16 +177,15 @@ Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<
     const Tensor<T> x = xt.contiguous(), w = wt.contiguous();
     if (direct_conv_applies(g)) return conv_forward_direct(g, x, w);
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
-    const ConstMatMap<T> W(w.data(), g.O, g.patch());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
         for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
         if (count == 1) {
-            MatMap<T>(y.data() + n0 * g.O * P, g.O, P).noalias() = W * cols;
+            gemm_row_major(w.data(), false, cols.data(), false, y.data() + n0 * g.O * P, g.O, P, g.patch(), false);
             return;
         }
         MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
-        Y.noalias() = W * cols;
+        gemm_row_major(w.data(), false, cols.data(), false, Y.data(), g.O, count * P, g.patch(), false);
         from_group(Y.data(), g.O, P, n0, count, y.data());
     });
     return y;
@@ -217,12 +217,11 @@ Tensor<T> conv_adjoint(const ConvGeometry& g, const Tensor<T>& yt, const Tensor<
     const Tensor<T> y = yt.contiguous(), w = wt.contiguous();
     if (Tensor<T> x = conv_adjoint_as_conv(g, y, w); x.defined()) return x;
     Tensor<T> x = Tensor<T>::zeros(g.x_shape());
-    const ConstMatMap<T> W(w.data(), g.O, g.patch());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
         MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
         to_group(y.data(), g.O, P, n0, count, Y.data());
-        cols.noalias() = W.transpose() * Y;
+        gemm_row_major(w.data(), true, Y.data(), false, cols.data(), g.patch(), count * P, g.O, false);
         for (Index i = 0; i < count; ++i) col2im(g, cols.data() + i * P, x.data() + (n0 + i) * g.C * g.H * g.W, count * P);
     });
     return x;
@@ -245,7 +244,7 @@ Tensor<T> conv_weight(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T
         for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
         MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
         to_group(y.data(), g.O, P, n0, count, Y.data());
-        acc.noalias() += Y * cols.transpose();
+        gemm_row_major(Y.data(), false, cols.data(), true, acc.data(), g.O, g.patch(), count * P, true);
     });
     Tensor<T> w = Tensor<T>::empty(g.w_shape());
     MatMap<T> Wm(w.data(), g.O, g.patch());

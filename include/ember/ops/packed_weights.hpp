@@ -1,14 +1,13 @@
 #pragma once
-// Weights packed once for Eigen's GEMM micro-kernel and reused while a ConstantWeights scope
+// Weights packed once for the matrix kernel and reused while a ConstantWeights scope
 // promises that they do not change.
 //
-// Eigen's GEMM copies ("packs") both factors into the panel layout of its micro-kernel
-// (gebp) on every call. In a Linear layer applied to a few dozen rows, such as the chains
-// of a sampler, the weight is the large factor. Re-reading it from L3 and re-packing it
-// was about a quarter of a latent MALA step. Inside a ConstantWeights scope, linear()
-// packs a weight once per direction (x·Wᵀ forward, g·W backward) and keeps the panels.
-// Each later call packs only its small input and runs Eigen's own kernel on the stored
-// panels.
+// A GEMM copies ("packs") both factors into the panel layout of its kernel on every call.
+// In a Linear layer applied to a few dozen rows, such as the chains of a sampler, the
+// weight is the large factor. Re-reading it from L3 and re-packing it was about a quarter
+// of a latent MALA step. Inside a ConstantWeights scope, linear() packs a weight once per
+// direction (x·Wᵀ forward, g·W backward) and keeps the panels. Each later call packs only
+// its small input and runs the kernel of gemm_panels.hpp on the stored panels.
 //
 // The promise: while the scope is open, no weight that linear() reads is written in place.
 // Every sampler opens one for the length of run(), warmup() and sgld(): a target that
@@ -17,11 +16,6 @@
 // cached entry keeps its weight's buffer alive, so its address cannot be reused by another
 // tensor while the scope is open (a weight computed outside the graph, from parameters that
 // do not require grad, is a leaf: cached at every call, correct but wasted, up to the cap).
-//
-// This reaches into Eigen's internals (gemm_pack_lhs, gemm_pack_rhs, gebp_kernel), which
-// are stable across Eigen 3.4.x. With another Eigen version the scope caches nothing and
-// linear() uses Eigen's public product, as it does outside the scope.
-#include <Eigen/Core>
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -34,12 +28,7 @@
 #include <vector>
 
 #include "ember/autodiff/var.hpp"
-
-#if EIGEN_WORLD_VERSION == 3 && EIGEN_MAJOR_VERSION == 4
-#define EMBER_PACKED_WEIGHTS 1
-#else
-#define EMBER_PACKED_WEIGHTS 0
-#endif
+#include "ember/ops/gemm_panels.hpp"
 
 namespace ember {
 
@@ -48,82 +37,48 @@ namespace detail {
 // The two products a Linear layer makes with its weight W [out, in].
 enum class WeightUse { forward, backward };  // y = x·Wᵀ, dx = g·W
 
-// Depth of one stored panel. An mr x 256 slice of it (48 KB, in float or double) stays in
-// L1 while the kernel meets every column of the input; Eigen's own blocking would take the
-// whole depth (up to ~900) on AVX-512, and the packed product measured 20-35% slower so.
-inline constexpr Index kPackedDepth = 256;
-// Above this many input rows, Eigen's own packing of the weight is amortised anyway, and
-// the per-call panel of the input would no longer fit in L2.
+// Above this many input rows, packing the weight per call is amortised anyway, and the
+// per-call panels of the input would no longer fit in L2.
 inline constexpr Index kMaxPackedRows = 512;
 // A scope packs at most this much (and keeps as much of source weights alive): far more
 // than the networks samplers run here (8.6 MB for the MLP GAN's G and D in both directions);
 // a leaf weight created anew at every call would otherwise grow the cache without bound.
 inline constexpr std::size_t kMaxPackedBytes = std::size_t{64} << 20;
 
-// The left factor A (rows x depth) of C = A·B in Eigen's column-major terms, stored as
-// gebp panels of depth kPackedDepth, one after another.
-//   forward:  yᵀ [out, N] = W [out, in] · xᵀ    (A = W, read row-major)
-//   backward: dxᵀ [in, N] = Wᵀ [in, out] · gᵀ   (A = Wᵀ, W read column-major)
+// The left factor A (rows x depth) of C = A·B in column-major terms, as row panels
+// (pack_row_panels):
+//   forward:  yᵀ [out, N] = W [out, in] · xᵀ    (A = W)
+//   backward: dxᵀ [in, N] = Wᵀ [in, out] · gᵀ   (A = Wᵀ)
 template <Real T>
 struct PackedWeight {
     Tensor<T> source;  // keeps the weight's buffer, and so its address, alive
     Index rows = 0, depth = 0;
-    std::vector<T, Eigen::aligned_allocator<T>> panels;
+    PanelBuffer<T> panels;
 };
-
-#if EMBER_PACKED_WEIGHTS
-template <Real T>
-using GebpTraits = Eigen::internal::gebp_traits<T, T>;
-
-template <Real T, int Order>
-void pack_left(PackedWeight<T>& a, Index stride) {
-    using Mapper = Eigen::internal::const_blas_data_mapper<T, Index, Order>;
-    using Traits = GebpTraits<T>;
-    Eigen::internal::gemm_pack_lhs<T, Index, Mapper, Traits::mr, Traits::LhsProgress,
-                                   typename Traits::LhsPacket4Packing, Order>
-        pack;
-    const Mapper m(a.source.data(), stride);
-    a.panels.resize(static_cast<std::size_t>(a.rows * a.depth));
-    for (Index k = 0; k < a.depth; k += kPackedDepth)
-        pack(a.panels.data() + k * a.rows, m.getSubMapper(0, k), std::min(kPackedDepth, a.depth - k), a.rows);
-}
-#endif
 
 // C += A·B with A packed: C is column-major rows x cols with leading dimension A.rows,
 // B is depth x cols, column-major with leading dimension ldb (a row-major [cols, depth]
-// matrix read as its transpose). Only B is packed here, one depth panel at a time.
+// matrix read as its transpose). Only B is packed here, one depth chunk at a time.
 template <Real T>
-void gemm_packed([[maybe_unused]] const PackedWeight<T>& a, [[maybe_unused]] const T* b, [[maybe_unused]] Index ldb,
-                 [[maybe_unused]] Index cols, [[maybe_unused]] T* c) {
-#if EMBER_PACKED_WEIGHTS
-    using Traits = GebpTraits<T>;
-    using RhsMapper = Eigen::internal::const_blas_data_mapper<T, Index, Eigen::ColMajor>;
-    using ResMapper = Eigen::internal::blas_data_mapper<T, Index, Eigen::ColMajor, Eigen::Unaligned, 1>;
-    Eigen::internal::gemm_pack_rhs<T, Index, RhsMapper, Traits::nr, Eigen::ColMajor> pack_right;
-    Eigen::internal::gebp_kernel<T, T, Index, ResMapper, Traits::mr, Traits::nr, false, false> kernel;
-    thread_local std::vector<T, Eigen::aligned_allocator<T>> block;
-    const auto need = static_cast<std::size_t>(std::min(kPackedDepth, a.depth) * cols);
+void gemm_packed(const PackedWeight<T>& a, const T* b, Index ldb, Index cols, T* c) {
+    thread_local PanelBuffer<T> block;
+    const Index padded_rows = round_up(a.rows, GemmTile<T>::rows);
+    const auto need = static_cast<std::size_t>(std::min(kPanelDepth, a.depth) * round_up(cols, GemmTile<T>::cols));
     if (block.size() < need) block.resize(need);
-    const RhsMapper B(b, ldb);
-    const ResMapper C(c, a.rows);
-    for (Index k = 0; k < a.depth; k += kPackedDepth) {
-        const Index kc = std::min(kPackedDepth, a.depth - k);
-        pack_right(block.data(), B.getSubMapper(k, 0), kc, cols);
-        kernel(C, a.panels.data() + k * a.rows, block.data(), a.rows, kc, cols, T(1));
+    for (Index k = 0; k < a.depth; k += kPanelDepth) {
+        const Index kc = std::min(kPanelDepth, a.depth - k);
+        pack_column_panels(b, Index{1}, ldb, cols, k, kc, block.data());
+        gemm_panels(a.panels.data() + k * padded_rows, block.data(), a.rows, cols, kc, c, a.rows);
     }
-#else
-    fail("gemm_packed", "internal error: packed weights need Eigen 3.4");
-#endif
 }
 
 // The packed weights of one ConstantWeights scope, shared by the threads it was handed to.
 class WeightPackCache {
 public:
     // The packed form of `weight` [out, in] (contiguous, row-major) for `use`, packing it on
-    // first sight; nullptr when the cache is full or Eigen is not 3.4.
+    // first sight; nullptr when the cache is full.
     template <Real T>
-    const PackedWeight<T>* find_or_pack([[maybe_unused]] const Tensor<T>& weight, [[maybe_unused]] WeightUse use) {
-#if EMBER_PACKED_WEIGHTS
+    const PackedWeight<T>* find_or_pack(const Tensor<T>& weight, WeightUse use) {
         const Key key{weight.data(), weight.dim(0), weight.dim(1), use};
         std::lock_guard lock(mutex_);
         auto& entries = table<T>();
@@ -133,19 +88,16 @@ public:
         auto a = std::make_unique<PackedWeight<T>>();
         a->source = weight;
         const Index out = weight.dim(0), in = weight.dim(1);
-        if (use == WeightUse::forward) {
+        if (use == WeightUse::forward) {  // A = W: rows are W's rows
             a->rows = out, a->depth = in;
-            pack_left<T, Eigen::RowMajor>(*a, in);
-        } else {
+            pack_row_panels(weight.data(), out, in, in, Index{1}, a->panels);
+        } else {  // A = Wᵀ: rows are W's columns
             a->rows = in, a->depth = out;
-            pack_left<T, Eigen::ColMajor>(*a, in);
+            pack_row_panels(weight.data(), in, out, Index{1}, in, a->panels);
         }
         bytes_ += bytes;
         ++packs_;
         return entries.emplace(key, std::move(a)).first->second.get();
-#else
-        return nullptr;
-#endif
     }
 
     std::int64_t packs() {
@@ -225,4 +177,3 @@ private:
 
 }  // namespace ember
 
-#undef EMBER_PACKED_WEIGHTS
