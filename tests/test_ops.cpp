@@ -467,9 +467,6 @@ void check_packed_linear(Index n, Index in, Index out) {
     CHECK(scope.packs() == 2);  // the forward and the backward form, each packed once
 }
 
-}  // namespace
-
-namespace {
 // detail::gemm_row_major (the convolutions' kernel, ops/gemm_panels.hpp) for one shape and
 // one choice of transposes, against the exact sums: C = op(A)·op(B) (+ C0 when accumulating),
 // each element within the dot-product rounding bound γ_{K+1}·Σ|terms|.

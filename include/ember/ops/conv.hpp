@@ -119,8 +119,6 @@ void col2im(const ConvGeometry& g, const T* cols, T* x, Index ld) {
 
 template <Real T>
 using MatMap = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
-template <Real T>
-using ConstMatMap = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 // Work is split across threads by groups of samples. A group's im2col columns sit side by
 // side in one [C·kh·kw, count·Ho·Wo] matrix, so each thread runs single-threaded GEMMs wide

@@ -92,11 +92,26 @@ void pack_column_panels(const T* b, Index ks, Index js, Index cols, Index k0, In
     }
 }
 
-// C += A·B for one depth chunk: `a` is the chunk's row panels (pack_row_panels), `b` its
-// column panels (pack_column_panels); C is column-major rows x cols with leading dimension
-// ldc. One row panel is loaded once and meets every column panel.
+// Runs body(k0, kc, panels) for each depth chunk [k0, k0 + kc) of B (depth x cols, element
+// (k, j) at b[k·ks + j·js]), the chunk packed into column panels in a per-thread buffer.
+template <class T, class Body>
+void for_packed_depth_chunks(const T* b, Index ks, Index js, Index cols, Index depth, Body&& body) {
+    thread_local PanelBuffer<T> panels;
+    const auto need = static_cast<std::size_t>(std::min(kPanelDepth, depth) * round_up(cols, GemmTile<T>::cols));
+    if (panels.size() < need) panels.resize(need);
+    for (Index k0 = 0; k0 < depth; k0 += kPanelDepth) {
+        const Index kc = std::min(kPanelDepth, depth - k0);
+        pack_column_panels(b, ks, js, cols, k0, kc, panels.data());
+        body(k0, kc, static_cast<const T*>(panels.data()));
+    }
+}
+
+// C += A·B for one depth chunk, or C = A·B when not accumulating (the first chunk of a
+// product: no separate pass to zero C): `a` is the chunk's row panels (pack_row_panels), `b`
+// its column panels (pack_column_panels); C is column-major rows x cols with leading
+// dimension ldc. One row panel is loaded once and meets every column panel.
 template <class T>
-void gemm_panels(const T* a, const T* b, Index rows, Index cols, Index kc, T* c, Index ldc) {
+void gemm_panels(const T* a, const T* b, Index rows, Index cols, Index kc, T* c, Index ldc, bool accumulate = true) {
     using Batch = typename GemmTile<T>::Batch;
     constexpr Index L = GemmTile<T>::lanes, R = GemmTile<T>::rows, C = GemmTile<T>::cols;
     for (Index i0 = 0; i0 < rows; i0 += R, a += R * kc) {
@@ -121,11 +136,14 @@ void gemm_panels(const T* a, const T* b, Index rows, Index cols, Index kc, T* c,
             for (Index j = 0; j < nc; ++j) {
                 T* cj = c + (j0 + j) * ldc + i0;
                 if (nr == R) {
-                    for (Index r = 0; r < 3; ++r) (Batch::load_unaligned(cj + r * L) + acc[r][j]).store_unaligned(cj + r * L);
+                    for (Index r = 0; r < 3; ++r) {
+                        if (accumulate) acc[r][j] += Batch::load_unaligned(cj + r * L);
+                        acc[r][j].store_unaligned(cj + r * L);
+                    }
                 } else {  // the last row panel: only its first nr rows exist in C
                     alignas(64) T tile[R];
                     for (Index r = 0; r < 3; ++r) acc[r][j].store_aligned(tile + r * L);
-                    for (Index r = 0; r < nr; ++r) cj[r] += tile[r];
+                    for (Index r = 0; r < nr; ++r) cj[r] = accumulate ? cj[r] + tile[r] : tile[r];
                 }
             }
         }
@@ -141,23 +159,22 @@ template <class T>
 void gemm_strided(Index m, Index n, Index k, const T* a, Index a_rs, Index a_cs, const T* b, Index b_rs, Index b_cs,
                   T* c, Index ldc, bool accumulate) {
     constexpr Index R = GemmTile<T>::rows;
-    if (!accumulate)
-        for (Index j = 0; j < n; ++j) std::fill_n(c + j * ldc, m, T(0));
-    if (m == 0 || n == 0 || k == 0) return;
-    thread_local PanelBuffer<T> a_panel, b_panels;
-    const Index kc_max = std::min(kPanelDepth, k);
-    if (a_panel.size() < static_cast<std::size_t>(R * kc_max)) a_panel.resize(static_cast<std::size_t>(R * kc_max));
-    const auto b_size = static_cast<std::size_t>(round_up(n, GemmTile<T>::cols) * kc_max);
-    if (b_panels.size() < b_size) b_panels.resize(b_size);
-    for (Index k0 = 0; k0 < k; k0 += kPanelDepth) {
-        const Index kc = std::min(kPanelDepth, k - k0);
-        pack_column_panels(b, b_rs, b_cs, n, k0, kc, b_panels.data());
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // an empty sum: C = 0, or C unchanged
+        if (!accumulate)
+            for (Index j = 0; j < n; ++j) std::fill_n(c + j * ldc, m, T(0));
+        return;
+    }
+    thread_local PanelBuffer<T> a_panel;
+    const auto a_size = static_cast<std::size_t>(R * std::min(kPanelDepth, k));
+    if (a_panel.size() < a_size) a_panel.resize(a_size);
+    for_packed_depth_chunks(b, b_rs, b_cs, n, k, [&](Index k0, Index kc, const T* b_panels) {
         for (Index i0 = 0; i0 < m; i0 += R) {
             const Index rows = std::min(R, m - i0);
             pack_row_panel(a + i0 * a_rs, rows, k0, kc, a_rs, a_cs, a_panel.data());
-            gemm_panels(a_panel.data(), b_panels.data(), rows, n, kc, c + i0, ldc);
+            gemm_panels(a_panel.data(), b_panels, rows, n, kc, c + i0, ldc, accumulate || k0 > 0);
         }
-    }
+    });
 }
 
 // C [M, N] (+)= op(A) · op(B) with row-major operands on one thread, op = transpose when
@@ -166,9 +183,9 @@ void gemm_strided(Index m, Index n, Index k, const T* a, Index a_rs, Index a_cs,
 template <class T>
 void gemm_row_major(const T* a, bool trans_a, const T* b, bool trans_b, T* c, Index M, Index N, Index K,
                     bool accumulate) {
-    const Index a_rs = trans_b ? K : 1, a_cs = trans_b ? 1 : N;  // op(B)ᵀ (N x K)
-    const Index b_rs = trans_a ? M : 1, b_cs = trans_a ? 1 : K;  // op(A)ᵀ (K x M)
-    gemm_strided(N, M, K, b, a_rs, a_cs, a, b_rs, b_cs, c, N, accumulate);
+    const Index bt_rs = trans_b ? K : 1, bt_cs = trans_b ? 1 : N;  // op(B)ᵀ (N x K), the kernel's A
+    const Index at_rs = trans_a ? M : 1, at_cs = trans_a ? 1 : K;  // op(A)ᵀ (K x M), the kernel's B
+    gemm_strided(N, M, K, b, bt_rs, bt_cs, a, at_rs, at_cs, c, N, accumulate);
 }
 
 }  // namespace ember::detail

@@ -61,15 +61,10 @@ struct PackedWeight {
 // matrix read as its transpose). Only B is packed here, one depth chunk at a time.
 template <Real T>
 void gemm_packed(const PackedWeight<T>& a, const T* b, Index ldb, Index cols, T* c) {
-    thread_local PanelBuffer<T> block;
     const Index padded_rows = round_up(a.rows, GemmTile<T>::rows);
-    const auto need = static_cast<std::size_t>(std::min(kPanelDepth, a.depth) * round_up(cols, GemmTile<T>::cols));
-    if (block.size() < need) block.resize(need);
-    for (Index k = 0; k < a.depth; k += kPanelDepth) {
-        const Index kc = std::min(kPanelDepth, a.depth - k);
-        pack_column_panels(b, Index{1}, ldb, cols, k, kc, block.data());
-        gemm_panels(a.panels.data() + k * padded_rows, block.data(), a.rows, cols, kc, c, a.rows);
-    }
+    for_packed_depth_chunks(b, Index{1}, ldb, cols, a.depth, [&](Index k0, Index kc, const T* b_panels) {
+        gemm_panels(a.panels.data() + k0 * padded_rows, b_panels, a.rows, cols, kc, c, a.rows);
+    });
 }
 
 // The packed weights of one ConstantWeights scope, shared by the threads it was handed to.
