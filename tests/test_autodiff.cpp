@@ -1,5 +1,5 @@
-// The autodiff engine: deep chains, shared subexpressions, NoGrad, retain_graph,
-// gradients of gradients through a whole critic (WGAN-GP), buffer reuse across steps.
+// The autodiff engine: deep chains, shared subexpressions, gradients handed on by sums,
+// NoGrad, retain_graph, gradients of gradients through a whole critic (WGAN-GP), buffer reuse across steps.
 #include <cmath>
 
 #include "harness.hpp"
@@ -37,6 +37,37 @@ TEST_CASE("a node shared by several consumers gets all of its gradient") {
     CHECK(x.grad().flat(0) == doctest::Approx(before + 2));
     x.zero_grad();
     CHECK_FALSE(x.grad().defined());
+}
+
+TEST_CASE("a sum hands its gradient on: shared storage never leaks between gradients") {
+    // a + b and a - b pass the incoming gradient g to a (and + to b) without copying it; the
+    // leaves' grads must still be separate tensors that accumulate independently.
+    const Tensor<double> w = Tensor<double>::from({2, 3}, {1, -2, 3, 0.5, 4, -1});
+    V x(Tensor<double>::from({2, 3}, {0.1, 0.2, 0.3, 0.4, 0.5, 0.6}), true);
+    V y(Tensor<double>::from({2, 3}, {-1, 1, -1, 1, -1, 1}), true);
+    for (int call = 1; call <= 2; ++call) {
+        sum(V(V(x + y) * w)).backward();
+        for (Index i = 0; i < 6; ++i) {
+            CHECK(x.grad().flat(i) == doctest::Approx(call * w.flat(i)));
+            CHECK(y.grad().flat(i) == doctest::Approx(call * w.flat(i)));
+        }
+    }
+    x.zero_grad(), y.zero_grad();
+    sum(V(V(x - y) * w)).backward();  // a - b: g to a, -g to b
+    sum(V(V(x + x) * w)).backward();  // x sits in two slots: 2g, not g
+    for (Index i = 0; i < 6; ++i) {
+        CHECK(x.grad().flat(i) == doctest::Approx(3 * w.flat(i)));
+        CHECK(y.grad().flat(i) == doctest::Approx(-w.flat(i)));
+    }
+    // Through an intermediate: k = exp(x) + y, d/dx Σ k² = 2k·exp(x), d/dy = 2k.
+    x.zero_grad(), y.zero_grad();
+    const V k = exp(x) + y;
+    sum(V(k * k)).backward();
+    for (Index i = 0; i < 6; ++i) {
+        const double e = std::exp(x.value().flat(i)), kv = e + y.value().flat(i);
+        CHECK(x.grad().flat(i) == doctest::Approx(2 * kv * e).epsilon(1e-12));
+        CHECK(y.grad().flat(i) == doctest::Approx(2 * kv).epsilon(1e-12));
+    }
 }
 
 TEST_CASE("NoGrad records nothing; detach cuts the graph") {

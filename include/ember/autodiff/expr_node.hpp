@@ -311,6 +311,21 @@ template <class E, Real T = typename E::value_type>
 
 }  // namespace anomaly
 
+// Leaf slots whose gradient is the incoming gradient itself: both of a + b, the a of a - b.
+// (A bias added to a conv output or a residual sum hands g on instead of copying it.)
+template <class E>
+struct PassThroughSlots {
+    static constexpr std::array<bool, static_cast<std::size_t>(E::leaves)> value{};
+};
+template <Real T>
+struct PassThroughSlots<Binary<AddOp, VarLeaf<T>, VarLeaf<T>>> {
+    static constexpr std::array<bool, 2> value{true, true};
+};
+template <Real T>
+struct PassThroughSlots<Binary<SubOp, VarLeaf<T>, VarLeaf<T>>> {
+    static constexpr std::array<bool, 2> value{true, false};
+};
+
 // The graph node of one fused elementwise expression.
 template <class E>
 struct ExprNode final : Node<typename E::value_type> {
@@ -387,6 +402,10 @@ private:
             if (!need[i]) continue;
             const Shape& s = this->inputs[i]->value.shape();
             const bool full = s == out_shape;
+            if (full && g.value().is_contiguous() && passes_gradient_through(i)) {  // the gradient is g: no pass
+                out[i] = Var<T>(g.value());
+                continue;
+            }
             Tensor<T> grad = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
             targets[static_cast<std::size_t>(D)] = {grad.data(), grad.expand(out_shape).strides(), full, grad.numel()};
             compact[i] = D++;
@@ -394,8 +413,18 @@ private:
         }
         for (std::size_t k = 0; k < map.size(); ++k)
             map[k] = slot_to_input[k] >= 0 ? compact[static_cast<std::size_t>(slot_to_input[k])] : -1;
-        backward_into(*e, ls, g.value(), map, targets, D);
+        if (D > 0) backward_into(*e, ls, g.value(), map, targets, D);
         return out;
+    }
+
+    // Input i's gradient is g when it sits in exactly one leaf slot and that slot passes g on
+    // (x + x sits in two: its gradient is 2g).
+    bool passes_gradient_through(std::size_t i) const {
+        int slots = 0;
+        bool passes = false;
+        for (std::size_t k = 0; k < slot_to_input.size(); ++k)
+            if (slot_to_input[k] == static_cast<int>(i)) ++slots, passes = PassThroughSlots<E>::value[k];
+        return slots == 1 && passes;
     }
 
     // The same rules over Var: every step is recorded, so the result is differentiable.

@@ -1,7 +1,7 @@
 #pragma once
-// Convolution family on NCHW by im2col + Eigen GEMM, and pooling / nearest upsampling.
-// Three bilinear primitives close under differentiation:
-//   conv2d(x, W)            y = W · cols(x)
+// Convolution family on NCHW by im2col + GEMM (gemm_panels.hpp), and pooling / nearest
+// upsampling. Three bilinear primitives close under differentiation:
+//   conv2d(x, W, b)         y = W · cols(x) + b     (the bias added as y is written out)
 //   conv2d_adjoint(y, W)    x = col2im(Wᵀ · y)       (= conv_transpose2d)
 //   conv2d_weight(x, g)     dW = g · cols(x)ᵀ
 // Each one's backward is made of the other two, so every conv is twice differentiable.
@@ -163,28 +163,37 @@ void to_group(const T* y, Index channels, Index P, Index n0, Index count, T* Y) 
     for (Index i = 0; i < count; ++i)
         for (Index o = 0; o < channels; ++o) std::copy_n(y + ((n0 + i) * channels + o) * P, P, Y + (o * count + i) * P);
 }
+// The same with bias[o] added to every value of channel o (no bias when null).
 template <Real T>
-void from_group(const T* Y, Index channels, Index P, Index n0, Index count, T* y) {
+void from_group(const T* Y, Index channels, Index P, Index n0, Index count, T* y, const T* bias = nullptr) {
     for (Index i = 0; i < count; ++i)
-        for (Index o = 0; o < channels; ++o) std::copy_n(Y + (o * count + i) * P, P, y + ((n0 + i) * channels + o) * P);
+        for (Index o = 0; o < channels; ++o) {
+            const T* from = Y + (o * count + i) * P;
+            T* to = y + ((n0 + i) * channels + o) * P;
+            if (bias) std::transform(from, from + P, to, [b = bias[o]](T v) { return v + b; });
+            else std::copy_n(from, P, to);
+        }
 }
 
-// y = W · cols(x)
+// y = W · cols(x) (+ bias[o] on channel o when bias is not null)
 template <Real T>
-Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& wt) {
+Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& wt, const T* bias = nullptr) {
     const Tensor<T> x = xt.contiguous(), w = wt.contiguous();
-    if (direct_conv_applies(g)) return conv_forward_direct(g, x, w);
+    if (direct_conv_applies(g)) return conv_forward_direct(g, x, w, bias);
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
         for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
         if (count == 1) {
-            gemm_row_major(w.data(), false, cols.data(), false, y.data() + n0 * g.O * P, g.O, P, g.patch(), false);
+            T* yn = y.data() + n0 * g.O * P;
+            gemm_row_major(w.data(), false, cols.data(), false, yn, g.O, P, g.patch(), false);
+            if (bias)  // while the sample's output is still in cache
+                for (Index o = 0; o < g.O; ++o) std::for_each(yn + o * P, yn + (o + 1) * P, [b = bias[o]](T& v) { v += b; });
             return;
         }
         MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
         gemm_row_major(w.data(), false, cols.data(), false, Y.data(), g.O, count * P, g.patch(), false);
-        from_group(Y.data(), g.O, P, n0, count, y.data());
+        from_group(Y.data(), g.O, P, n0, count, y.data(), bias);
     });
     return y;
 }
@@ -251,18 +260,24 @@ Tensor<T> conv_weight(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T
     return w;
 }
 
-template <Real T> Var<T> conv_y(const Var<T>& x, const Var<T>& w, const ConvGeometry& g);
+template <Real T> Var<T> conv_y(const Var<T>& x, const Var<T>& w, const ConvGeometry& g, const Var<T>& bias = {});
 template <Real T> Var<T> conv_x(const Var<T>& y, const Var<T>& w, const ConvGeometry& g);
 template <Real T> Var<T> conv_w(const Var<T>& x, const Var<T>& y, const ConvGeometry& g);
 
+// y = conv(x, w) + bias: the bias is added as the output is written, and its gradient is
+// gy summed over samples and pixels.
 template <Real T>
-Var<T> conv_y(const Var<T>& x, const Var<T>& w, const ConvGeometry& g) {
-    return record("conv2d", conv_forward(g, x.value(), w.value()), {x, w}, [x, w, g](const Var<T>& gy, std::span<const bool> need) {
-        std::vector<Var<T>> out(2);
+Var<T> conv_y(const Var<T>& x, const Var<T>& w, const ConvGeometry& g, const Var<T>& bias) {
+    auto backward = [x, w, g](const Var<T>& gy, std::span<const bool> need) {
+        std::vector<Var<T>> out(need.size());
         if (need[0]) out[0] = conv_x(gy, w, g);
         if (need[1]) out[1] = conv_w(x, gy, g);
+        if (need.size() > 2 && need[2]) out[2] = reshape(sum_to(gy, Shape{1, g.O, 1, 1}), Shape{g.O});
         return out;
-    });
+    };
+    if (!bias.defined()) return record("conv2d", conv_forward(g, x.value(), w.value()), {x, w}, backward);
+    const Tensor<T> b = bias.value().contiguous();
+    return record("conv2d", conv_forward(g, x.value(), w.value(), b.data()), {x, w, bias}, backward);
 }
 template <Real T>
 Var<T> conv_x(const Var<T>& y, const Var<T>& w, const ConvGeometry& g) {
@@ -288,10 +303,15 @@ inline Index conv_out_size(Index in, Index k, Index stride, Index pad, Index dil
 }
 
 template <Real T>
-Var<T> add_channel_bias(const Var<T>& y, const Var<T>& bias, Index channels, const char* op) {
-    if (!bias.defined()) return y;
+void check_channel_bias(const Var<T>& bias, Index channels, const char* op) {
+    if (!bias.defined()) return;
     EMBER_CHECK(bias.shape() == Shape{channels}, op, "bias shape ", bias.shape().str(), " does not match ", channels,
                 " output channels");
+}
+template <Real T>
+Var<T> add_channel_bias(const Var<T>& y, const Var<T>& bias, Index channels, const char* op) {
+    if (!bias.defined()) return y;
+    check_channel_bias(bias, channels, op);
     return Var<T>(y + reshape(bias, Shape{1, channels, 1, 1}));
 }
 
@@ -310,7 +330,8 @@ Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}, Co
     g.Ho = detail::conv_out_size(g.H, g.kh, g.stride, g.pad, g.dil);
     g.Wo = detail::conv_out_size(g.W, g.kw, g.stride, g.pad, g.dil);
     EMBER_CHECK(g.Ho > 0 && g.Wo > 0, "conv2d", "kernel ", ws.str(), " larger than padded input ", xs.str());
-    return detail::add_channel_bias(detail::conv_y(x, weight, g), bias, g.O, "conv2d");
+    detail::check_channel_bias(bias, g.O, "conv2d");
+    return detail::conv_y(x, weight, g, bias);
 }
 
 // The adjoint (gradient) of conv2d, as generators use it: y [N,Cin,H,W], weight

@@ -176,7 +176,7 @@ void with_out_channels(Index O, F&& f) {
 
 // y [N, O, Ho, Wo] = conv(x [N, C, H, W], w [O, C, kh, kw]), stride 1, x and w contiguous.
 template <Real T, class Geometry>
-Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tensor<T>& w) {
+Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tensor<T>& w, const T* bias) {
     const DirectLayout l = direct_layout<T>(g);
     const Index Wp = g.W + 2 * g.pad;
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
@@ -186,8 +186,12 @@ Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tenso
         yp.resize(static_cast<std::size_t>(g.O * l.Lpad));
         with_out_channels(g.O, [&](auto O) { direct_forward_sample<T, O.value>(l, xp.data(), w.data(), yp.data()); });
         for (Index o = 0; o < g.O; ++o)
-            for (Index oy = 0; oy < g.Ho; ++oy)
-                copy_row(yp.data() + o * l.Lpad + oy * Wp, g.Wo, y.data() + ((n * g.O + o) * g.Ho + oy) * g.Wo);
+            for (Index oy = 0; oy < g.Ho; ++oy) {
+                const T* from = yp.data() + o * l.Lpad + oy * Wp;
+                T* to = y.data() + ((n * g.O + o) * g.Ho + oy) * g.Wo;
+                if (bias) std::transform(from, from + g.Wo, to, [b = bias[o]](T v) { return v + b; });
+                else copy_row(from, g.Wo, to);
+            }
     });
     return y;
 }
