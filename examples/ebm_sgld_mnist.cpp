@@ -10,8 +10,13 @@
 // Langevin dynamics (sample/sgld.hpp, sample/replay_buffer.hpp):
 //   1. take B states from a buffer of 10000, each replaced by uniform noise with
 //      probability 5% (fresh chains keep the buffer from collapsing onto a few modes);
-//   2. K = 20 steps  x ← clamp(x - α ∇_x E(x) + σ ξ, -1, 1)  with α = 1, σ = 0.01 (far less
-//      noise than Langevin's √(2α): a noisy optimiser, as JEM and IGEBM use it);
+//   2. K = 20 steps  x ← clamp(x - α clip(∇_x E(x), ±c) + σ ξ, -1, 1)  with α = 10,
+//      c = 0.03 and σ = 0.005: far less noise than Langevin's √(2α), a noisy optimiser as
+//      IGEBM and JEM use it. Clipping each pixel's gradient at c lets the step be large (a
+//      pixel moves at most α·c = 0.3 per step) without a few large gradients throwing the
+//      chain out of the data range; these are the settings of P. Lippe's UvA deep-learning
+//      tutorial on EBMs for MNIST. (α = 1, σ = 0.01, no clipping, as JEM uses for its large
+//      nets, barely moves the chains of an energy this small: docs/results.md);
 //   3. push the states back into their slots;
 //   4. one Adam step on  L = E(x⁺) - E(x⁻) + α_reg (E(x⁺)² + E(x⁻)²)   (energy/contrastive),
 //      the L2 term (IGEBM) keeping the energies near zero, which the contrastive term alone
@@ -25,7 +30,7 @@
 //   ebm_sgld_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
 //                  [--batch N] [--lr X] [--seed N] [--threads N] [--n-samples N]
 //                  [--classifier FILE] [--sgld-steps K] [--sgld-step X] [--sgld-noise X]
-//                  [--alpha X] [--buffer N] [--reinit P] [--fresh-steps N] [--resume] [--quick]
+//                  [--sgld-grad-clip X] [--alpha X] [--buffer N] [--reinit P] [--fresh-steps N] [--resume] [--quick]
 //
 // Writes to --out: samples.png / samples.npy (from the replay buffer: N of its chains, each
 // advanced K more SGLD steps), samples_fresh.png / samples_fresh.npy (new chains started at
@@ -54,8 +59,9 @@ namespace {
 
 struct EbmOptions {
     int sgld_steps = 20;        // K per training iteration
-    double sgld_step = 1.0;     // α
-    double sgld_noise = 0.01;   // σ
+    double sgld_step = 10.0;    // α
+    double sgld_noise = 0.005;  // σ
+    double grad_clip = 0.03;    // c: each element of ∇_x E clipped to ±c (0: off)
     double alpha = 0.1;         // L2 energy regularisation
     Index buffer = 10000;
     double reinit = 0.05;
@@ -106,7 +112,8 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
     ember::Adam<float> opt(E.parameters(), {.lr = o.lr, .betas = {0.0, 0.999}});
     const ember::sample::EnergyFn<float> energy = [&](const Var& x) { return E(x); };
     const ember::sample::SgldOptions sgld{
-        .step_size = e.sgld_step, .noise = e.sgld_noise, .steps = e.sgld_steps, .clamp_min = -1, .clamp_max = 1};
+        .step_size = e.sgld_step, .noise = e.sgld_noise, .steps = e.sgld_steps, .grad_clip = e.grad_clip,
+        .clamp_min = -1, .clamp_max = 1};
 
     ember::Generator chains(o.seed + 1);  // buffer slots, re-initialisations and SGLD noise
     ember::sample::ReplayBuffer<float> buffer(e.buffer, uniform_images, chains, e.reinit);
@@ -123,9 +130,9 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
         std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(step));
     }
     std::printf("ebm_sgld_mnist: %s, %lld images; E %lld parameters; batch %lld, lr %g, alpha %g; SGLD K %d, step %g, "
-                "noise %g; buffer %lld, reinit %g; %lld steps (%lld per epoch), seed %llu, %d threads\n",
+                "noise %g, gradient clip %g; buffer %lld, reinit %g; %lld steps (%lld per epoch), seed %llu, %d threads\n",
                 o.dataset.c_str(), static_cast<long long>(N), static_cast<long long>(E.parameter_count()),
-                static_cast<long long>(o.batch), o.lr, e.alpha, e.sgld_steps, e.sgld_step, e.sgld_noise,
+                static_cast<long long>(o.batch), o.lr, e.alpha, e.sgld_steps, e.sgld_step, e.sgld_noise, e.grad_clip,
                 static_cast<long long>(e.buffer), e.reinit, static_cast<long long>(total),
                 static_cast<long long>(per_epoch), static_cast<unsigned long long>(o.seed), threads);
     std::fflush(stdout);
@@ -230,7 +237,7 @@ int run(ember_examples::ExampleOptions& o, const EbmOptions& e) {
 
 int main(int argc, char** argv) {
     ember_examples::ExampleOptions o;
-    o.name = "ebm_sgld_mnist", o.epochs = 3, o.batch = 64, o.lr = 1e-4;
+    o.name = "ebm_sgld_mnist", o.epochs = 10, o.batch = 64, o.lr = 1e-4;
     EbmOptions e;
     CLI::App app{"ebm_sgld_mnist: an energy-based model trained by short-run SGLD from a replay buffer (IGEBM, JEM)"};
     ember_examples::add_common_options(app, o);
@@ -239,6 +246,8 @@ int main(int argc, char** argv) {
     app.add_option("--sgld-step", e.sgld_step, "SGLD step size alpha (multiplies grad E)")
         ->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--sgld-noise", e.sgld_noise, "standard deviation of the SGLD noise")
+        ->check(CLI::NonNegativeNumber)->capture_default_str();
+    app.add_option("--sgld-grad-clip", e.grad_clip, "clip each element of grad E to +-X before the SGLD step (0: off)")
         ->check(CLI::NonNegativeNumber)->capture_default_str();
     app.add_option("--alpha", e.alpha, "L2 energy regularisation alpha (E(x+)^2 + E(x-)^2)")
         ->check(CLI::NonNegativeNumber)->capture_default_str();
