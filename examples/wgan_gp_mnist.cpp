@@ -218,9 +218,9 @@ int run(ember_examples::ExampleOptions o, const WganOptions& w) {
 int main(int argc, char** argv) {
     ember_examples::ExampleOptions o;
     // Batch 64 as Gulrajani et al.; Adam 2e-4 decaying linearly to 0 as in their CIFAR-10 code (their
-    // MNIST code keeps 1e-4 for 200 000 steps). 27 critic epochs = 5059 generator steps, about
-    // 25 minutes on 2 cores.
-    o.name = "wgan_gp_mnist", o.epochs = 27, o.batch = 64, o.lr = 2e-4;
+    // MNIST code keeps 1e-4 for 200 000 steps). 60 critic epochs = 11 244 generator steps, about
+    // 19 minutes on 2 cores (docs/results.md).
+    o.name = "wgan_gp_mnist", o.epochs = 60, o.batch = 64, o.lr = 2e-4;
     WganOptions w;
     CLI::App app{"wgan_gp_mnist: Wasserstein GAN with gradient penalty on MNIST (Gulrajani et al. 2017)"};
     ember_examples::add_common_options(app, o);

@@ -215,7 +215,8 @@ struct GradArgs {
 
 // d(output)/d(inputs) without touching any grad(). With create_graph the results are Vars
 // on the graph and can be differentiated again. Inputs that do not affect the output get
-// zeros.
+// zeros. As in PyTorch, results may share storage with each other or with grad_output (a
+// sum passes its gradient on uncopied): clone one before changing it in place.
 template <Real T>
 std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs, GradArgs args = {},
                          const Tensor<T>& grad_output = {}) {
