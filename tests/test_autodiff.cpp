@@ -59,14 +59,17 @@ TEST_CASE("a sum hands its gradient on: shared storage never leaks between gradi
         CHECK(x.grad().flat(i) == doctest::Approx(3 * w.flat(i)));
         CHECK(y.grad().flat(i) == doctest::Approx(-w.flat(i)));
     }
-    // Through an intermediate: k = exp(x) + y, d/dx Σ k² = 2k·exp(x), d/dy = 2k.
+    // Into an intermediate that has a second consumer: h = exp(x), z = h + y, so h's pending
+    // gradient is the passed-on w plus 2h from Σ h², summed without touching y's gradient:
+    // d/dx = (w + 2h)·h, d/dy = w.
     x.zero_grad(), y.zero_grad();
-    const V k = exp(x) + y;
-    sum(V(k * k)).backward();
+    const V h = exp(x);
+    const V z = h + y;
+    V(sum(V(z * w)) + sum(V(h * h))).backward();
     for (Index i = 0; i < 6; ++i) {
-        const double e = std::exp(x.value().flat(i)), kv = e + y.value().flat(i);
-        CHECK(x.grad().flat(i) == doctest::Approx(2 * kv * e).epsilon(1e-12));
-        CHECK(y.grad().flat(i) == doctest::Approx(2 * kv).epsilon(1e-12));
+        const double hv = std::exp(x.value().flat(i));
+        CHECK(x.grad().flat(i) == doctest::Approx((w.flat(i) + 2 * hv) * hv).epsilon(1e-12));
+        CHECK(y.grad().flat(i) == doctest::Approx(w.flat(i)).epsilon(1e-12));
     }
 }
 

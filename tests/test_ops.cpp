@@ -202,17 +202,19 @@ TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
     // strided gathers and col2im's strided scatter. With at most 4 output channels and
     // stride 1, the forward pass and the weight gradient take the direct kernels of
     // conv_direct.hpp instead of im2col: O = 3 checks those, O = 6 im2col. The bias is added
-    // as the output is written: 4 samples make groups of two on two threads (from_group).
-    for (Index O : {3, 6})
-        for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {1, 1, 1}, {2, 1, 1}, {1, 2, 2}, {3, 2, 2}}) {
-            check_op({"conv2d O" + std::to_string(O) + " s" + std::to_string(s) + " p" + std::to_string(p) + " d" +
-                          std::to_string(d),
-                      {{4, 2, 5, 5}, {O, 2, 3, 3}, {O}}, -1, 1,
-                      [=](const Vs& v) { return conv2d(v[0], v[1], v[2], {s, p, d}); },
-                      [=](const Ts& in) {
-                          return Tensor<double>(conv_ref(in[0], in[1], s, p, d) + in[2].reshape({1, O, 1, 1}));
-                      }});
-        }
+    // as the output is written: on two threads, 2 samples make groups of one (added after
+    // each sample's GEMM) and 4 samples groups of two (added in from_group's copy).
+    for (Index N : {2, 4})
+        for (Index O : {3, 6})
+            for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {1, 1, 1}, {2, 1, 1}, {1, 2, 2}, {3, 2, 2}}) {
+                check_op({"conv2d N" + std::to_string(N) + " O" + std::to_string(O) + " s" + std::to_string(s) + " p" +
+                              std::to_string(p) + " d" + std::to_string(d),
+                          {{N, 2, 5, 5}, {O, 2, 3, 3}, {O}}, -1, 1,
+                          [=](const Vs& v) { return conv2d(v[0], v[1], v[2], {s, p, d}); },
+                          [=](const Ts& in) {
+                              return Tensor<double>(conv_ref(in[0], in[1], s, p, d) + in[2].reshape({1, O, 1, 1}));
+                          }});
+            }
     check_op({"conv2d direct, rectangular image and kernel", {{3, 2, 4, 7}, {1, 2, 2, 3}}, -1, 1,
               [](const Vs& v) { return conv2d(v[0], v[1], {}, {1, 2, 1}); },
               [](const Ts& in) { return conv_ref(in[0], in[1], 1, 2, 1); }});

@@ -312,7 +312,8 @@ template <class E, Real T = typename E::value_type>
 }  // namespace anomaly
 
 // Leaf slots whose gradient is the incoming gradient itself: both of a + b, the a of a - b.
-// (A bias added to a conv output or a residual sum hands g on instead of copying it.)
+// (A residual sum, or a bias added by broadcasting, hands g on to its full-shape operand
+// instead of copying it.)
 template <class E>
 struct PassThroughSlots {
     static constexpr std::array<bool, static_cast<std::size_t>(E::leaves)> value{};
