@@ -30,7 +30,8 @@
 //   ebm_sgld_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
 //                  [--batch N] [--lr X] [--seed N] [--threads N] [--n-samples N]
 //                  [--classifier FILE] [--sgld-steps K] [--sgld-step X] [--sgld-noise X]
-//                  [--sgld-grad-clip X] [--alpha X] [--buffer N] [--reinit P] [--fresh-steps N] [--resume] [--quick]
+//                  [--sgld-grad-clip X] [--alpha X] [--buffer N] [--reinit P] [--fresh-steps N]
+//                  [--resume] [--quick]
 //
 // Writes to --out: samples.png / samples.npy (from the replay buffer: N of its chains, each
 // advanced K more SGLD steps), samples_fresh.png / samples_fresh.npy (new chains started at
