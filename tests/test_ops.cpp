@@ -233,6 +233,32 @@ TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
     CHECK_THROWS_WITH_AS(conv2d(x, w), "conv2d: input has 3 channels but weight expects 2: [2,3,8,8] * [4,2,3,3]", Error);
 }
 
+TEST_CASE("conv2d with the samples innermost: values, gradients, second order") {
+    // Small images with at least 8 samples per thread take conv_chwn.hpp for the forward pass
+    // and the input gradient (the weight gradient keeps im2col). On 1 and 2 threads, 16
+    // samples make groups of 16 and 8 (whole SIMD tiles in the transposes for doubles) and 19
+    // samples groups of 19, 10 and 9 (tile edges; pixels' runs cut at row-panel boundaries).
+    // Stride 1 reaches the layout twice: forward, and the input gradient as a convolution.
+    const int threads = num_threads();
+    using Geometry = std::tuple<Shape, Shape, Index, Index, Index>;  // x, w, stride, padding, dilation
+    for (int t : {1, 2}) {
+        set_num_threads(t);
+        for (Index N : {16, 19})
+            for (auto [xs, ws, s, p, d] : {Geometry{{N, 2, 5, 5}, {6, 2, 3, 3}, 1, 1, 1}, Geometry{{N, 2, 5, 5}, {6, 2, 3, 3}, 2, 1, 1},
+                                           Geometry{{N, 2, 5, 5}, {6, 2, 3, 3}, 3, 2, 2}, Geometry{{N, 2, 6, 7}, {5, 2, 2, 3}, 2, 1, 1}}) {
+                const detail::ConvGeometry g{N, xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], s, p, d,
+                                             detail::conv_out_size(xs[2], ws[2], s, p, d), detail::conv_out_size(xs[3], ws[3], s, p, d)};
+                REQUIRE(detail::chwn_group(g) > 0);
+                const Index O = ws[0];
+                check_op({"conv2d samples innermost, " + std::to_string(t) + " threads, s" + std::to_string(s) + " p" + std::to_string(p) +
+                              " d" + std::to_string(d),
+                          {xs, ws, {O}}, -1, 1, [=](const Vs& v) { return conv2d(v[0], v[1], v[2], {s, p, d}); },
+                          [=](const Ts& in) { return Tensor<double>(conv_ref(in[0], in[1], s, p, d) + in[2].reshape({1, O, 1, 1})); }});
+            }
+    }
+    set_num_threads(threads);
+}
+
 TEST_CASE("pooling and upsampling") {
     check_op({"avg_pool2d", {{2, 2, 5, 5}}, -1, 1, [](const Vs& v) { return avg_pool2d(v[0], 3, 2, 1); },
               [](const Ts& in) { return pool_ref(in[0], 3, 2, 1, false); }});

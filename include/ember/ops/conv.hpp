@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <vector>
 
+#include "ember/ops/conv_chwn.hpp"
 #include "ember/ops/conv_direct.hpp"
 #include "ember/ops/gemm_panels.hpp"
 #include "ember/ops/linalg.hpp"
@@ -180,6 +181,7 @@ template <Real T>
 Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& wt, const T* bias = nullptr) {
     const Tensor<T> x = xt.contiguous(), w = wt.contiguous();
     if (direct_conv_applies(g)) return conv_forward_direct(g, x, w, bias);
+    if (const Index group = chwn_group(g)) return conv_forward_chwn(g, group, x, w, bias);
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
@@ -223,6 +225,7 @@ template <Real T>
 Tensor<T> conv_adjoint(const ConvGeometry& g, const Tensor<T>& yt, const Tensor<T>& wt) {
     const Tensor<T> y = yt.contiguous(), w = wt.contiguous();
     if (Tensor<T> x = conv_adjoint_as_conv(g, y, w); x.defined()) return x;
+    if (const Index group = chwn_group(g)) return conv_adjoint_chwn(g, group, y, w);
     Tensor<T> x = Tensor<T>::zeros(g.x_shape());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
