@@ -20,10 +20,10 @@
 #include <vector>
 
 #include <Eigen/Core>
+#include <xsimd/xsimd.hpp>
 
 #include "ember/core/tensor.hpp"
 #include "ember/core/threading.hpp"
-#include "ember/ops/conv_direct.hpp"
 #include "ember/ops/gemm_panels.hpp"
 
 namespace ember::detail {
@@ -97,74 +97,84 @@ void transpose(const T* src, Index src_ld, Index rows, Index cols, T* dst, Index
 #endif
 
 // Rows [m0, m0 + rows) of a row panel, m = pixel·count + sample, cut into runs of one
-// output pixel's consecutive samples. A panel has at most GemmTile::rows runs.
-struct PixelRun {
-    Index row, sample, length, oy, ox;
-};
-template <class Geometry>
-int panel_runs(const Geometry& g, Index count, Index m0, Index rows, PixelRun* runs) {
-    int n = 0;
-    for (Index r = 0; r < rows;) {
-        const Index m = m0 + r, pixel = m / count, sample = m % count, length = std::min(count - sample, rows - r);
-        runs[n++] = {r, sample, length, pixel / g.Wo, pixel % g.Wo};
-        r += length;
-    }
-    return n;
-}
+// output pixel's consecutive samples, and where each kernel tap (ki, kj) of each run's
+// pixel starts in channel 0 of xt (-1 in the padding; channel c is c·H·W·count further on).
+// A panel has at most GemmTile::rows runs; with count >= 8, at most 7.
+struct PanelRuns {
+    struct Run {
+        Index row, length;
+    };
+    std::vector<Run> runs;
+    std::vector<Index> start;  // [run][tap]
+    Index taps = 0;
 
-// The kernel taps k = (c, ki, kj) in the patch order of im2col, visited one after another.
-struct PatchTap {
-    Index c = 0, ki = 0, kj = 0;
     template <class Geometry>
-    PatchTap(const Geometry& g, Index k) : c(k / (g.kh * g.kw)), ki(k / g.kw % g.kh), kj(k % g.kw) {}
-    template <class Geometry>
-    void next(const Geometry& g) {
-        if (++kj < g.kw) return;
-        kj = 0;
-        if (++ki < g.kh) return;
-        ki = 0;
-        ++c;
+    void assign(const Geometry& g, Index count, Index m0, Index rows) {
+        taps = g.kh * g.kw;
+        runs.clear();
+        start.clear();
+        for (Index r = 0; r < rows;) {
+            const Index m = m0 + r, pixel = m / count, sample = m % count, length = std::min(count - sample, rows - r);
+            const Index oy = pixel / g.Wo, ox = pixel % g.Wo;
+            runs.push_back({r, length});
+            for (Index ki = 0; ki < g.kh; ++ki)
+                for (Index kj = 0; kj < g.kw; ++kj) {
+                    const Index iy = oy * g.stride - g.pad + ki * g.dil, ix = ox * g.stride - g.pad + kj * g.dil;
+                    const bool inside = iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+                    start.push_back(inside ? (iy * g.W + ix) * count + sample : -1);
+                }
+            r += length;
+        }
     }
-    // Where this tap of the run's pixel reads in xt (the run's first sample), or -1 in
-    // the padding.
-    template <class Geometry>
-    Index offset(const Geometry& g, Index count, const PixelRun& run) const {
-        const Index iy = run.oy * g.stride - g.pad + ki * g.dil, ix = run.ox * g.stride - g.pad + kj * g.dil;
-        if (iy < 0 || iy >= g.H || ix < 0 || ix >= g.W) return -1;
-        return ((c * g.H + iy) * g.W + ix) * count + run.sample;
+    // Calls f(run, at) for each run whose pixel's tap k = (c, tap) of im2col's patch order
+    // lies inside the image (at: its start in xt), and f(run, -1) for the others.
+    template <class F>
+    void for_each_run(Index plane, Index c, Index tap, F&& f) const {
+        for (std::size_t u = 0; u < runs.size(); ++u) {
+            const Index s = start[u * static_cast<std::size_t>(taps) + static_cast<std::size_t>(tap)];
+            f(runs[u], s < 0 ? Index{-1} : c * plane + s);
+        }
     }
 };
 
 // Depth [k0, k0 + kc) of the panel's rows of cols(x)ᵀ, packed as pack_row_panel does.
-template <Real T, class Geometry>
-void pack_patch_panel(const Geometry& g, const T* xt, Index count, const PixelRun* runs, int n_runs, Index rows, Index k0,
-                      Index kc, T* dst) {
-    constexpr Index R = GemmTile<T>::rows;
-    PatchTap tap(g, k0);
-    for (Index k = 0; k < kc; ++k, dst += R, tap.next(g)) {
-        for (int u = 0; u < n_runs; ++u) {
-            const Index at = tap.offset(g, count, runs[u]);
-            if (at < 0) std::fill_n(dst + runs[u].row, runs[u].length, T(0));
-            else copy_row(xt + at, runs[u].length, dst + runs[u].row);
-        }
+template <Real T>
+void pack_patch_panel(const PanelRuns& p, const T* xt, Index plane, Index rows, Index k0, Index kc, T* dst) {
+    using Batch = xsimd::batch<T>;
+    constexpr Index R = GemmTile<T>::rows, L = Batch::size;
+    Index c = k0 / p.taps, tap = k0 % p.taps;
+    for (Index k = 0; k < kc; ++k, dst += R) {
+        p.for_each_run(plane, c, tap, [&](const PanelRuns::Run& run, Index at) {
+            T* to = dst + run.row;
+            if (at < 0) {
+                std::fill_n(to, run.length, T(0));
+                return;
+            }
+            const T* from = xt + at;
+            Index t = 0;
+            for (; t + L <= run.length; t += L) Batch::load_unaligned(from + t).store_unaligned(to + t);
+            for (; t < run.length; ++t) to[t] = from[t];
+        });
         std::fill(dst + rows, dst + R, T(0));
+        if (++tap == p.taps) tap = 0, ++c;
     }
 }
 
 // The adjoint of pack_patch_panel over the whole depth: xt[tap of row r] += block[r, k],
 // `block` holding the panel's rows of (Wᵀ · y)ᵀ column-major with GemmTile::rows rows.
-template <Real T, class Geometry>
-void add_patch_panel(const Geometry& g, const T* block, Index count, const PixelRun* runs, int n_runs, T* xt) {
+template <Real T>
+void add_patch_panel(const PanelRuns& p, const T* block, Index plane, Index depth, T* xt) {
     constexpr Index R = GemmTile<T>::rows;
-    PatchTap tap(g, 0);
-    for (Index k = 0; k < g.patch(); ++k, block += R, tap.next(g))
-        for (int u = 0; u < n_runs; ++u) {
-            const Index at = tap.offset(g, count, runs[u]);
-            if (at < 0) continue;
-            const T* from = block + runs[u].row;
+    Index c = 0, tap = 0;
+    for (Index k = 0; k < depth; ++k, block += R) {
+        p.for_each_run(plane, c, tap, [&](const PanelRuns::Run& run, Index at) {
+            if (at < 0) return;
+            const T* from = block + run.row;
             T* to = xt + at;
-            for (Index t = 0; t < runs[u].length; ++t) to[t] += from[t];
-        }
+            for (Index t = 0; t < run.length; ++t) to[t] += from[t];
+        });
+        if (++tap == p.taps) tap = 0, ++c;
+    }
 }
 
 // B (depth x cols, element (k, j) at b[k·ks + j·js]) as column panels for every depth chunk
@@ -196,13 +206,13 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x, 
         T* yt = grown(yt_buffer, out_rows * count);  // [O, M]: the product, column-major M x O
         T* panel = grown(panel_buffer, R * std::min(kPanelDepth, K));
         transpose(x.data() + n0 * in_rows, in_rows, count, in_rows, xt, count);
-        PixelRun runs[R];
+        thread_local PanelRuns runs;
         for (Index m0 = 0; m0 < M; m0 += R) {
             const Index rows = std::min(R, M - m0);
-            const int n_runs = panel_runs(g, count, m0, rows, runs);
+            runs.assign(g, count, m0, rows);
             for (Index k0 = 0; k0 < K; k0 += kPanelDepth) {
                 const Index kc = std::min(kPanelDepth, K - k0);
-                pack_patch_panel(g, xt, count, runs, n_runs, rows, k0, kc, panel);
+                pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
                 gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
             }
         }
@@ -229,16 +239,16 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y, 
         T* block = grown(block_buffer, R * patch);  // one row panel of (Wᵀ · y)ᵀ, column-major
         transpose(y.data() + n0 * out_rows, out_rows, count, out_rows, yt, count);
         std::fill_n(xt, in_rows * count, T(0));
-        PixelRun runs[R];
+        thread_local PanelRuns runs;
         for (Index m0 = 0; m0 < M; m0 += R) {
             const Index rows = std::min(R, M - m0);
-            const int n_runs = panel_runs(g, count, m0, rows, runs);
+            runs.assign(g, count, m0, rows);
             for (Index k0 = 0; k0 < K; k0 += kPanelDepth) {
                 const Index kc = std::min(kPanelDepth, K - k0);
                 pack_row_panel(yt + m0, rows, k0, kc, Index{1}, M, panel);
                 gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
             }
-            add_patch_panel(g, block, count, runs, n_runs, xt);
+            add_patch_panel(runs, block, g.H * g.W * count, patch, xt);
         }
         transpose(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
     });
