@@ -63,6 +63,16 @@ void BM_Triad(benchmark::State& st) {
     st.counters["GB/s"] = benchmark::Counter(3.0 * 4 * n * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
 }
 
+// The noise of one SGLD step on 64 MNIST images: 64 x 784 standard normal floats.
+void BM_NormalDraws(benchmark::State& st) {
+    set_num_threads(threads());
+    Generator g(1);
+    for (auto _ : st) {
+        Tensor<float> xi = normal<float>(Shape{64, 784}, g);
+        benchmark::DoNotOptimize(xi.data());
+    }
+}
+
 const std::vector<std::array<Index, 3>> kGemmShapes = {{64, 784, 512}, {256, 784, 1024}, {1024, 1024, 1024}};
 
 // matmul forward + backward: C = AB, dA = G Bᵀ, dB = Aᵀ G.
@@ -149,6 +159,7 @@ void BM_ScalarChainRecordAndBackward(benchmark::State& st) {
 BENCHMARK(BM_ChainForward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ChainForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Triad)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_NormalDraws)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulForwardBackward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EigenMatmulForwardBackward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Conv2dForwardBackward)->DenseRange(0, 1)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -88,6 +88,9 @@ def scalar_chain_backward():
     s.grad = None
 
 
+# The noise of one SGLD step on 64 MNIST images.
+results["BM_NormalDraws"] = timed(lambda: torch.randn(64, 784), reps=max(REPS, 50), warmup=10)
+
 results["BM_ScalarChainRecord/10000"] = timed(scalar_chain_record, reps=5)
 results["BM_ScalarChainRecordAndBackward/10000"] = timed(scalar_chain_backward, reps=5)
 

@@ -135,13 +135,18 @@ private:
 
 // The packed form of a Linear layer's weight for a product with `rows` input rows, or
 // nullptr when no scope is open or the packed path does not apply: a weight that is
-// computed (not a leaf) or not contiguous row-major, an empty product, many rows.
+// computed (not a leaf) or not contiguous row-major, an empty product, many rows, or a
+// weight with fewer outputs than half the kernel's register tile. An energy's last layer
+// has one output: its forward product is a matrix-vector product, of which the kernel
+// would compute a whole tile of GemmTile::rows rows (47 of 48 wasted) where Eigen's GEMV
+// computes one.
 template <Real T>
 const PackedWeight<T>* packed_weight(const Var<T>& weight, WeightUse use, Index rows) {
     WeightPackCache* cache = active_weight_cache();
     if (!cache || !weight.is_leaf() || rows < 1 || rows > kMaxPackedRows) return nullptr;
     const Tensor<T>& w = weight.value();
     if (w.rank() != 2 || w.numel() == 0 || w.strides()[1] != 1 || w.strides()[0] != w.dim(1)) return nullptr;
+    if (2 * w.dim(0) < GemmTile<T>::rows) return nullptr;
     return cache->find_or_pack(w, use);
 }
 
