@@ -169,10 +169,7 @@ template <Real T>
 void from_group(const T* Y, Index channels, Index P, Index n0, Index count, T* y, const T* bias = nullptr) {
     for (Index i = 0; i < count; ++i)
         for (Index o = 0; o < channels; ++o) {
-            const T* from = Y + (o * count + i) * P;
-            T* to = y + ((n0 + i) * channels + o) * P;
-            if (bias) std::transform(from, from + P, to, [b = bias[o]](T v) { return v + b; });
-            else std::copy_n(from, P, to);
+            write_channel_row(Y + (o * count + i) * P, P, bias ? bias + o : nullptr, y + ((n0 + i) * channels + o) * P);
         }
 }
 
@@ -190,7 +187,7 @@ Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<
             T* yn = y.data() + n0 * g.O * P;
             gemm_row_major(w.data(), false, cols.data(), false, yn, g.O, P, g.patch(), false);
             if (bias)  // while the sample's output is still in cache
-                for (Index o = 0; o < g.O; ++o) std::for_each(yn + o * P, yn + (o + 1) * P, [b = bias[o]](T& v) { v += b; });
+                for (Index o = 0; o < g.O; ++o) write_channel_row(yn + o * P, P, bias + o, yn + o * P);
             return;
         }
         MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);

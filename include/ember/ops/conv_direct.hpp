@@ -88,6 +88,16 @@ void copy_row(const T* from, Index n, T* to) {
     else if (bytes >= 4) two_moves(std::integral_constant<std::size_t, 4>{});
 }
 
+// Writes one output channel's row: to = from + bias (one value for the whole row), or a
+// plain copy when bias is null; from may be to. The three ways a convolution writes its
+// output (conv_forward_direct's copy-out, and conv.hpp's group copy and one-sample GEMM)
+// add their bias here, while the row is in cache.
+template <Real T>
+void write_channel_row(const T* from, Index n, const T* bias, T* to) {
+    if (bias) std::transform(from, from + n, to, [b = *bias](T v) { return v + b; });
+    else if (from != to) copy_row(from, n, to);
+}
+
 // Copies the C planes of one sample into `xp` [C, Hp·Wp] plus a zero tail, zero outside
 // the image. The last tap read of the last block ends within shift.back() + Lpad.
 template <Real T, class Geometry>
@@ -189,8 +199,7 @@ Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tenso
             for (Index oy = 0; oy < g.Ho; ++oy) {
                 const T* from = yp.data() + o * l.Lpad + oy * Wp;
                 T* to = y.data() + ((n * g.O + o) * g.Ho + oy) * g.Wo;
-                if (bias) std::transform(from, from + g.Wo, to, [b = bias[o]](T v) { return v + b; });
-                else copy_row(from, g.Wo, to);
+                write_channel_row(from, g.Wo, bias ? bias + o : nullptr, to);
             }
     });
     return y;
