@@ -259,6 +259,30 @@ TEST_CASE("conv2d with the samples innermost: values, gradients, second order") 
     set_num_threads(threads);
 }
 
+TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of the kernel") {
+    // The kernel runs down the depth in chunks of kPanelDepth (256) and accumulates the later
+    // chunks: a forward patch of 30·3·3 = 270 values, and an input gradient summed over 260
+    // output channels (conv_transpose2d with stride 2 is that adjoint). Values only, against
+    // the direct sums: the gradients of this path are checked above on small shapes.
+    const int threads = num_threads();
+    set_num_threads(2);
+    Generator gen(5);
+    auto worst_error = [](const Tensor<double>& got, const Tensor<double>& want) {
+        REQUIRE(got.shape() == want.shape());
+        double worst = 0;
+        for (Index i = 0; i < got.numel(); ++i)
+            worst = std::max(worst, std::fabs(got.flat(i) - want.flat(i)) / (1 + std::fabs(want.flat(i))));
+        return worst;
+    };
+    const Tensor<double> x = uniform<double>({16, 30, 4, 4}, gen, -1, 1), w = uniform<double>({5, 30, 3, 3}, gen, -1, 1);
+    REQUIRE(detail::chwn_group(detail::ConvGeometry{16, 30, 4, 4, 5, 3, 3, 1, 1, 1, 4, 4}) > 0);
+    CHECK(worst_error(conv2d(V(x), V(w), V{}, {1, 1, 1}).value(), conv_ref(x, w, 1, 1, 1)) <= 1e-12);
+    const Tensor<double> y = uniform<double>({16, 260, 3, 3}, gen, -1, 1), wt = uniform<double>({260, 2, 3, 3}, gen, -1, 1);
+    REQUIRE(detail::chwn_group(detail::ConvGeometry{16, 2, 5, 5, 260, 3, 3, 2, 1, 1, 3, 3}) > 0);
+    CHECK(worst_error(conv_transpose2d(V(y), V(wt), V{}, {2, 1, 0, 1}).value(), conv_transpose_ref(y, wt, 2, 1, 0, 1)) <= 1e-12);
+    set_num_threads(threads);
+}
+
 TEST_CASE("pooling and upsampling") {
     check_op({"avg_pool2d", {{2, 2, 5, 5}}, -1, 1, [](const Vs& v) { return avg_pool2d(v[0], 3, 2, 1); },
               [](const Ts& in) { return pool_ref(in[0], 3, 2, 1, false); }});
