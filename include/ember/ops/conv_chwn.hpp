@@ -28,9 +28,10 @@
 
 namespace ember::detail {
 
-// The layout is used for images of at most kChwnMaxPixels output pixels when every thread
-// gets at least kChwnMinGroup samples: shorter runs are no better than the image rows that
-// the sample-by-sample path copies. A group holds at most kChwnMaxGroup samples, which
+// The layout is used for images of at most kChwnMaxPixels output pixels (16x16 maps and
+// smaller, where the sample-by-sample path copies rows of 16 values or fewer; it was not
+// measured on larger ones) when every thread gets at least kChwnMinGroup samples: shorter
+// runs are no better than such rows. A group holds at most kChwnMaxGroup samples, which
 // bounds the buffers.
 inline constexpr Index kChwnMaxPixels = 256, kChwnMinGroup = 8, kChwnMaxGroup = 64;
 
@@ -52,6 +53,8 @@ void for_chwn_groups(const Geometry& g, Index group, Body&& body) {
     });
 }
 
+// The buffer's storage, grown to at least `size` values (never shrunk: a thread's buffers
+// serve every call).
 template <Real T>
 T* grown(PanelBuffer<T>& buffer, Index size) {
     if (buffer.size() < static_cast<std::size_t>(size)) buffer.resize(static_cast<std::size_t>(size));
@@ -178,7 +181,7 @@ void add_patch_panel(const PanelRuns& p, const T* block, Index plane, Index dept
 }
 
 // B (depth x cols, element (k, j) at b[k·ks + j·js]) as column panels for every depth chunk
-// of kPanelDepth, one chunk after another: chunk k0 starts at round_up(cols, ...)·k0.
+// of kPanelDepth, one chunk after another: chunk k0 starts at round_up(cols, GemmTile::cols)·k0.
 template <Real T>
 void pack_all_column_panels(const T* b, Index ks, Index js, Index cols, Index depth, PanelBuffer<T>& out) {
     const Index width = round_up(cols, GemmTile<T>::cols);
