@@ -190,6 +190,22 @@ void pack_all_column_panels(const T* b, Index ks, Index js, Index cols, Index de
         pack_column_panels(b, ks, js, cols, k0, std::min(kPanelDepth, depth - k0), out.data() + width * k0);
 }
 
+// Walks a group's GEMM rows m = pixel·count + sample one row panel at a time: for each panel
+// its runs (PanelRuns), then chunk(runs, m0, rows, k0, kc) for each depth chunk of `depth`,
+// then done(runs) once the panel's product is complete.
+template <Real T, class Geometry, class Chunk, class Done>
+void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk, Done&& done) {
+    constexpr Index R = GemmTile<T>::rows;
+    const Index M = g.pixels() * count;
+    thread_local PanelRuns runs;
+    for (Index m0 = 0; m0 < M; m0 += R) {
+        const Index rows = std::min(R, M - m0);
+        runs.assign(g, count, m0, rows);
+        for (Index k0 = 0; k0 < depth; k0 += kPanelDepth) chunk(runs, m0, rows, k0, std::min(kPanelDepth, depth - k0));
+        done(runs);
+    }
+}
+
 // y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), x [N, C, H, W] and w [O, C, kh, kw] contiguous.
 template <Real T, class Geometry>
 Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x, const Tensor<T>& w, const T* bias) {
@@ -209,16 +225,13 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x, 
         T* yt = grown(yt_buffer, out_rows * count);  // [O, M]: the product, column-major M x O
         T* panel = grown(panel_buffer, R * std::min(kPanelDepth, K));
         transpose(x.data() + n0 * in_rows, in_rows, count, in_rows, xt, count);
-        thread_local PanelRuns runs;
-        for (Index m0 = 0; m0 < M; m0 += R) {
-            const Index rows = std::min(R, M - m0);
-            runs.assign(g, count, m0, rows);
-            for (Index k0 = 0; k0 < K; k0 += kPanelDepth) {
-                const Index kc = std::min(kPanelDepth, K - k0);
+        for_row_panels<T>(
+            g, count, K,
+            [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
                 pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
                 gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
-            }
-        }
+            },
+            [](const PanelRuns&) {});
         transpose(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);
     });
     return y;
@@ -242,17 +255,13 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y, 
         T* block = grown(block_buffer, R * patch);  // one row panel of (Wᵀ · y)ᵀ, column-major
         transpose(y.data() + n0 * out_rows, out_rows, count, out_rows, yt, count);
         std::fill_n(xt, in_rows * count, T(0));
-        thread_local PanelRuns runs;
-        for (Index m0 = 0; m0 < M; m0 += R) {
-            const Index rows = std::min(R, M - m0);
-            runs.assign(g, count, m0, rows);
-            for (Index k0 = 0; k0 < K; k0 += kPanelDepth) {
-                const Index kc = std::min(kPanelDepth, K - k0);
+        for_row_panels<T>(
+            g, count, K,
+            [&](const PanelRuns&, Index m0, Index rows, Index k0, Index kc) {
                 pack_row_panel(yt + m0, rows, k0, kc, Index{1}, M, panel);
                 gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
-            }
-            add_patch_panel(runs, block, g.H * g.W * count, patch, xt);
-        }
+            },
+            [&](const PanelRuns& runs) { add_patch_panel(runs, block, g.H * g.W * count, patch, xt); });
         transpose(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
     });
     return x;
