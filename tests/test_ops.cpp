@@ -259,6 +259,28 @@ TEST_CASE("conv2d with the samples innermost: values, gradients, second order") 
     set_num_threads(threads);
 }
 
+TEST_CASE("a stack of convolutions keeps the samples-innermost layout between them, to second order") {
+    // On one thread, 16 samples are one group: each convolution leaves its result in the
+    // layout, the activation keeps it, and the next convolution (and its input gradient)
+    // read it without a transpose. Values, gradients and second order against direct sums.
+    const int threads = num_threads();
+    set_num_threads(1);
+    auto stack = [](const V& x, const V& w1, const V& b1, const V& w2) {
+        return conv2d(V(leaky_relu(conv2d(x, w1, b1, {2, 1, 1}), 0.2)), w2, V{}, {1, 1, 1});
+    };
+    Generator gen(8);
+    const V x(uniform<double>({16, 2, 6, 6}, gen, -1, 1)), w1(uniform<double>({3, 2, 3, 3}, gen, -1, 1));
+    const V hidden = leaky_relu(conv2d(x, w1, V(Tensor<double>::zeros({3})), {2, 1, 1}), 0.2);
+    CHECK(hidden.value().is_samples_innermost());
+    check_op({"conv2d -> leaky_relu -> conv2d, one group", {{16, 2, 6, 6}, {3, 2, 3, 3}, {3}, {4, 3, 3, 3}}, -1, 1,
+              [=](const Vs& v) { return stack(v[0], v[1], v[2], v[3]); },
+              [](const Ts& in) {
+                  const Tensor<double> y = conv_ref(in[0], in[1], 2, 1, 1) + in[2].reshape({1, 3, 1, 1});
+                  return conv_ref(Tensor<double>(where(y > 0.0, y, y * 0.2)), in[3], 1, 1, 1);
+              }});
+    set_num_threads(threads);
+}
+
 TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of the kernel") {
     // The kernel runs down the depth in chunks of kPanelDepth (256) and accumulates the later
     // chunks: a forward patch of 30·3·3 = 270 values, and an input gradient summed over 260

@@ -597,6 +597,34 @@ TEST_CASE("sample: parallel_chains evaluates groups of chains on separate thread
     for (Index i = 0; i < x.numel(); ++i) worst = std::max(worst, std::abs(a.state().data()[i] - b.state().data()[i]));
     CHECK(worst < 1e-10);
 
+    // SGLD moves each group's chains on the thread that evaluated them, with that group's
+    // part of one draw of noise: the same chains and statistics as one graph, and a chain
+    // whose energy is not finite is named by its index in the whole batch.
+    sample::SgldStats one_stats, split_stats;
+    const Tensor<double> sgld_one = sample::sgld(U, x, {.step_size = 0.01, .noise = 0.1, .steps = 5, .clamp_min = -1.5, .clamp_max = 1.5},
+                                                 *std::make_unique<Generator>(9), &one_stats);
+    const Tensor<double> sgld_split =
+        sample::sgld(U, x, {.step_size = 0.01, .noise = 0.1, .steps = 5, .clamp_min = -1.5, .clamp_max = 1.5, .parallel_chains = true},
+                     *std::make_unique<Generator>(9), &split_stats);
+    worst = 0;
+    for (Index i = 0; i < x.numel(); ++i) worst = std::max(worst, std::abs(sgld_one.data()[i] - sgld_split.data()[i]));
+    CHECK(worst < 1e-12);
+    CHECK(split_stats.mean_energy_end == doctest::Approx(one_stats.mean_energy_end).epsilon(1e-12));
+    CHECK(split_stats.mean_grad_norm == doctest::Approx(one_stats.mean_grad_norm).epsilon(1e-12));
+    const sample::EnergyFn<double> infinite_at_chains_25_and_30 = [&](const V& v) {
+        Tensor<double> bump = Tensor<double>::zeros(Shape{v.dim(0), 1});
+        for (Index i = 0; i < v.dim(0); ++i)
+            for (Index bad : {25, 30})
+                if (v.value().data()[i * 6] == x.data()[bad * 6]) bump.data()[i] = std::numeric_limits<double>::infinity();
+        return V(net(v) + bump);
+    };
+    for (bool parallel : {false, true}) {
+        Generator gen(3);
+        CHECK_THROWS_WITH_AS(sample::sgld(infinite_at_chains_25_and_30, x, {.steps = 1, .parallel_chains = parallel}, gen),
+                             doctest::Contains("not finite for chain 25 during SGLD"), Error);
+        CHECK(gen.offset() == 0);  // no noise was drawn
+    }
+
     const sample::EnergyFn<double> fails_on_last_group = [&](const V& v) {
         EMBER_CHECK(v.value().data()[(v.dim(0) - 1) * 6] != x.data()[39 * 6], "test energy", "refuses the last chain");
         return net(v);

@@ -122,6 +122,73 @@ TEST_CASE("random numbers are reproducible and independent of the thread count")
     CHECK(permutation(1000, h) == p);
 }
 
+TEST_CASE("Philox in AVX-512 registers gives the bits of the portable loop") {
+    // Counters whose low word wraps around inside a group of lanes, and the last ones.
+    for (std::uint64_t first : {0ull, 1ull, 0xFFFFFFF0ull, 0xFFFFFFFFull, 0x1FFFFFFE5ull, 123456789012345ull, ~0ull - 40})
+        for (std::uint64_t key : {0ull, 42ull, 0xDEADBEEFCAFEBABEull, ~0ull}) {
+            detail::PhiloxLanes fast, portable;
+            detail::philox_lanes(first, key, fast);
+            detail::philox_lanes_portable(first, key, portable);
+            for (int w = 0; w < 4; ++w)
+                for (int l = 0; l < detail::kRandomLanes; ++l) CHECK(fast.r[w][l] == portable.r[w][l]);
+        }
+}
+
+TEST_CASE("a part of a draw of normals equals those elements of the whole draw") {
+    // sample::sgld draws each group of chains' noise on its own thread with normal_elements.
+    Generator whole_gen(11), part_gen(11);
+    part_gen.set_offset(5);
+    whole_gen.set_offset(5);
+    const std::vector<double> whole = normal<double>({1001}, whole_gen, 0.5, 2.0).to_vector();
+    for (auto [begin, end] : {std::pair<std::int64_t, std::int64_t>{0, 1001}, {1, 2}, {7, 500}, {500, 1001}, {1000, 1001}, {64, 64}}) {
+        std::vector<double> part(static_cast<std::size_t>(end - begin));
+        normal_elements(part_gen, part_gen.offset(), begin, end, 0.5, 2.0, part.data());
+        CHECK(part == std::vector<double>(whole.begin() + begin, whole.begin() + end));
+    }
+    CHECK(part_gen.offset() == 5);  // not advanced
+}
+
+TEST_CASE("the samples-innermost layout: dense, made contiguous by a transpose, kept by elementwise ops") {
+    // [N, C, H, W] stored as [C, H, W, N] (ops/conv_chwn.hpp): 19 samples, so the transposes
+    // have whole SIMD tiles and edges.
+    Generator gen(3);
+    const Tensor<double> ref = uniform<double>({19, 3, 4, 5}, gen, -1, 1);
+    Tensor<double> t = Tensor<double>::empty_samples_innermost(ref.shape());
+    CHECK(t.strides() == Strides{1, 4 * 5 * 19, 5 * 19, 19});
+    CHECK(t.is_samples_innermost());
+    CHECK(t.is_dense());
+    CHECK_FALSE(t.is_contiguous());
+    for (Index n = 0; n < 19; ++n)
+        for (Index c = 0; c < 3; ++c)
+            for (Index y = 0; y < 4; ++y)
+                for (Index x = 0; x < 5; ++x) t.at({n, c, y, x}) = ref.at({n, c, y, x});
+    CHECK(t.contiguous().to_vector() == ref.to_vector());
+    CHECK(t.clone().to_vector() == ref.to_vector());
+    CHECK(t.memory_order().shape() == Shape{19 * 60});
+    CHECK(t.memory_order().data()[1] == ref.at({1, 0, 0, 0}));
+    CHECK_FALSE(ref.slice(1, 0, 2).is_dense());
+    CHECK(ref.transpose(0, 3).is_dense());
+    CHECK_THROWS_WITH_AS(ref.slice(1, 0, 2).memory_order(), "Tensor::memory_order: the tensor of shape [19,2,4,5] is not dense", Error);
+
+    // Operands in one layout give a result in it; mixed layouts give a contiguous one.
+    const Tensor<double> doubled = t + t * 1.0;
+    CHECK(doubled.strides() == t.strides());
+    CHECK(doubled.contiguous().to_vector() == Tensor<double>(ref + ref).to_vector());
+    const Tensor<double> mixed = t + ref;
+    CHECK(mixed.is_contiguous());
+    CHECK(mixed.to_vector() == Tensor<double>(ref + ref).to_vector());
+
+    // Gradients through an elementwise op keep the layout when the incoming gradient has it.
+    const Var<double> v(t, true);
+    const Var<double> h = leaky_relu(v, 0.2);
+    CHECK(h.value().strides() == t.strides());
+    const Tensor<double> g = Tensor<double>::empty_samples_innermost(ref.shape());
+    for (Index i = 0; i < g.numel(); ++i) g.data()[i] = 0.5 + static_cast<double>(i % 7);
+    const Tensor<double> dv = grad(h, {v}, {}, g)[0].value();
+    CHECK(dv.strides() == t.strides());
+    for (Index i = 0; i < t.numel(); ++i) CHECK(dv.data()[i] == (t.data()[i] > 0 ? g.data()[i] : 0.2 * g.data()[i]));
+}
+
 TEST_CASE("expressions over tensors evaluate without a graph, in float and double") {
     Tensor<float> x = Tensor<float>::from({2, 2}, {1, 2, 3, 4});
     Tensor<float> y = x * x + 1.0f;

@@ -394,6 +394,12 @@ private:
         Leaves<E> ls = collect_leaves(*e);
         Shape out_shape;
         for (const auto& l : ls) out_shape = broadcast_shapes(out_shape, l.value().shape(), "backward");
+        // Operands and incoming gradient in one dense layout (conv_chwn.hpp's samples
+        // innermost): the pass runs over memory in order and the gradients keep the layout.
+        const Tensor<T>* like = shared_permuted_layout(ls);
+        const bool in_memory = like && g.value().shape() == like->shape() && g.value().strides() == like->strides();
+        Strides memory_strides{};
+        memory_strides[0] = 1;
         std::array<GradTarget<T>, static_cast<std::size_t>(L)> targets;
         std::array<int, static_cast<std::size_t>(L)> compact, map;
         std::vector<Var<T>> out(this->inputs.size());
@@ -403,18 +409,25 @@ private:
             if (!need[i]) continue;
             const Shape& s = this->inputs[i]->value.shape();
             const bool full = s == out_shape;
-            if (full && g.value().is_contiguous() && passes_gradient_through(i)) {  // the gradient is g: no pass
+            if (full && (in_memory || g.value().is_contiguous()) && passes_gradient_through(i)) {  // the gradient is g
                 out[i] = Var<T>(g.value());
                 continue;
             }
-            Tensor<T> grad = full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
-            targets[static_cast<std::size_t>(D)] = {grad.data(), grad.expand(out_shape).strides(), full, grad.numel()};
+            Tensor<T> grad = in_memory ? Tensor<T>::empty_like(*like) : full ? Tensor<T>::empty(s) : Tensor<T>::zeros(s);
+            targets[static_cast<std::size_t>(D)] = {grad.data(), in_memory ? memory_strides : grad.expand(out_shape).strides(),
+                                                    full, grad.numel()};
             compact[i] = D++;
             out[i] = Var<T>(std::move(grad));
         }
         for (std::size_t k = 0; k < map.size(); ++k)
             map[k] = slot_to_input[k] >= 0 ? compact[static_cast<std::size_t>(slot_to_input[k])] : -1;
-        if (D > 0) backward_into(*e, ls, g.value(), map, targets, D);
+        if (D == 0) return out;
+        if (in_memory) {
+            Leaves<E> flat = in_memory_order(ls);
+            backward_into(*e, flat, g.value().memory_order(), map, targets, D);
+        } else {
+            backward_into(*e, ls, g.value(), map, targets, D);
+        }
         return out;
     }
 

@@ -14,6 +14,7 @@
 #include "ember/core/shape.hpp"
 #include "ember/core/small_alloc.hpp"
 #include "ember/core/storage.hpp"
+#include "ember/core/transpose.hpp"
 
 namespace ember {
 
@@ -49,6 +50,26 @@ public:
     static Tensor full(const Shape& shape, T value) {
         Tensor t = empty(shape);
         std::fill_n(t.data_, shape.numel(), value);
+        return t;
+    }
+    // A new uninitialised tensor shaped like `like` and, when `like` is dense, laid out like
+    // it: an elementwise result keeps its operands' layout.
+    static Tensor empty_like(const Tensor& like) {
+        Tensor t = empty(like.shape_);
+        if (like.is_dense()) t.strides_ = like.strides_;
+        return t;
+    }
+    // A new uninitialised tensor with axis 0 innermost and the other axes in order after it:
+    // [N, C, H, W] stored as [C, H, W, N], the layout of small convolutions (ops/conv_chwn.hpp).
+    static Tensor empty_samples_innermost(const Shape& shape) {
+        Tensor t = empty(shape);
+        if (shape.rank() == 0) return t;
+        Index stride = shape[0];
+        t.strides_[0] = 1;
+        for (int i = shape.rank() - 1; i >= 1; --i) {
+            t.strides_[static_cast<std::size_t>(i)] = stride;
+            stride *= shape[i];
+        }
         return t;
     }
     static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
@@ -92,6 +113,44 @@ public:
         for (int i = 0; i < rank(); ++i)
             if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != c[static_cast<std::size_t>(i)]) return false;
         return true;
+    }
+
+    // True when the elements exactly fill a span of the buffer, the axes in some order:
+    // contiguous, or a permutation of it such as the samples-innermost layout.
+    bool is_dense() const {
+        if (numel() == 0) return is_contiguous();
+        std::array<std::pair<Index, Index>, kMaxRank> axes{};  // (stride, size) of axes longer than 1
+        std::size_t k = 0;
+        for (int i = 0; i < rank(); ++i)
+            if (shape_[i] != 1) axes[k++] = {strides_[static_cast<std::size_t>(i)], shape_[i]};
+        for (std::size_t i = 1; i < k; ++i)  // by stride (insertion sort: at most 4 axes)
+            for (std::size_t j = i; j > 0 && axes[j].first < axes[j - 1].first; --j) std::swap(axes[j], axes[j - 1]);
+        Index expected = 1;
+        for (std::size_t i = 0; i < k; ++i) {
+            if (axes[i].first != expected) return false;
+            expected *= axes[i].second;
+        }
+        return true;
+    }
+    // True for empty_samples_innermost's layout (axis 0 innermost, the rest in order).
+    bool is_samples_innermost() const {
+        if (rank() < 2 || shape_[0] < 2 || strides_[0] != 1) return false;
+        Index expected = shape_[0];
+        for (int i = rank() - 1; i >= 1; --i) {
+            if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != expected) return false;
+            expected *= shape_[i];
+        }
+        return true;
+    }
+    // A dense tensor's elements as one axis, in memory order (a view). Elementwise work on
+    // operands that share a dense layout runs over this.
+    Tensor memory_order() const {
+        EMBER_CHECK(is_dense(), "Tensor::memory_order", "the tensor of shape ", shape_.str(), " is not dense");
+        Tensor t = *this;
+        t.shape_ = Shape{numel()};
+        t.strides_ = Strides{};
+        t.strides_[0] = 1;
+        return t;
     }
 
     // Element access by multi-index (any layout).
@@ -225,6 +284,11 @@ private:
         const Index n = numel();
         if (rank() == 0) {
             if (n) out[0] = data_[0];
+            return;
+        }
+        if (is_samples_innermost()) {  // [rest, N] in memory, transposed to [N, rest]
+            const Index n = shape_[0], rest = numel() / n;
+            detail::transpose_matrix(data_, n, rest, n, out, rest);
             return;
         }
         // Walk rows of the last axis; the inner loop is a strided copy.

@@ -240,9 +240,41 @@ void evaluate_prepared(const E& e, Leaves<E>& leaves, std::array<Strides, static
     else parallel_chunks(sp.rows(), 1, 1, rows);
 }
 
-// Evaluates e into a new contiguous tensor of the broadcast shape.
+// The layout every leaf shares when they all have the same shape and the same dense but
+// not contiguous strides (tensors in conv_chwn.hpp's samples-innermost layout), or null.
+// Elementwise work on them runs over memory in order and keeps that layout.
+template <Real T, std::size_t L>
+const Tensor<T>* shared_permuted_layout(const std::array<LeafRef<T>, L>& leaves) {
+    if constexpr (L == 0) {
+        return nullptr;
+    } else {
+        const Tensor<T>& first = leaves[0].value();
+        for (const auto& l : leaves)
+            if (l.value().shape() != first.shape() || l.value().strides() != first.strides()) return nullptr;
+        return !first.is_contiguous() && first.is_dense() ? &first : nullptr;
+    }
+}
+
+// The leaves as one axis in memory order (shared_permuted_layout's case).
+template <Real T, std::size_t L>
+std::array<LeafRef<T>, L> in_memory_order(const std::array<LeafRef<T>, L>& leaves) {
+    std::array<LeafRef<T>, L> flat = leaves;
+    for (auto& l : flat) l.copy = l.value().memory_order();
+    return flat;
+}
+
+// Evaluates e into a new tensor of the broadcast shape: laid out like its leaves when they
+// share a dense layout, else contiguous.
 template <class E, Real T = typename E::value_type>
 Tensor<T> evaluate(const E& e, Leaves<E>& leaves, const char* op) {
+    if (const Tensor<T>* like = shared_permuted_layout(leaves)) {
+        Leaves<E> flat = in_memory_order(leaves);
+        std::array<Strides, static_cast<std::size_t>(E::leaves)> st;
+        const Shape shape = broadcast_leaves(flat, st, op);
+        Tensor<T> out = Tensor<T>::empty_like(*like);
+        evaluate_prepared(e, flat, st, shape, out.data());
+        return out;
+    }
     std::array<Strides, static_cast<std::size_t>(E::leaves)> st;
     const Shape shape = broadcast_leaves(leaves, st, op);
     Tensor<T> out = Tensor<T>::empty(shape);

@@ -176,9 +176,10 @@ void from_group(const T* Y, Index channels, Index P, Index n0, Index count, T* y
 // y = W · cols(x) (+ bias[o] on channel o when bias is not null)
 template <Real T>
 Tensor<T> conv_forward(const ConvGeometry& g, const Tensor<T>& xt, const Tensor<T>& wt, const T* bias = nullptr) {
-    const Tensor<T> x = xt.contiguous(), w = wt.contiguous();
-    if (direct_conv_applies(g)) return conv_forward_direct(g, x, w, bias);
-    if (const Index group = chwn_group(g)) return conv_forward_chwn(g, group, x, w, bias);
+    const Tensor<T> w = wt.contiguous();
+    if (direct_conv_applies(g)) return conv_forward_direct(g, xt.contiguous(), w, bias);
+    if (const Index group = chwn_group(g)) return conv_forward_chwn(g, group, xt, w, bias);
+    const Tensor<T> x = xt.contiguous();
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
@@ -220,9 +221,10 @@ Tensor<T> conv_adjoint_as_conv(const ConvGeometry& g, const Tensor<T>& y, const 
 // x = col2im(Wᵀ · y)
 template <Real T>
 Tensor<T> conv_adjoint(const ConvGeometry& g, const Tensor<T>& yt, const Tensor<T>& wt) {
-    const Tensor<T> y = yt.contiguous(), w = wt.contiguous();
-    if (Tensor<T> x = conv_adjoint_as_conv(g, y, w); x.defined()) return x;
-    if (const Index group = chwn_group(g)) return conv_adjoint_chwn(g, group, y, w);
+    const Tensor<T> w = wt.contiguous();
+    if (Tensor<T> x = conv_adjoint_as_conv(g, yt, w); x.defined()) return x;
+    if (const Index group = chwn_group(g)) return conv_adjoint_chwn(g, group, yt, w);
+    const Tensor<T> y = yt.contiguous();
     Tensor<T> x = Tensor<T>::zeros(g.x_shape());
     const Index P = g.pixels();
     for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {

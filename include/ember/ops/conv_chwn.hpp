@@ -19,11 +19,11 @@
 #include <algorithm>
 #include <vector>
 
-#include <Eigen/Core>
 #include <xsimd/xsimd.hpp>
 
 #include "ember/core/tensor.hpp"
 #include "ember/core/threading.hpp"
+#include "ember/core/transpose.hpp"
 #include "ember/ops/gemm_panels.hpp"
 
 namespace ember::detail {
@@ -60,44 +60,6 @@ T* grown(PanelBuffer<T>& buffer, Index size) {
     if (buffer.size() < static_cast<std::size_t>(size)) buffer.resize(static_cast<std::size_t>(size));
     return buffer.data();
 }
-
-// dst[j·dst_ld + i] = src[i·src_ld + j] (+ add[i] when add is not null) for i < rows and
-// j < cols: square tiles of one SIMD register per row, transposed in registers by Eigen's
-// ptranspose, and the edges element by element. (Element by element throughout, the
-// transposes into and out of the layout cost as much as the short copies they replace.)
-// Eigen's packet types carry alignment attributes that GCC drops in template arguments.
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wignored-attributes"
-#endif
-template <Real T>
-void transpose(const T* src, Index src_ld, Index rows, Index cols, T* dst, Index dst_ld, const T* add = nullptr) {
-    namespace ei = Eigen::internal;
-    using Packet = typename ei::packet_traits<T>::type;
-    constexpr Index L = ei::unpacket_traits<Packet>::size;
-    Index rows_tiled = 0, cols_tiled = 0;
-    if constexpr (L > 1) {
-        rows_tiled = rows / L * L;
-        cols_tiled = cols / L * L;
-        for (Index j0 = 0; j0 < cols_tiled; j0 += L)
-            for (Index i0 = 0; i0 < rows_tiled; i0 += L) {
-                ei::PacketBlock<Packet, static_cast<int>(L)> tile;
-                for (Index i = 0; i < L; ++i) tile.packet[i] = ei::ploadu<Packet>(src + (i0 + i) * src_ld + j0);
-                ei::ptranspose(tile);
-                const Packet a = add ? ei::ploadu<Packet>(add + i0) : ei::pset1<Packet>(T(0));
-                for (Index j = 0; j < L; ++j)
-                    ei::pstoreu(dst + (j0 + j) * dst_ld + i0, add ? ei::padd(tile.packet[j], a) : tile.packet[j]);
-            }
-    }
-    auto element = [&](Index i, Index j) { dst[j * dst_ld + i] = add ? src[i * src_ld + j] + add[i] : src[i * src_ld + j]; };
-    for (Index i = rows_tiled; i < rows; ++i)
-        for (Index j = 0; j < cols; ++j) element(i, j);
-    for (Index i = 0; i < rows_tiled; ++i)
-        for (Index j = cols_tiled; j < cols; ++j) element(i, j);
-}
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
 
 // Rows [m0, m0 + rows) of a row panel, m = pixel·count + sample, cut into runs of one
 // output pixel's consecutive samples, and where each kernel tap (ki, kj) of each run's
@@ -167,14 +129,17 @@ void pack_patch_panel(const PanelRuns& p, const T* xt, Index plane, Index rows, 
 // `block` holding the panel's rows of (Wᵀ · y)ᵀ column-major with GemmTile::rows rows.
 template <Real T>
 void add_patch_panel(const PanelRuns& p, const T* block, Index plane, Index depth, T* xt) {
-    constexpr Index R = GemmTile<T>::rows;
+    using Batch = xsimd::batch<T>;
+    constexpr Index R = GemmTile<T>::rows, L = Batch::size;
     Index c = 0, tap = 0;
     for (Index k = 0; k < depth; ++k, block += R) {
         p.for_each_run(plane, c, tap, [&](const PanelRuns::Run& run, Index at) {
             if (at < 0) return;
             const T* from = block + run.row;
             T* to = xt + at;
-            for (Index t = 0; t < run.length; ++t) to[t] += from[t];
+            Index t = 0;
+            for (; t + L <= run.length; t += L) (Batch::load_unaligned(to + t) + Batch::load_unaligned(from + t)).store_unaligned(to + t);
+            for (; t < run.length; ++t) to[t] += from[t];
         });
         if (++tap == p.taps) tap = 0, ++c;
     }
@@ -192,7 +157,7 @@ void pack_all_column_panels(const T* b, Index ks, Index js, Index cols, Index de
 
 // Walks a group's GEMM rows m = pixel·count + sample one row panel at a time: for each panel
 // its runs (PanelRuns), then chunk(runs, m0, rows, k0, kc) for each depth chunk of `depth`,
-// then done(runs) once the panel's product is complete.
+// then done(runs, m0, rows) once the panel's product is complete.
 template <Real T, class Geometry, class Chunk, class Done>
 void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk, Done&& done) {
     constexpr Index R = GemmTile<T>::rows;
@@ -202,58 +167,92 @@ void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk, 
         const Index rows = std::min(R, M - m0);
         runs.assign(g, count, m0, rows);
         for (Index k0 = 0; k0 < depth; k0 += kPanelDepth) chunk(runs, m0, rows, k0, std::min(kPanelDepth, depth - k0));
-        done(runs);
+        done(runs, m0, rows);
     }
 }
 
-// y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), x [N, C, H, W] and w [O, C, kh, kw] contiguous.
+// A group's samples in the layout: `t` itself when it already is in it and holds just this
+// group, else a transpose of samples [n0, n0 + count) of contiguous t into `buffer`.
+template <Real T>
+const T* group_in_layout(const Tensor<T>& t, Index n0, Index count, PanelBuffer<T>& buffer) {
+    if (t.is_samples_innermost()) return t.data();
+    const Index rows = t.numel() / t.dim(0);
+    T* out = grown(buffer, rows * count);
+    transpose_matrix(t.data() + n0 * rows, rows, count, rows, out, count);
+    return out;
+}
+
+// A convolution whose samples form one group leaves its result in the layout: the next
+// convolution then reads it as it is, and elementwise ops in between (an activation, its
+// gradient) keep it (expr/kernel.hpp). Other consumers get it through contiguous(), whose
+// transpose is the one this saved. With several groups the result is transposed back, and
+// an input in the layout is first made contiguous.
+template <Real T>
+Tensor<T> new_in_layout(const Shape& shape, bool one_group) {
+    return one_group ? Tensor<T>::empty_samples_innermost(shape) : Tensor<T>::empty(shape);
+}
+template <Real T>
+Tensor<T> input_for(const Tensor<T>& t, bool one_group) {
+    return one_group && t.is_samples_innermost() ? t : t.contiguous();
+}
+
+// y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), w [O, C, kh, kw] contiguous.
 template <Real T, class Geometry>
-Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x, const Tensor<T>& w, const T* bias) {
+Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_any, const Tensor<T>& w, const T* bias) {
     constexpr Index R = GemmTile<T>::rows;
-    const Index K = g.patch(), P = g.pixels(), in_rows = g.C * g.H * g.W, out_rows = g.O * P;
+    const Index K = g.patch(), P = g.pixels(), out_rows = g.O * P;
     const Index width = round_up(g.O, GemmTile<T>::cols);
     PanelBuffer<T> wt;  // Wᵀ (K x O): element (k, o) at w[o·K + k]
     pack_all_column_panels(w.data(), Index{1}, K, g.O, K, wt);
     std::vector<T> bias_rows;  // bias[o] for each output value (o, p) of a sample
     if (bias)
         for (Index o = 0; o < g.O; ++o) bias_rows.insert(bias_rows.end(), static_cast<std::size_t>(P), bias[o]);
-    Tensor<T> y = Tensor<T>::empty(g.y_shape());
+    const bool one_group = group >= g.N;
+    const Tensor<T> x = input_for(x_any, one_group);
+    Tensor<T> y = new_in_layout<T>(g.y_shape(), one_group);
     for_chwn_groups(g, group, [&](Index n0, Index count) {
         thread_local PanelBuffer<T> xt_buffer, yt_buffer, panel_buffer;
         const Index M = P * count;
-        T* xt = grown(xt_buffer, in_rows * count);
-        T* yt = grown(yt_buffer, out_rows * count);  // [O, M]: the product, column-major M x O
+        const T* xt = group_in_layout(x, n0, count, xt_buffer);
+        T* yt = one_group ? y.data() : grown(yt_buffer, out_rows * count);  // [O, M]: column-major M x O
         T* panel = grown(panel_buffer, R * std::min(kPanelDepth, K));
-        transpose(x.data() + n0 * in_rows, in_rows, count, in_rows, xt, count);
         for_row_panels<T>(
             g, count, K,
             [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
                 pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
                 gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
             },
-            [](const PanelRuns&) {});
-        transpose(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);
+            [&](const PanelRuns&, Index m0, Index rows) {
+                if (!one_group || !bias) return;
+                for (Index o = 0; o < g.O; ++o) {  // while the panel is in cache
+                    T* column = yt + o * M + m0;
+                    for (Index r = 0; r < rows; ++r) column[r] += bias[o];
+                }
+            });
+        if (!one_group)
+            transpose_matrix(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);
     });
     return y;
 }
 
-// x [N, C, H, W] = col2im(Wᵀ · y), y [N, O, Ho, Wo] and w [O, C, kh, kw] contiguous.
+// x [N, C, H, W] = col2im(Wᵀ · y), w [O, C, kh, kw] contiguous.
 template <Real T, class Geometry>
-Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y, const Tensor<T>& w) {
+Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_any, const Tensor<T>& w) {
     constexpr Index R = GemmTile<T>::rows;
-    const Index K = g.O, patch = g.patch(), P = g.pixels(), in_rows = g.C * g.H * g.W, out_rows = g.O * P;
+    const Index K = g.O, patch = g.patch(), P = g.pixels(), in_rows = g.C * g.H * g.W;
     const Index width = round_up(patch, GemmTile<T>::cols);
     PanelBuffer<T> wp;  // W (O x patch): element (o, k) at w[o·patch + k]
     pack_all_column_panels(w.data(), patch, Index{1}, patch, K, wp);
-    Tensor<T> x = Tensor<T>::empty(g.x_shape());
+    const bool one_group = group >= g.N;
+    const Tensor<T> y = input_for(y_any, one_group);
+    Tensor<T> x = new_in_layout<T>(g.x_shape(), one_group);
     for_chwn_groups(g, group, [&](Index n0, Index count) {
         thread_local PanelBuffer<T> yt_buffer, xt_buffer, panel_buffer, block_buffer;
         const Index M = P * count;
-        T* yt = grown(yt_buffer, out_rows * count);  // [O, M]
-        T* xt = grown(xt_buffer, in_rows * count);
+        const T* yt = group_in_layout(y, n0, count, yt_buffer);  // [O, M]
+        T* xt = one_group ? x.data() : grown(xt_buffer, in_rows * count);
         T* panel = grown(panel_buffer, R * std::min(kPanelDepth, K));
         T* block = grown(block_buffer, R * patch);  // one row panel of (Wᵀ · y)ᵀ, column-major
-        transpose(y.data() + n0 * out_rows, out_rows, count, out_rows, yt, count);
         std::fill_n(xt, in_rows * count, T(0));
         for_row_panels<T>(
             g, count, K,
@@ -261,8 +260,8 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y, 
                 pack_row_panel(yt + m0, rows, k0, kc, Index{1}, M, panel);
                 gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
             },
-            [&](const PanelRuns& runs) { add_patch_panel(runs, block, g.H * g.W * count, patch, xt); });
-        transpose(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
+            [&](const PanelRuns& runs, Index, Index) { add_patch_panel(runs, block, g.H * g.W * count, patch, xt); });
+        if (!one_group) transpose_matrix(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
     });
     return x;
 }

@@ -82,12 +82,16 @@ Index first_nonfinite_chain(const EnergyGrad<T>& e) {
     return -1;
 }
 
+// The error for chain i, whose energy u or gradient is not finite.
+template <Real T>
+[[noreturn]] void fail_nonfinite(Index i, T u, const char* op, const char* where) {
+    ember::detail::fail(op, "the energy or its gradient is not finite for chain ", i, " ", where, " (U = ", u,
+         "); a smaller step size, or an energy that is finite on the whole state space, avoids this");
+}
 template <Real T>
 void check_finite(const EnergyGrad<T>& e, const char* op, const char* where) {
     const Index i = first_nonfinite_chain(e);
-    EMBER_CHECK(i < 0, op, "the energy or its gradient is not finite for chain ", i, " ", where, " (U = ",
-                e.energy.data()[i], "); a smaller step size, or an energy that is finite on the whole state space, "
-                "avoids this");
+    if (i >= 0) fail_nonfinite(i, e.energy.data()[i], op, where);
 }
 
 // One graph for the whole batch x.
@@ -104,33 +108,40 @@ EnergyGrad<T> energy_and_grad_batch(const EnergyFn<T>& energy, const Tensor<T>& 
 // At least this many chains per thread, or splitting the batch costs more than it saves.
 inline constexpr Index kMinChainsPerThread = 8;
 
+// The groups for_chain_groups splits n chains into.
+inline int chain_groups(Index n, bool parallel_chains) {
+    return parallel_chains && !in_parallel_region()
+               ? static_cast<int>(std::min<Index>(num_threads(), n / kMinChainsPerThread))
+               : 1;
+}
+
 }  // namespace detail
 
-// U(x_i) and ∇U(x_i) for every chain state in x [N, ...]. Runs with gradients enabled
-// even inside NoGrad (evaluation code often samples there). `op` names the caller in
-// error messages.
+// U(x_i) and ∇U(x_i) for the chain states x [N, ...] in groups of chains: then(begin, end,
+// part) receives chains [begin, end) as soon as their energies and gradients are known.
+// Runs with gradients enabled even inside NoGrad (evaluation code often samples there).
+// `op` names the caller in error messages.
 //
 // With parallel_chains, the chains are split into one contiguous group per thread and
-// each group gets its own graph, evaluated on its own thread with single-threaded kernels.
-// A step on a small batch (64 latent chains through an MLP) is then about a fifth faster
-// than splitting every matrix product across the threads. It requires an energy that may
-// be called from several threads at once: ember's modules and ops are (their parameters
-// are only read: grad() with respect to x never writes to them), a lambda that changes
-// captured state is not. The result equals the one-graph result up to rounding.
-template <Real T>
-EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad",
-                              bool parallel_chains = false) {
+// each group gets its own graph, evaluated on its own thread with single-threaded kernels,
+// and `then` runs on that thread too (a sampler moves the group's chains there, with no
+// further parallel region). A step on a small batch (64 latent chains through an MLP) is
+// then about a fifth faster than splitting every matrix product across the threads. It
+// requires an energy that may be called from several threads at once: ember's modules and
+// ops are (their parameters are only read: grad() with respect to x never writes to
+// them), a lambda that changes captured state is not. The result equals the one-graph
+// result up to rounding. Without parallel_chains there is one group, [0, N).
+template <Real T, class Then>
+void for_chain_groups(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op, bool parallel_chains, Then&& then) {
     detail::check_states(x, op, "the chain states");
     EMBER_CHECK(static_cast<bool>(energy), op, "the energy function is empty");
     const Index n = x.dim(0);
-    const int groups = parallel_chains && !in_parallel_region()
-                           ? static_cast<int>(std::min<Index>(num_threads(), n / detail::kMinChainsPerThread))
-                           : 1;
-    if (groups <= 1) return detail::energy_and_grad_batch(energy, x, op);
-
+    const int groups = detail::chain_groups(n, parallel_chains);
+    if (groups <= 1) {
+        then(Index{0}, n, detail::energy_and_grad_batch(energy, x, op));
+        return;
+    }
     const Tensor<T> xc = x.contiguous();
-    const Index per_chain = xc.numel() / n;
-    EnergyGrad<T> out{Tensor<T>::empty(Shape{n}), Tensor<T>::empty(x.shape())};
     // Thread-local settings, passed on to the tasks: anomaly mode and the ConstantWeights scope.
     const bool anomaly = anomaly_enabled();
     ember::detail::WeightPackCache* const weights = ember::detail::active_weight_cache();
@@ -138,7 +149,23 @@ EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, con
         const Index begin = n * k / groups, end = n * (k + 1) / groups;
         DetectAnomaly same_mode(anomaly);
         ember::detail::UseWeightCache same_weights(weights);
-        const EnergyGrad<T> part = detail::energy_and_grad_batch(energy, xc.slice(0, begin, end).contiguous(), op);
+        then(begin, end, detail::energy_and_grad_batch(energy, xc.slice(0, begin, end).contiguous(), op));
+    });
+}
+
+// U(x_i) and ∇U(x_i) for every chain state in x [N, ...], by for_chain_groups.
+template <Real T>
+EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad",
+                              bool parallel_chains = false) {
+    EnergyGrad<T> out;
+    if (x.defined() && x.rank() >= 1 && detail::chain_groups(x.dim(0), parallel_chains) > 1)
+        out = {Tensor<T>::empty(Shape{x.dim(0)}), Tensor<T>::empty(x.shape())};
+    for_chain_groups(energy, x, op, parallel_chains, [&](Index begin, Index end, EnergyGrad<T> part) {
+        if (!out.energy.defined()) {  // one group: the whole batch
+            out = std::move(part);
+            return;
+        }
+        const Index per_chain = part.grad.numel() / (end - begin);
         std::copy_n(part.energy.data(), end - begin, out.energy.data() + begin);
         std::copy_n(part.grad.data(), (end - begin) * per_chain, out.grad.data() + begin * per_chain);
     });

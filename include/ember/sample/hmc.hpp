@@ -23,7 +23,7 @@ struct HmcOptions {
     double step_size = 0.1;  // ε (warmup() adapts it)
     int leapfrog_steps = 10;  // L
     std::uint64_t seed = 0;
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see energy_and_grad
+    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
 };
 
 template <Real T>

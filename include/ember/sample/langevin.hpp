@@ -22,13 +22,13 @@ namespace ember::sample {
 struct LangevinOptions {
     double step_size = 0.01;  // ε
     std::uint64_t seed = 0;
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see energy_and_grad
+    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
 };
 
 struct MalaOptions {
     double step_size = 0.01;  // ε (warmup() adapts it)
     std::uint64_t seed = 0;
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see energy_and_grad
+    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
 };
 
 namespace detail {

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <mutex>
 
 #include "ember/ops/packed_weights.hpp"
 #include "ember/sample/energy.hpp"
@@ -28,7 +29,7 @@ struct SgldOptions {
     // infinite bounds (the default) turn it off.
     double clamp_min = -std::numeric_limits<double>::infinity();
     double clamp_max = std::numeric_limits<double>::infinity();
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see energy_and_grad
+    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
 };
 
 struct SgldStats {
@@ -55,21 +56,41 @@ Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions&
     const T alpha = static_cast<T>(o.step_size), sigma = static_cast<T>(o.noise);
 
     Tensor<T> cur = clamp ? Tensor<T>(ember::clamp(x, lo, hi)) : x.contiguous().clone();
+    const Index n = cur.dim(0), per_chain = cur.numel() / n;
+    Tensor<T> energies = Tensor<T>::empty(Shape{n});
+    Eigen::VectorXd grad_sq_norms(stats ? n : 0);
     double grad_norm_sum = 0;
     const ConstantWeights constant;  // the energy is fixed for the K steps: pack its weights once
     for (int k = 0; k < o.steps; ++k) {
-        const EnergyGrad<T> e = energy_and_grad(energy, cur, "sgld", o.parallel_chains);
-        detail::check_finite(e, "sgld", "during SGLD");
-        const double mean_u = detail::mean(e.energy);
+        // Each group of chains moves as soon as its energy and gradient are known, on the
+        // thread that computed them, by its own part of one draw of noise for all chains:
+        // the chains are the same for every thread count.
+        const std::uint64_t noise_at = gen.offset();
+        Index first_bad = -1;
+        std::mutex bad_mutex;
+        for_chain_groups(energy, cur, "sgld", o.parallel_chains, [&](Index begin, Index end, const EnergyGrad<T>& part) {
+            if (const Index bad = detail::first_nonfinite_chain(part); bad >= 0) {
+                const std::lock_guard lock(bad_mutex);
+                if (first_bad < 0 || begin + bad < first_bad) first_bad = begin + bad, energies.data()[begin + bad] = part.energy.data()[bad];
+                return;
+            }
+            std::copy_n(part.energy.data(), end - begin, energies.data() + begin);
+            if (stats) grad_sq_norms.segment(begin, end - begin) = detail::row_sq_norms(part.grad);
+            const Tensor<T> chains = cur.slice(0, begin, end);  // updated in place: only this group reads them
+            Tensor<T> xi = Tensor<T>::empty(part.grad.shape());
+            normal_elements(gen, noise_at, begin * per_chain, end * per_chain, T(0), T(1), xi.data());
+            if (c > 0) assign(chains, chains - alpha * ember::clamp(part.grad, -c, c) + sigma * xi);
+            else assign(chains, chains - alpha * part.grad + sigma * xi);
+            if (clamp) assign(chains, ember::clamp(chains, lo, hi));
+        });
+        if (first_bad >= 0) detail::fail_nonfinite(first_bad, energies.data()[first_bad], "sgld", "during SGLD");
+        gen.set_offset(noise_at + static_cast<std::uint64_t>((cur.numel() + 1) / 2));
+        const double mean_u = detail::mean(energies);
         if (k == 0 && stats) stats->mean_energy_start = mean_u;
         if (stats) {
             stats->mean_energy_end = mean_u;
-            grad_norm_sum += detail::row_sq_norms(e.grad).array().sqrt().mean();
+            grad_norm_sum += grad_sq_norms.array().sqrt().mean();
         }
-        const Tensor<T> xi = normal<T>(cur.shape(), gen);
-        if (c > 0) cur = Tensor<T>(cur - alpha * ember::clamp(e.grad, -c, c) + sigma * xi);
-        else cur = Tensor<T>(cur - alpha * e.grad + sigma * xi);
-        if (clamp) cur = Tensor<T>(ember::clamp(cur, lo, hi));
     }
     if (stats && o.steps > 0) stats->mean_grad_norm = grad_norm_sum / o.steps;
     return cur;
