@@ -281,6 +281,23 @@ TEST_CASE("a stack of convolutions keeps the samples-innermost layout between th
     set_num_threads(threads);
 }
 
+TEST_CASE("conv2d_leaky_relu: fused in the samples-innermost layout, to second order") {
+    // One group (1 thread, 16 samples) takes the fused path; 2 threads (two groups) and a
+    // negative slope take the two ops. Each against leaky_relu of the direct sums.
+    const int threads = num_threads();
+    for (auto [t, slope] : {std::pair<int, double>{1, 0.2}, {1, 0.0}, {2, 0.2}, {1, -0.5}}) {
+        set_num_threads(t);
+        check_op({"conv2d_leaky_relu, " + std::to_string(t) + " threads, slope " + std::to_string(slope),
+                  {{16, 2, 5, 5}, {3, 2, 3, 3}, {3}}, -1, 1,
+                  [=](const Vs& v) { return conv2d_leaky_relu(v[0], v[1], v[2], {2, 1, 1}, slope); },
+                  [=](const Ts& in) {
+                      const Tensor<double> y = conv_ref(in[0], in[1], 2, 1, 1) + in[2].reshape({1, 3, 1, 1});
+                      return Tensor<double>(where(y > 0.0, y, y * slope));
+                  }});
+    }
+    set_num_threads(threads);
+}
+
 TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of the kernel") {
     // The kernel runs down the depth in chunks of kPanelDepth (256) and accumulates the later
     // chunks: a forward patch of 30·3·3 = 270 values, and an input gradient summed over 260

@@ -60,7 +60,12 @@ template <Real T> using SiLU = Activation<T, act::Silu>;
 template <Real T>
 class LeakyReLU : public Activation<T, act::LeakyRelu> {
 public:
-    explicit LeakyReLU(double negative_slope = 0.01) : Activation<T, act::LeakyRelu>(act::LeakyRelu{negative_slope}) {}
+    explicit LeakyReLU(double negative_slope = 0.01)
+        : Activation<T, act::LeakyRelu>(act::LeakyRelu{negative_slope}), slope_(negative_slope) {}
+    std::optional<double> leaky_relu_slope() const override { return slope_; }
+
+private:
+    double slope_;
 };
 template <Real T>
 class ELU : public Activation<T, act::Elu> {

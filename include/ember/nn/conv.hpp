@@ -42,6 +42,9 @@ public:
     Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) override {
         return conv2d(x, w, this->bias_, ember::Conv2dOptions{o_.stride, o_.padding, o_.dilation});
     }
+    Var<T> forward_leaky_relu(const Var<T>& x, double slope) override {
+        return conv2d_leaky_relu(x, this->weight_, this->bias_, ember::Conv2dOptions{o_.stride, o_.padding, o_.dilation}, slope);
+    }
     std::string describe() const override {
         return ember::nn::detail::call_string("Conv2d", in_, out_, "kernel=" + std::to_string(k_),
                                               "stride=" + std::to_string(o_.stride),

@@ -300,6 +300,37 @@ Var<T> conv_w(const Var<T>& x, const Var<T>& y, const ConvGeometry& g) {
     });
 }
 
+// h = leaky_relu(conv(x, w) + bias, slope) as one op, where the convolution's samples form
+// one group in the samples-innermost layout (conv_chwn.hpp): the activation is applied to
+// each row panel of the product while it is in cache, and the input gradient multiplies
+// the incoming gradient by the activation's derivative as it packs it. That saves a pass
+// over the output each way, and a transpose where the gradient arrives contiguous. Elsewhere
+// (several groups, a negative slope, where the sign of h would not give the derivative) it
+// is the two ops. The result, the gradients and their rounding are those of the two ops.
+template <Real T>
+Var<T> conv_y_leaky(const Var<T>& x, const Var<T>& w, const ConvGeometry& g, const Var<T>& bias, double slope) {
+    auto one_group = [g] { return !direct_conv_applies(g) && chwn_group(g) >= g.N; };
+    if (slope < 0 || !one_group()) return Var<T>(leaky_relu(conv_y(x, w, g, bias), slope));
+    const Tensor<T> b = bias.defined() ? bias.value().contiguous() : Tensor<T>();
+    const Tensor<T> h = conv_forward_chwn(g, chwn_group(g), x.value(), w.value().contiguous(), b.defined() ? b.data() : nullptr,
+                                          std::optional<T>(static_cast<T>(slope)));
+    auto backward = [x, w, g, h, slope, one_group](const Var<T>& gh, std::span<const bool> need) {
+        std::vector<Var<T>> out(need.size());
+        const bool input_only = !need[1] && (need.size() < 3 || !need[2]);
+        if (need[0] && input_only && !grad_enabled() && one_group()) {  // a sampler's ∇x: the fused pass
+            out[0] = Var<T>(conv_adjoint_chwn(g, chwn_group(g), gh.value(), w.value().contiguous(), h.data(), static_cast<T>(slope)));
+            return out;
+        }
+        const Var<T> gy(where(h > T(0), gh, gh * static_cast<T>(slope)));  // LeakyReluOp's derivative
+        if (need[0]) out[0] = conv_x(gy, w, g);
+        if (need[1]) out[1] = conv_w(x, gy, g);
+        if (need.size() > 2 && need[2]) out[2] = reshape(sum_to(gy, Shape{1, g.O, 1, 1}), Shape{g.O});
+        return out;
+    };
+    if (!bias.defined()) return record("conv2d_leaky_relu", h, {x, w}, backward);
+    return record("conv2d_leaky_relu", h, {x, w, bias}, backward);
+}
+
 inline Index conv_out_size(Index in, Index k, Index stride, Index pad, Index dil) {
     return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
 }
@@ -319,21 +350,36 @@ Var<T> add_channel_bias(const Var<T>& y, const Var<T>& bias, Index channels, con
 
 }  // namespace detail
 
+namespace detail {
+// conv2d's geometry, after checking its arguments (`op` names the caller in errors).
+template <Real T>
+ConvGeometry conv2d_geometry(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, const Conv2dOptions& o, const char* op) {
+    const Shape &xs = x.shape(), &ws = weight.shape();
+    EMBER_CHECK(xs.rank() == 4 && ws.rank() == 4, op, "expected input [N,C,H,W] and weight [O,C,kh,kw], got ", xs.str(),
+                " and ", ws.str());
+    EMBER_CHECK(xs[1] == ws[1], op, "input has ", xs[1], " channels but weight expects ", ws[1], ": ", xs.str(), " * ",
+                ws.str());
+    EMBER_CHECK(o.stride > 0 && o.dilation > 0 && o.padding >= 0, op, "stride and dilation must be positive, padding non-negative");
+    ConvGeometry g{xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o.stride, o.padding, o.dilation, 0, 0};
+    g.Ho = conv_out_size(g.H, g.kh, g.stride, g.pad, g.dil);
+    g.Wo = conv_out_size(g.W, g.kw, g.stride, g.pad, g.dil);
+    EMBER_CHECK(g.Ho > 0 && g.Wo > 0, op, "kernel ", ws.str(), " larger than padded input ", xs.str());
+    check_channel_bias(bias, g.O, op);
+    return g;
+}
+}  // namespace detail
+
 // x [N,C,H,W], weight [O,C,kh,kw], optional bias [O] -> [N,O,Ho,Wo].
 template <Real T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}, Conv2dOptions o = {}) {
-    const Shape &xs = x.shape(), &ws = weight.shape();
-    EMBER_CHECK(xs.rank() == 4 && ws.rank() == 4, "conv2d", "expected input [N,C,H,W] and weight [O,C,kh,kw], got ",
-                xs.str(), " and ", ws.str());
-    EMBER_CHECK(xs[1] == ws[1], "conv2d", "input has ", xs[1], " channels but weight expects ", ws[1], ": ", xs.str(),
-                " * ", ws.str());
-    EMBER_CHECK(o.stride > 0 && o.dilation > 0 && o.padding >= 0, "conv2d", "stride and dilation must be positive, padding non-negative");
-    detail::ConvGeometry g{xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o.stride, o.padding, o.dilation, 0, 0};
-    g.Ho = detail::conv_out_size(g.H, g.kh, g.stride, g.pad, g.dil);
-    g.Wo = detail::conv_out_size(g.W, g.kw, g.stride, g.pad, g.dil);
-    EMBER_CHECK(g.Ho > 0 && g.Wo > 0, "conv2d", "kernel ", ws.str(), " larger than padded input ", xs.str());
-    detail::check_channel_bias(bias, g.O, "conv2d");
-    return detail::conv_y(x, weight, g, bias);
+    return detail::conv_y(x, weight, detail::conv2d_geometry(x, weight, bias, o, "conv2d"), bias);
+}
+
+// leaky_relu(conv2d(x, weight, bias, o), slope), fused where it pays (detail::conv_y_leaky);
+// nn::Sequential calls it for a Conv2d followed by a LeakyReLU.
+template <Real T>
+Var<T> conv2d_leaky_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, Conv2dOptions o, double slope) {
+    return detail::conv_y_leaky(x, weight, detail::conv2d_geometry(x, weight, bias, o, "conv2d_leaky_relu"), bias, slope);
 }
 
 // The adjoint (gradient) of conv2d, as generators use it: y [N,Cin,H,W], weight

@@ -17,6 +17,7 @@
 //
 // Templated on the geometry (conv.hpp's ConvGeometry) so this header does not need conv.hpp.
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -196,9 +197,25 @@ Tensor<T> input_for(const Tensor<T>& t, bool one_group) {
     return one_group && t.is_samples_innermost() ? t : t.contiguous();
 }
 
-// y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), w [O, C, kh, kw] contiguous.
+// leaky_relu(v, slope) on a column of the product, as expr/ops.hpp's LeakyReluOp computes it.
+template <Real T>
+void leaky_relu_in_place(T* v, Index n, T slope) {
+    using Batch = xsimd::batch<T>;
+    constexpr Index L = Batch::size;
+    Index i = 0;
+    for (; i + L <= n; i += L) {
+        const Batch x = Batch::load_unaligned(v + i);
+        xsimd::select(x > Batch(T(0)), x, x * Batch(slope)).store_unaligned(v + i);
+    }
+    for (; i < n; ++i) v[i] = v[i] > T(0) ? v[i] : v[i] * slope;
+}
+
+// y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), w [O, C, kh, kw] contiguous; with a slope, the
+// result is leaky_relu(y, slope), applied to each row panel while it is in cache (one group
+// only: conv.hpp's conv2d_leaky_relu).
 template <Real T, class Geometry>
-Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_any, const Tensor<T>& w, const T* bias) {
+Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_any, const Tensor<T>& w, const T* bias,
+                            std::optional<T> leaky_slope = std::nullopt) {
     constexpr Index R = GemmTile<T>::rows;
     const Index K = g.patch(), P = g.pixels(), out_rows = g.O * P;
     const Index width = round_up(g.O, GemmTile<T>::cols);
@@ -208,6 +225,7 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
     if (bias)
         for (Index o = 0; o < g.O; ++o) bias_rows.insert(bias_rows.end(), static_cast<std::size_t>(P), bias[o]);
     const bool one_group = group >= g.N;
+    EMBER_CHECK(one_group || !leaky_slope, "conv2d_leaky_relu", "internal error: the fused activation needs one group");
     const Tensor<T> x = input_for(x_any, one_group);
     Tensor<T> y = new_in_layout<T>(g.y_shape(), one_group);
     for_chwn_groups(g, group, [&](Index n0, Index count) {
@@ -223,10 +241,12 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
                 gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
             },
             [&](const PanelRuns&, Index m0, Index rows) {
-                if (!one_group || !bias) return;
+                if (!one_group) return;
                 for (Index o = 0; o < g.O; ++o) {  // while the panel is in cache
                     T* column = yt + o * M + m0;
-                    for (Index r = 0; r < rows; ++r) column[r] += bias[o];
+                    if (bias)
+                        for (Index r = 0; r < rows; ++r) column[r] += bias[o];
+                    if (leaky_slope) leaky_relu_in_place(column, rows, *leaky_slope);
                 }
             });
         if (!one_group)
@@ -235,15 +255,38 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
     return y;
 }
 
-// x [N, C, H, W] = col2im(Wᵀ · y), w [O, C, kh, kw] contiguous.
+// panel (pack_row_panel's layout of rows [m0, m0 + rows) x depth [k0, k0 + kc) of a column-
+// major matrix with M rows) *= leaky_relu's derivative at h (the same rows of h, from `h`
+// on): the incoming gradient where h > 0, times the slope elsewhere, as LeakyReluOp's df.
+template <Real T>
+void scale_by_leaky_derivative(T* panel, const T* h, Index rows, Index k0, Index kc, Index M, T slope) {
+    using Batch = xsimd::batch<T>;
+    constexpr Index R = GemmTile<T>::rows, L = Batch::size;
+    for (Index k = 0; k < kc; ++k) {
+        T* p = panel + k * R;
+        const T* hk = h + (k0 + k) * M;
+        Index i = 0;
+        for (; i + L <= rows; i += L) {
+            const Batch v = Batch::load_unaligned(p + i);
+            xsimd::select(Batch::load_unaligned(hk + i) > Batch(T(0)), v, v * Batch(slope)).store_unaligned(p + i);
+        }
+        for (; i < rows; ++i) p[i] = hk[i] > T(0) ? p[i] : p[i] * slope;
+    }
+}
+
+// x [N, C, H, W] = col2im(Wᵀ · y), w [O, C, kh, kw] contiguous. With `leaky_out`, the output
+// h of conv2d_leaky_relu (one group, in the layout), y is first multiplied by the
+// activation's derivative, 1 where h > 0 and the slope elsewhere, as it is packed.
 template <Real T, class Geometry>
-Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_any, const Tensor<T>& w) {
+Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_any, const Tensor<T>& w,
+                            const T* leaky_out = nullptr, T slope = T(0)) {
     constexpr Index R = GemmTile<T>::rows;
     const Index K = g.O, patch = g.patch(), P = g.pixels(), in_rows = g.C * g.H * g.W;
     const Index width = round_up(patch, GemmTile<T>::cols);
     PanelBuffer<T> wp;  // W (O x patch): element (o, k) at w[o·patch + k]
     pack_all_column_panels(w.data(), patch, Index{1}, patch, K, wp);
     const bool one_group = group >= g.N;
+    EMBER_CHECK(one_group || !leaky_out, "conv2d_leaky_relu", "internal error: the fused activation needs one group");
     const Tensor<T> y = input_for(y_any, one_group);
     Tensor<T> x = new_in_layout<T>(g.x_shape(), one_group);
     for_chwn_groups(g, group, [&](Index n0, Index count) {
@@ -258,6 +301,7 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_a
             g, count, K,
             [&](const PanelRuns&, Index m0, Index rows, Index k0, Index kc) {
                 pack_row_panel(yt + m0, rows, k0, kc, Index{1}, M, panel);
+                if (leaky_out) scale_by_leaky_derivative(panel, leaky_out + m0, rows, k0, kc, M, slope);
                 gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
             },
             [&](const PanelRuns& runs, Index, Index) { add_patch_panel(runs, block, g.H * g.W * count, patch, xt); });
