@@ -17,6 +17,7 @@
 //
 // Templated on the geometry (conv.hpp's ConvGeometry) so this header does not need conv.hpp.
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <vector>
 
@@ -159,14 +160,33 @@ void pack_all_column_panels(const T* b, Index ks, Index js, Index cols, Index de
 // Walks a group's GEMM rows m = pixel·count + sample one row panel at a time: for each panel
 // its runs (PanelRuns), then chunk(runs, m0, rows, k0, kc) for each depth chunk of `depth`,
 // then done(runs, m0, rows) once the panel's product is complete.
+// The runs of every row panel are kept per thread for the last two geometries and group
+// sizes they were built for: a layer's forward pass and input gradient, and a sampler's
+// next step, ask for the same ones again.
 template <Real T, class Geometry, class Chunk, class Done>
 void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk, Done&& done) {
     constexpr Index R = GemmTile<T>::rows;
     const Index M = g.pixels() * count;
-    thread_local PanelRuns runs;
+    struct Panels {
+        std::array<Index, 10> key{};
+        std::vector<PanelRuns> runs;
+    };
+    thread_local std::array<Panels, 2> cached;  // two layers' worth, replaced in turn
+    thread_local std::size_t replace_next = 0;
+    const std::array<Index, 10> key{g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.stride, g.pad, g.dil, count};
+    Panels* use = nullptr;
+    for (Panels& p : cached)
+        if (!p.runs.empty() && p.key == key) use = &p;
+    if (!use) {
+        use = &cached[replace_next];
+        replace_next = 1 - replace_next;
+        use->key = key;
+        use->runs.resize(static_cast<std::size_t>((M + R - 1) / R));
+        for (Index m0 = 0; m0 < M; m0 += R) use->runs[static_cast<std::size_t>(m0 / R)].assign(g, count, m0, std::min(R, M - m0));
+    }
     for (Index m0 = 0; m0 < M; m0 += R) {
         const Index rows = std::min(R, M - m0);
-        runs.assign(g, count, m0, rows);
+        const PanelRuns& runs = use->runs[static_cast<std::size_t>(m0 / R)];
         for (Index k0 = 0; k0 < depth; k0 += kPanelDepth) chunk(runs, m0, rows, k0, std::min(kPanelDepth, depth - k0));
         done(runs, m0, rows);
     }
@@ -197,17 +217,24 @@ Tensor<T> input_for(const Tensor<T>& t, bool one_group) {
     return one_group && t.is_samples_innermost() ? t : t.contiguous();
 }
 
-// leaky_relu(v, slope) on a column of the product, as expr/ops.hpp's LeakyReluOp computes it.
+// v[i] += *bias (when not null), then leaky_relu(v[i], *slope) (as expr/ops.hpp's
+// LeakyReluOp computes it) when a slope is given: the finishing pass over a column of a row
+// panel of the product, while it is in cache.
 template <Real T>
-void leaky_relu_in_place(T* v, Index n, T slope) {
+void finish_column(T* v, Index n, const T* bias, std::optional<T> slope) {
     using Batch = xsimd::batch<T>;
     constexpr Index L = Batch::size;
+    auto finish = [&](Batch x) {
+        if (bias) x += Batch(*bias);
+        return slope ? xsimd::select(x > Batch(T(0)), x, x * Batch(*slope)) : x;
+    };
     Index i = 0;
-    for (; i + L <= n; i += L) {
-        const Batch x = Batch::load_unaligned(v + i);
-        xsimd::select(x > Batch(T(0)), x, x * Batch(slope)).store_unaligned(v + i);
-    }
-    for (; i < n; ++i) v[i] = v[i] > T(0) ? v[i] : v[i] * slope;
+    for (; i + L <= n; i += L) finish(Batch::load_unaligned(v + i)).store_unaligned(v + i);
+    if (i == n) return;
+    alignas(64) T tail[L] = {};
+    std::copy(v + i, v + n, tail);
+    finish(Batch::load_aligned(tail)).store_aligned(tail);
+    std::copy_n(tail, n - i, v + i);
 }
 
 // y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), w [O, C, kh, kw] contiguous; with a slope, the
@@ -241,13 +268,8 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
                 gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
             },
             [&](const PanelRuns&, Index m0, Index rows) {
-                if (!one_group) return;
-                for (Index o = 0; o < g.O; ++o) {  // while the panel is in cache
-                    T* column = yt + o * M + m0;
-                    if (bias)
-                        for (Index r = 0; r < rows; ++r) column[r] += bias[o];
-                    if (leaky_slope) leaky_relu_in_place(column, rows, *leaky_slope);
-                }
+                if (!one_group || (!bias && !leaky_slope)) return;
+                for (Index o = 0; o < g.O; ++o) finish_column(yt + o * M + m0, rows, bias ? bias + o : nullptr, leaky_slope);
             });
         if (!one_group)
             transpose_matrix(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);

@@ -53,8 +53,16 @@ void pack_row_panel(const T* a, Index rows, Index k0, Index kc, Index rs, Index 
     constexpr Index R = GemmTile<T>::rows;
     if (rows < R)
         for (Index k = 0; k < kc; ++k) std::fill(dst + k * R + rows, dst + (k + 1) * R, T(0));
-    if (rs == 1) {  // the panel's rows are contiguous in A: copy runs of `rows`
-        for (Index k = 0; k < kc; ++k) std::copy_n(a + (k0 + k) * ds, rows, dst + k * R);
+    if (rs == 1) {  // the panel's rows are contiguous in A: copy runs of `rows`, in whole vectors
+        using Batch = typename GemmTile<T>::Batch;
+        constexpr Index L = GemmTile<T>::lanes;
+        const Index whole = rows / L * L;
+        for (Index k = 0; k < kc; ++k) {
+            const T* from = a + (k0 + k) * ds;
+            T* to = dst + k * R;
+            for (Index i = 0; i < whole; i += L) Batch::load_unaligned(from + i).store_unaligned(to + i);
+            std::copy(from + whole, from + rows, to + whole);
+        }
         return;
     }
     for (Index i = 0; i < rows; ++i)
