@@ -11,9 +11,7 @@ namespace ember::detail {
 // dst[j·dst_ld + i] = src[i·src_ld + j] (+ add[i] when add is not null) for i < rows and
 // j < cols: square tiles of one SIMD register per row, transposed in registers by Eigen's
 // ptranspose, and the edges element by element (element by element throughout, it is
-// several times slower). The tiles walk the longer side in the outer loop, so that both the
-// rows read and the rows written are covered a whole cache line at a time when the shorter
-// side is a few tiles long.
+// several times slower).
 // Eigen's packet types carry alignment attributes that GCC drops in template arguments.
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
@@ -28,21 +26,15 @@ void transpose_matrix(const T* src, Index src_ld, Index rows, Index cols, T* dst
     if constexpr (L > 1) {
         rows_tiled = rows / L * L;
         cols_tiled = cols / L * L;
-        auto tile_at = [&](Index i0, Index j0) {
-            ei::PacketBlock<Packet, static_cast<int>(L)> tile;
-            for (Index i = 0; i < L; ++i) tile.packet[i] = ei::ploadu<Packet>(src + (i0 + i) * src_ld + j0);
-            ei::ptranspose(tile);
-            const Packet a = add ? ei::ploadu<Packet>(add + i0) : ei::pset1<Packet>(T(0));
-            for (Index j = 0; j < L; ++j)
-                ei::pstoreu(dst + (j0 + j) * dst_ld + i0, add ? ei::padd(tile.packet[j], a) : tile.packet[j]);
-        };
-        if (rows >= cols) {
-            for (Index i0 = 0; i0 < rows_tiled; i0 += L)
-                for (Index j0 = 0; j0 < cols_tiled; j0 += L) tile_at(i0, j0);
-        } else {
-            for (Index j0 = 0; j0 < cols_tiled; j0 += L)
-                for (Index i0 = 0; i0 < rows_tiled; i0 += L) tile_at(i0, j0);
-        }
+        for (Index j0 = 0; j0 < cols_tiled; j0 += L)
+            for (Index i0 = 0; i0 < rows_tiled; i0 += L) {
+                ei::PacketBlock<Packet, static_cast<int>(L)> tile;
+                for (Index i = 0; i < L; ++i) tile.packet[i] = ei::ploadu<Packet>(src + (i0 + i) * src_ld + j0);
+                ei::ptranspose(tile);
+                const Packet a = add ? ei::ploadu<Packet>(add + i0) : ei::pset1<Packet>(T(0));
+                for (Index j = 0; j < L; ++j)
+                    ei::pstoreu(dst + (j0 + j) * dst_ld + i0, add ? ei::padd(tile.packet[j], a) : tile.packet[j]);
+            }
     }
     auto element = [&](Index i, Index j) { dst[j * dst_ld + i] = add ? src[i * src_ld + j] + add[i] : src[i * src_ld + j]; };
     for (Index i = rows_tiled; i < rows; ++i)
