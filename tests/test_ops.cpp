@@ -261,22 +261,38 @@ TEST_CASE("conv2d with the samples innermost: values, gradients, second order") 
 
 TEST_CASE("a stack of convolutions keeps the samples-innermost layout between them, to second order") {
     // On one thread, 16 samples are one group: each convolution leaves its result in the
-    // layout, the activation keeps it, and the next convolution (and its input gradient)
-    // read it without a transpose. Values, gradients and second order against direct sums.
+    // layout, the activation keeps it, the next convolution (and its input gradient) read it
+    // without a transpose, flatten is a view in it, and linear() reads that view as a
+    // column-major matrix and returns the input gradient in it. Values, gradients and second
+    // order against direct sums; the fused conv2d_leaky_relu and the two ops both appear.
     const int threads = num_threads();
     set_num_threads(1);
-    auto stack = [](const V& x, const V& w1, const V& b1, const V& w2) {
-        return conv2d(V(leaky_relu(conv2d(x, w1, b1, {2, 1, 1}), 0.2)), w2, V{}, {1, 1, 1});
+    auto stack = [](const V& x, const V& w1, const V& b1, const V& w2, const V& w3) {
+        const V h = conv2d(V(leaky_relu(conv2d(x, w1, b1, {2, 1, 1}), 0.2)), w2, V{}, {1, 1, 1});
+        return linear(flatten(conv2d_leaky_relu(h, w2, V{}, {1, 1, 1}, 0.1)), w3);
     };
     Generator gen(8);
-    const V x(uniform<double>({16, 2, 6, 6}, gen, -1, 1)), w1(uniform<double>({3, 2, 3, 3}, gen, -1, 1));
+    const V x(uniform<double>({16, 2, 6, 6}, gen, -1, 1), true), w1(uniform<double>({3, 2, 3, 3}, gen, -1, 1));
     const V hidden = leaky_relu(conv2d(x, w1, V(Tensor<double>::zeros({3})), {2, 1, 1}), 0.2);
     CHECK(hidden.value().is_samples_innermost());
-    check_op({"conv2d -> leaky_relu -> conv2d, one group", {{16, 2, 6, 6}, {3, 2, 3, 3}, {3}, {4, 3, 3, 3}}, -1, 1,
-              [=](const Vs& v) { return stack(v[0], v[1], v[2], v[3]); },
+    const V flat = flatten(hidden);
+    CHECK(flat.value().is_samples_innermost());
+    CHECK(flat.value().shares_storage_with(hidden.value()));
+    const V w(uniform<double>({2, 27}, gen, -1, 1));
+    CHECK(grad(sum(linear(flat, w)), {x})[0].value().is_samples_innermost());
+    check_op({"conv2d -> leaky_relu -> conv2d -> conv2d_leaky_relu -> flatten -> linear, one group",
+              {{16, 2, 6, 6}, {3, 2, 3, 3}, {3}, {3, 3, 3, 3}, {2, 27}}, -1, 1,
+              [=](const Vs& v) { return stack(v[0], v[1], v[2], v[3], v[4]); },
               [](const Ts& in) {
-                  const Tensor<double> y = conv_ref(in[0], in[1], 2, 1, 1) + in[2].reshape({1, 3, 1, 1});
-                  return conv_ref(Tensor<double>(where(y > 0.0, y, y * 0.2)), in[3], 1, 1, 1);
+                  const Tensor<double> y1 = conv_ref(in[0], in[1], 2, 1, 1) + in[2].reshape({1, 3, 1, 1});
+                  const Tensor<double> y2 = conv_ref(Tensor<double>(where(y1 > 0.0, y1, y1 * 0.2)), in[3], 1, 1, 1);
+                  const Tensor<double> y3 = conv_ref(y2, in[3], 1, 1, 1);
+                  const Tensor<double> h = Tensor<double>(where(y3 > 0.0, y3, y3 * 0.1)).reshape({16, 27});
+                  Tensor<double> out = Tensor<double>::zeros({16, 2});
+                  for (Index n = 0; n < 16; ++n)
+                      for (Index o = 0; o < 2; ++o)
+                          for (Index k = 0; k < 27; ++k) out.at({n, o}) += h.at({n, k}) * in[4].at({o, k});
+                  return out;
               }});
     set_num_threads(threads);
 }

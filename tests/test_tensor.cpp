@@ -170,6 +170,18 @@ TEST_CASE("the samples-innermost layout: dense, made contiguous by a transpose, 
     CHECK(ref.transpose(0, 3).is_dense());
     CHECK_THROWS_WITH_AS(ref.slice(1, 0, 2).memory_order(), "Tensor::memory_order: the tensor of shape [19,2,4,5] is not dense", Error);
 
+    // Flattening keeps the layout as a view ([N, C·H·W] with the samples innermost), and
+    // so does its inverse; other reshapes need a contiguous tensor.
+    const Tensor<double> flat = t.reshape({19, -1});
+    CHECK(flat.shape() == Shape{19, 60});
+    CHECK(flat.strides()[0] == 1);
+    CHECK(flat.strides()[1] == 19);
+    CHECK(flat.shares_storage_with(t));
+    CHECK(flat.contiguous().to_vector() == ref.reshape({19, 60}).to_vector());
+    CHECK(flat.reshape({19, 3, 4, 5}).strides() == t.strides());
+    CHECK_THROWS_WITH_AS(t.reshape({3, 19, 20}), "reshape: tensor of shape [19,3,4,5] is not contiguous; call contiguous() first",
+                         Error);
+
     // Operands in one layout give a result in it; mixed layouts give a contiguous one.
     const Tensor<double> doubled = t + t * 1.0;
     CHECK(doubled.strides() == t.strides());

@@ -223,12 +223,28 @@ public:
         }
         EMBER_CHECK(s.numel() == numel(), "reshape", "cannot reshape ", shape_.str(), " (", numel(),
                     " elements) to ", s.str());
+        if (keeps_samples_innermost(s)) {  // [N, ...] to [N, ...'] with the samples still innermost
+            Tensor t = *this;
+            t.shape_ = s;
+            Index stride = s[0];
+            t.strides_[0] = 1;
+            for (int i = s.rank() - 1; i >= 1; --i) {
+                t.strides_[static_cast<std::size_t>(i)] = stride;
+                stride *= s[i];
+            }
+            return t;
+        }
         EMBER_CHECK(is_contiguous(), "reshape", "tensor of shape ", shape_.str(),
                     " is not contiguous; call contiguous() first");
         Tensor t = *this;
         t.shape_ = s;
         t.strides_ = s.contiguous_strides();
         return t;
+    }
+    // True when reshape(s) of this samples-innermost tensor is a view that keeps the samples
+    // innermost: s keeps axis 0 (a flatten, or its inverse).
+    bool keeps_samples_innermost(const Shape& s) const {
+        return is_samples_innermost() && s.rank() >= 2 && s[0] == shape_[0];
     }
     // Elements [start, end) with `step` along `axis`, sharing the buffer.
     Tensor slice(int axis, Index start, Index end, Index step = 1) const {

@@ -150,6 +150,12 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
                 r[0] = Tensor<T>::zeros(x.shape());
                 const Tensor<T> Gr = gs[1] == 1 ? G : G.contiguous();
                 detail::gemm_packed(*packed, Gr.data(), Gr.strides()[0], n, r[0].data());
+            } else if (which == 0 && x.value().is_samples_innermost()) {
+                // dxᵀ [in, N] = weightᵀ · gᵀ: dx in x's layout (a flattened samples-innermost map)
+                const Tensor<T> W = detail::matrix_ready(weight.value());
+                r[0] = Tensor<T>::empty_samples_innermost(x.shape());
+                detail::gemm(W.data(), W.strides()[1], W.strides()[0], G.data(), gs[1], gs[0], r[0].data(), W.dim(1),
+                             out_features, n);
             } else if (which == 0) {  // dx [N, in] = g [N, out] · weight [out, in]
                 const Tensor<T> W = detail::matrix_ready(weight.value());
                 r[0] = Tensor<T>::empty(x.shape());

@@ -15,7 +15,11 @@ template <Real T>
 Var<T> reshape(const Var<T>& x, const Shape& s) {
     if (x.shape() == s) return x;
     const Shape from = x.shape();
-    return record("reshape", x.value().contiguous().reshape(s), {x},
+    // A samples-innermost tensor (ops/conv_chwn.hpp) flattened to [N, C·H·W] stays a view in
+    // that layout: linear() reads it as a column-major matrix, and its gradient comes back
+    // in the layout for the convolution before it.
+    const Tensor<T>& v = x.value();
+    return record("reshape", v.keeps_samples_innermost(s) ? v.reshape(s) : v.contiguous().reshape(s), {x},
                   [from](const Var<T>& g, std::span<const bool>) { return std::vector<Var<T>>{reshape(g, from)}; });
 }
 
