@@ -147,6 +147,28 @@ void add_patch_panel(const PanelRuns& p, const T* block, Index plane, Index dept
     }
 }
 
+// For a row panel of rows [m0, m0 + rows) whose SIMD vectors each lie in one pixel (count
+// a multiple of the vector length): where the panel's vector r < 3 starts in the image
+// `xt` at each depth k = (c, tap), in table[3·k + r]; `pad` (a vector of zeros to read, or a
+// scratch vector to write) in the padding and past `rows`.
+template <class Ptr, class Geometry>
+void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, Index rows, Ptr xt, Ptr pad,
+                        std::vector<Ptr>& table) {
+    const Index taps = g.kh * g.kw, plane = g.H * g.W * count;
+    table.resize(static_cast<std::size_t>(3 * g.C * taps));
+    for (Index r = 0; r < 3; ++r) {
+        const Index m = m0 + r * lanes, pixel = m / count, sample = m % count;
+        for (Index ki = 0; ki < g.kh; ++ki)
+            for (Index kj = 0; kj < g.kw; ++kj) {
+                const Index iy = (pixel / g.Wo) * g.stride - g.pad + ki * g.dil, ix = (pixel % g.Wo) * g.stride - g.pad + kj * g.dil;
+                const bool inside = r * lanes < rows && iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
+                const Ptr at = inside ? xt + (iy * g.W + ix) * count + sample : pad;
+                for (Index c = 0; c < g.C; ++c)
+                    table[static_cast<std::size_t>(3 * ((c * g.kh + ki) * g.kw + kj) + r)] = inside ? at + c * plane : pad;
+            }
+    }
+}
+
 // B (depth x cols, element (k, j) at b[k·ks + j·js]) as column panels for every depth chunk
 // of kPanelDepth, one chunk after another: chunk k0 starts at round_up(cols, GemmTile::cols)·k0.
 template <Real T>
@@ -261,9 +283,22 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
         const T* xt = group_in_layout(x, n0, count, xt_buffer);
         T* yt = one_group ? y.data() : grown(yt_buffer, out_rows * count);  // [O, M]: column-major M x O
         T* panel = grown(panel_buffer, R * std::min(kPanelDepth, K));
+        // With a whole number of SIMD vectors per pixel, every vector of a row panel lies in
+        // one pixel: the kernel reads it in place, through a table of where each vector of
+        // the panel starts at each depth (no patch panel is packed). Else the panel is packed.
+        const bool in_place = count % GemmTile<T>::lanes == 0;
+        thread_local std::vector<const T*> vectors;  // [depth][3]
+        alignas(64) static const T zeros[GemmTile<T>::lanes] = {};
         for_row_panels<T>(
             g, count, K,
             [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
+                if (in_place) {
+                    if (k0 == 0) patch_vector_table(g, count, GemmTile<T>::lanes, m0, rows, xt, static_cast<const T*>(zeros), vectors);
+                    const T* const* v = vectors.data() + 3 * k0;
+                    gemm_row_panel<T>([v](Index k, Index r) { return xsimd::batch<T>::load_unaligned(v[3 * k + r]); },
+                                      wt.data() + width * k0, g.O, kc, column_major_store(yt + m0, M, rows, k0 > 0));
+                    return;
+                }
                 pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
                 gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
             },
@@ -319,14 +354,32 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_a
         T* panel = grown(panel_buffer, R * std::min(kPanelDepth, K));
         T* block = grown(block_buffer, R * patch);  // one row panel of (Wᵀ · y)ᵀ, column-major
         std::fill_n(xt, in_rows * count, T(0));
+        // With a whole number of SIMD vectors per pixel and one depth chunk, the kernel adds
+        // each vector of the product straight into xt (patch_vector_table's places; the
+        // padding's go to a scratch vector), in the order add_patch_panel would.
+        const bool in_place = count % GemmTile<T>::lanes == 0 && K <= kPanelDepth;
+        thread_local std::vector<T*> vectors;  // [patch][3]
+        alignas(64) T sink[GemmTile<T>::lanes];  // where the padding's sums go
         for_row_panels<T>(
             g, count, K,
             [&](const PanelRuns&, Index m0, Index rows, Index k0, Index kc) {
                 pack_row_panel(yt + m0, rows, k0, kc, Index{1}, M, panel);
                 if (leaky_out) scale_by_leaky_derivative(panel, leaky_out + m0, rows, k0, kc, M, slope);
-                gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
+                if (!in_place) {
+                    gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
+                    return;
+                }
+                patch_vector_table(g, count, GemmTile<T>::lanes, m0, rows, xt, static_cast<T*>(sink), vectors);
+                T* const* v = vectors.data();
+                gemm_row_panel<T>(
+                    [panel](Index k, Index r) { return xsimd::batch<T>::load_aligned(panel + (k * 3 + r) * GemmTile<T>::lanes); },
+                    wp.data(), patch, kc, [v](Index j, Index r, xsimd::batch<T> value) {
+                        (xsimd::batch<T>::load_unaligned(v[3 * j + r]) + value).store_unaligned(v[3 * j + r]);
+                    });
             },
-            [&](const PanelRuns& runs, Index, Index) { add_patch_panel(runs, block, g.H * g.W * count, patch, xt); });
+            [&](const PanelRuns& runs, Index, Index) {
+                if (!in_place) add_patch_panel(runs, block, g.H * g.W * count, patch, xt);
+            });
         if (!one_group) transpose_matrix(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
     });
     return x;

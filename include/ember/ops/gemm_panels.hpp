@@ -114,47 +114,66 @@ void for_packed_depth_chunks(const T* b, Index ks, Index js, Index cols, Index d
     }
 }
 
-// C += A·B for one depth chunk, or C = A·B when not accumulating (the first chunk of a
-// product: no separate pass to zero C): `a` is the chunk's row panels (pack_row_panels), `b`
-// its column panels (pack_column_panels); C is column-major rows x cols with leading
-// dimension ldc. One row panel is loaded once and meets every column panel.
+// C += A·B for one depth chunk and one row panel of A (at most GemmTile::rows rows):
+// load_a(k, r) is the r-th SIMD vector (r < 3) of the panel's rows at depth k, `b` the
+// chunk's column panels (pack_column_panels), and store(j, r, v) receives vector r of
+// column j of the panel's product (j < cols). The panel is loaded once per column panel and
+// meets every one of them.
+template <class T, class LoadA, class Store>
+void gemm_row_panel(LoadA&& load_a, const T* b, Index cols, Index kc, Store&& store) {
+    using Batch = typename GemmTile<T>::Batch;
+    constexpr Index C = GemmTile<T>::cols;
+    const T* bp = b;
+    for (Index j0 = 0; j0 < cols; j0 += C, bp += C * kc) {
+        Batch acc[3][C];
+        for (Index j = 0; j < C; ++j) acc[0][j] = acc[1][j] = acc[2][j] = Batch(T(0));
+        const T* bk = bp;
+        for (Index k = 0; k < kc; ++k, bk += C) {
+            const Batch a0 = load_a(k, 0), a1 = load_a(k, 1), a2 = load_a(k, 2);
+#pragma GCC unroll 8
+            for (Index j = 0; j < C; ++j) {
+                const Batch bj(bk[j]);
+                acc[0][j] = xsimd::fma(a0, bj, acc[0][j]);
+                acc[1][j] = xsimd::fma(a1, bj, acc[1][j]);
+                acc[2][j] = xsimd::fma(a2, bj, acc[2][j]);
+            }
+        }
+        const Index nc = std::min(C, cols - j0);
+        for (Index j = 0; j < nc; ++j)
+            for (Index r = 0; r < 3; ++r) store(j0 + j, r, acc[r][j]);
+    }
+}
+
+// The store of gemm_row_panel into C, column-major with leading dimension ldc, of which the
+// panel covers `rows` rows: C = the product, or C += it when accumulating (the later depth
+// chunks of a product: the first needs no separate pass to zero C).
+template <class T>
+auto column_major_store(T* c, Index ldc, Index rows, bool accumulate) {
+    using Batch = typename GemmTile<T>::Batch;
+    constexpr Index L = GemmTile<T>::lanes;
+    return [=](Index j, Index r, Batch v) {
+        T* to = c + j * ldc + r * L;
+        const Index n = std::min(L, rows - r * L);
+        if (n == L) {
+            if (accumulate) v += Batch::load_unaligned(to);
+            v.store_unaligned(to);
+        } else if (n > 0) {  // the last row panel: only its first rows exist in C
+            alignas(64) T tile[L];
+            v.store_aligned(tile);
+            for (Index i = 0; i < n; ++i) to[i] = accumulate ? to[i] + tile[i] : tile[i];
+        }
+    };
+}
+
+// The same over all row panels of A, packed (pack_row_panels' layout for one depth chunk).
 template <class T>
 void gemm_panels(const T* a, const T* b, Index rows, Index cols, Index kc, T* c, Index ldc, bool accumulate = true) {
     using Batch = typename GemmTile<T>::Batch;
-    constexpr Index L = GemmTile<T>::lanes, R = GemmTile<T>::rows, C = GemmTile<T>::cols;
+    constexpr Index L = GemmTile<T>::lanes, R = GemmTile<T>::rows;
     for (Index i0 = 0; i0 < rows; i0 += R, a += R * kc) {
-        const T* bp = b;
-        for (Index j0 = 0; j0 < cols; j0 += C, bp += C * kc) {
-            Batch acc[3][C];
-            for (Index j = 0; j < C; ++j) acc[0][j] = acc[1][j] = acc[2][j] = Batch(T(0));
-            const T* ak = a;
-            const T* bk = bp;
-            for (Index k = 0; k < kc; ++k, ak += R, bk += C) {
-                const Batch a0 = Batch::load_aligned(ak), a1 = Batch::load_aligned(ak + L),
-                            a2 = Batch::load_aligned(ak + 2 * L);
-#pragma GCC unroll 8
-                for (Index j = 0; j < C; ++j) {
-                    const Batch bj(bk[j]);
-                    acc[0][j] = xsimd::fma(a0, bj, acc[0][j]);
-                    acc[1][j] = xsimd::fma(a1, bj, acc[1][j]);
-                    acc[2][j] = xsimd::fma(a2, bj, acc[2][j]);
-                }
-            }
-            const Index nr = std::min(R, rows - i0), nc = std::min(C, cols - j0);
-            for (Index j = 0; j < nc; ++j) {
-                T* cj = c + (j0 + j) * ldc + i0;
-                if (nr == R) {
-                    for (Index r = 0; r < 3; ++r) {
-                        if (accumulate) acc[r][j] += Batch::load_unaligned(cj + r * L);
-                        acc[r][j].store_unaligned(cj + r * L);
-                    }
-                } else {  // the last row panel: only its first nr rows exist in C
-                    alignas(64) T tile[R];
-                    for (Index r = 0; r < 3; ++r) acc[r][j].store_aligned(tile + r * L);
-                    for (Index r = 0; r < nr; ++r) cj[r] = accumulate ? cj[r] + tile[r] : tile[r];
-                }
-            }
-        }
+        const T* panel = a;
+        gemm_row_panel<T>([panel](Index k, Index r) { return Batch::load_aligned(panel + k * R + r * L); }, b, cols, kc,
+                          column_major_store(c + i0, ldc, std::min(R, rows - i0), accumulate));
     }
 }
 
