@@ -63,13 +63,7 @@ public:
     // [N, C, H, W] stored as [C, H, W, N], the layout of small convolutions (ops/conv_chwn.hpp).
     static Tensor empty_samples_innermost(const Shape& shape) {
         Tensor t = empty(shape);
-        if (shape.rank() == 0) return t;
-        Index stride = shape[0];
-        t.strides_[0] = 1;
-        for (int i = shape.rank() - 1; i >= 1; --i) {
-            t.strides_[static_cast<std::size_t>(i)] = stride;
-            stride *= shape[i];
-        }
+        if (shape.rank() > 0) t.strides_ = samples_innermost_strides(shape);
         return t;
     }
     static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
@@ -134,12 +128,10 @@ public:
     }
     // True for empty_samples_innermost's layout (axis 0 innermost, the rest in order).
     bool is_samples_innermost() const {
-        if (rank() < 2 || shape_[0] < 2 || strides_[0] != 1) return false;
-        Index expected = shape_[0];
-        for (int i = rank() - 1; i >= 1; --i) {
-            if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != expected) return false;
-            expected *= shape_[i];
-        }
+        if (rank() < 2 || shape_[0] < 2) return false;
+        const Strides expected = samples_innermost_strides(shape_);
+        for (int i = 0; i < rank(); ++i)
+            if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != expected[static_cast<std::size_t>(i)]) return false;
         return true;
     }
     // A dense tensor's elements as one axis, in memory order (a view). Elementwise work on
@@ -226,12 +218,7 @@ public:
         if (keeps_samples_innermost(s)) {  // [N, ...] to [N, ...'] with the samples still innermost
             Tensor t = *this;
             t.shape_ = s;
-            Index stride = s[0];
-            t.strides_[0] = 1;
-            for (int i = s.rank() - 1; i >= 1; --i) {
-                t.strides_[static_cast<std::size_t>(i)] = stride;
-                stride *= s[i];
-            }
+            t.strides_ = samples_innermost_strides(s);
             return t;
         }
         EMBER_CHECK(is_contiguous(), "reshape", "tensor of shape ", shape_.str(),
@@ -296,6 +283,18 @@ public:
     }
 
 private:
+    // Axis 0 innermost (stride 1), the other axes in order after it (rank >= 1).
+    static Strides samples_innermost_strides(const Shape& s) {
+        Strides st{};
+        Index stride = s[0];
+        st[0] = 1;
+        for (int i = s.rank() - 1; i >= 1; --i) {
+            st[static_cast<std::size_t>(i)] = stride;
+            stride *= s[i];
+        }
+        return st;
+    }
+
     void copy_strided(T* out) const {
         const Index n = numel();
         if (rank() == 0) {
