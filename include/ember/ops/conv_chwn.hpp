@@ -18,7 +18,9 @@
 // Templated on the geometry (conv.hpp's ConvGeometry) so this header does not need conv.hpp.
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <optional>
+#include <type_traits>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -152,10 +154,8 @@ void add_patch_panel(const PanelRuns& p, const T* block, Index plane, Index dept
 // `xt` at each depth k = (c, tap), in table[3·k + r]; `pad` (a vector of zeros to read, or a
 // scratch vector to write) in the padding and past `rows`.
 template <class Ptr, class Geometry>
-void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, Index rows, Ptr xt, Ptr pad,
-                        std::vector<Ptr>& table) {
-    const Index taps = g.kh * g.kw, plane = g.H * g.W * count;
-    table.resize(static_cast<std::size_t>(3 * g.C * taps));
+void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, Index rows, Ptr xt, Ptr pad, Ptr* table) {
+    const Index plane = g.H * g.W * count;
     for (Index r = 0; r < 3; ++r) {
         const Index m = m0 + r * lanes, pixel = m / count, sample = m % count;
         for (Index ki = 0; ki < g.kh; ++ki)
@@ -163,10 +163,44 @@ void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, I
                 const Index iy = (pixel / g.Wo) * g.stride - g.pad + ki * g.dil, ix = (pixel % g.Wo) * g.stride - g.pad + kj * g.dil;
                 const bool inside = r * lanes < rows && iy >= 0 && iy < g.H && ix >= 0 && ix < g.W;
                 const Ptr at = inside ? xt + (iy * g.W + ix) * count + sample : pad;
-                for (Index c = 0; c < g.C; ++c)
-                    table[static_cast<std::size_t>(3 * ((c * g.kh + ki) * g.kw + kj) + r)] = inside ? at + c * plane : pad;
+                for (Index c = 0; c < g.C; ++c) table[3 * ((c * g.kh + ki) * g.kw + kj) + r] = inside ? at + c * plane : pad;
             }
     }
+}
+
+// patch_vector_table for every row panel of a group's GEMM rows, panel p's at p·3·patch.
+// Building them costs as much as a 1-channel layer's GEMM, so they are kept per thread for
+// the last two (geometry, group size, pad) they were built for: a sampler's next step meets
+// the same layers. Its images are new tensors, so a table for another image is moved to it
+// (a pass that adds the images' distance to every entry but the pad's).
+template <class Ptr, class Geometry>
+const Ptr* patch_vector_tables(const Geometry& g, Index count, Ptr xt, Ptr pad) {
+    constexpr Index R = GemmTile<std::remove_cvref_t<decltype(*xt)>>::rows, L = R / 3;
+    struct Tables {
+        std::array<Index, 11> key{};
+        Ptr xt = nullptr, pad = nullptr;
+        std::vector<Ptr> table;
+    };
+    thread_local std::array<Tables, 2> cached;  // two layers' worth, replaced in turn
+    thread_local std::size_t replace_next = 0;
+    const std::array<Index, 11> key{g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.stride, g.pad, g.dil, count};
+    for (Tables& t : cached) {
+        if (t.table.empty() || t.key != key || t.pad != pad) continue;
+        if (t.xt != xt) {  // in integers: the old image may be gone
+            const auto distance = reinterpret_cast<std::uintptr_t>(xt) - reinterpret_cast<std::uintptr_t>(t.xt);
+            for (Ptr& at : t.table)
+                if (at != pad) at = reinterpret_cast<Ptr>(reinterpret_cast<std::uintptr_t>(at) + distance);
+            t.xt = xt;
+        }
+        return t.table.data();
+    }
+    Tables& t = cached[replace_next];
+    replace_next = 1 - replace_next;
+    const Index M = g.pixels() * count, depth = g.patch();
+    t.key = key, t.xt = xt, t.pad = pad;
+    t.table.resize(static_cast<std::size_t>((M + R - 1) / R * 3 * depth));
+    for (Index m0 = 0; m0 < M; m0 += R) patch_vector_table(g, count, L, m0, std::min(R, M - m0), xt, pad, t.table.data() + m0 / R * 3 * depth);
+    return t.table.data();
 }
 
 // B (depth x cols, element (k, j) at b[k·ks + j·js]) as column panels for every depth chunk
@@ -180,13 +214,12 @@ void pack_all_column_panels(const T* b, Index ks, Index js, Index cols, Index de
 }
 
 // Walks a group's GEMM rows m = pixel·count + sample one row panel at a time: for each panel
-// its runs (PanelRuns), then chunk(runs, m0, rows, k0, kc) for each depth chunk of `depth`,
-// then done(runs, m0, rows) once the panel's product is complete.
+// its runs (PanelRuns), then chunk(runs, m0, rows, k0, kc) for each depth chunk of `depth`.
 // The runs of every row panel are kept per thread for the last two geometries and group
 // sizes they were built for: a layer's forward pass and input gradient, and a sampler's
 // next step, ask for the same ones again.
-template <Real T, class Geometry, class Chunk, class Done>
-void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk, Done&& done) {
+template <Real T, class Geometry, class Chunk>
+void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk) {
     constexpr Index R = GemmTile<T>::rows;
     const Index M = g.pixels() * count;
     struct Panels {
@@ -210,7 +243,6 @@ void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk, 
         const Index rows = std::min(R, M - m0);
         const PanelRuns& runs = use->runs[static_cast<std::size_t>(m0 / R)];
         for (Index k0 = 0; k0 < depth; k0 += kPanelDepth) chunk(runs, m0, rows, k0, std::min(kPanelDepth, depth - k0));
-        done(runs, m0, rows);
     }
 }
 
@@ -239,29 +271,23 @@ Tensor<T> input_for(const Tensor<T>& t, bool one_group) {
     return one_group && t.is_samples_innermost() ? t : t.contiguous();
 }
 
-// v[i] += *bias (when not null), then leaky_relu(v[i], *slope) (as expr/ops.hpp's
-// LeakyReluOp computes it) when a slope is given: the finishing pass over a column of a row
-// panel of the product, while it is in cache.
+// The finishing step of the forward product's store (column_major_store): v += bias[o]
+// (when there is a bias), then leaky_relu(v, slope) (as expr/ops.hpp's LeakyReluOp computes
+// it) when asked, for column o of a row panel, while it is in registers.
 template <Real T>
-void finish_column(T* v, Index n, const T* bias, std::optional<T> slope) {
-    using Batch = xsimd::batch<T>;
-    constexpr Index L = Batch::size;
-    auto finish = [&](Batch x) {
-        if (bias) x += Batch(*bias);
-        return slope ? xsimd::select(x > Batch(T(0)), x, x * Batch(*slope)) : x;
-    };
-    Index i = 0;
-    for (; i + L <= n; i += L) finish(Batch::load_unaligned(v + i)).store_unaligned(v + i);
-    if (i == n) return;
-    alignas(64) T tail[L] = {};
-    std::copy(v + i, v + n, tail);
-    finish(Batch::load_aligned(tail)).store_aligned(tail);
-    std::copy_n(tail, n - i, v + i);
-}
+struct BiasLeaky {
+    const T* bias = nullptr;
+    std::optional<T> slope;
+    [[gnu::always_inline]] xsimd::batch<T> operator()(Index o, xsimd::batch<T> v) const {
+        using Batch = xsimd::batch<T>;
+        if (bias) v += Batch(bias[o]);
+        return slope ? xsimd::select(v > Batch(T(0)), v, v * Batch(*slope)) : v;
+    }
+};
 
 // y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), w [O, C, kh, kw] contiguous; with a slope, the
-// result is leaky_relu(y, slope), applied to each row panel while it is in cache (one group
-// only: conv.hpp's conv2d_leaky_relu).
+// result is leaky_relu(y, slope), applied to each row panel's product while it is in
+// registers (one group only: conv.hpp's conv2d_leaky_relu).
 template <Real T, class Geometry>
 Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_any, const Tensor<T>& w, const T* bias,
                             std::optional<T> leaky_slope = std::nullopt) {
@@ -270,10 +296,10 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
     const Index width = round_up(g.O, GemmTile<T>::cols);
     PanelBuffer<T> wt;  // Wᵀ (K x O): element (k, o) at w[o·K + k]
     pack_all_column_panels(w.data(), Index{1}, K, g.O, K, wt);
-    std::vector<T> bias_rows;  // bias[o] for each output value (o, p) of a sample
-    if (bias)
-        for (Index o = 0; o < g.O; ++o) bias_rows.insert(bias_rows.end(), static_cast<std::size_t>(P), bias[o]);
     const bool one_group = group >= g.N;
+    std::vector<T> bias_rows;  // bias[o] for each output value (o, p) of a sample
+    if (bias && !one_group)
+        for (Index o = 0; o < g.O; ++o) bias_rows.insert(bias_rows.end(), static_cast<std::size_t>(P), bias[o]);
     EMBER_CHECK(one_group || !leaky_slope, "conv2d_leaky_relu", "internal error: the fused activation needs one group");
     const Tensor<T> x = input_for(x_any, one_group);
     Tensor<T> y = new_in_layout<T>(g.y_shape(), one_group);
@@ -287,47 +313,52 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
         // one pixel: the kernel reads it in place, through a table of where each vector of
         // the panel starts at each depth (no patch panel is packed). Else the panel is packed.
         const bool in_place = count % GemmTile<T>::lanes == 0;
-        thread_local std::vector<const T*> vectors;  // [depth][3]
         alignas(64) static const T zeros[GemmTile<T>::lanes] = {};
-        for_row_panels<T>(
-            g, count, K,
-            [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
-                if (in_place) {
-                    if (k0 == 0) patch_vector_table(g, count, GemmTile<T>::lanes, m0, rows, xt, static_cast<const T*>(zeros), vectors);
-                    const T* const* v = vectors.data() + 3 * k0;
-                    gemm_row_panel<T>([v](Index k, Index r) { return xsimd::batch<T>::load_unaligned(v[3 * k + r]); },
-                                      wt.data() + width * k0, g.O, kc, column_major_store(yt + m0, M, rows, k0 > 0));
-                    return;
-                }
-                pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
-                gemm_panels(panel, wt.data() + width * k0, rows, g.O, kc, yt + m0, M, k0 > 0);
-            },
-            [&](const PanelRuns&, Index m0, Index rows) {
-                if (!one_group || (!bias && !leaky_slope)) return;
-                for (Index o = 0; o < g.O; ++o) finish_column(yt + o * M + m0, rows, bias ? bias + o : nullptr, leaky_slope);
-            });
+        const T* const* vectors = in_place ? patch_vector_tables(g, count, xt, static_cast<const T*>(zeros)) : nullptr;
+        // One group's bias and activation are applied to the last depth chunk's product in
+        // registers (several groups get the bias as they are transposed out).
+        const BiasLeaky<T> none, finish = one_group ? BiasLeaky<T>{bias, leaky_slope} : none;
+        for_row_panels<T>(g, count, K, [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
+            const auto store = column_major_store(yt + m0, M, rows, k0 > 0, k0 + kc == K ? finish : none);
+            if (in_place) {
+                const T* const* v = vectors + 3 * (m0 / R * K + k0);
+                gemm_row_panel<T>([v](Index k, Index r) { return xsimd::batch<T>::load_unaligned(v[3 * k + r]); },
+                                  wt.data() + width * k0, g.O, kc, store);
+                return;
+            }
+            pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
+            gemm_row_panel<T>([panel](Index k, Index r) { return xsimd::batch<T>::load_aligned(panel + (k * 3 + r) * GemmTile<T>::lanes); },
+                              wt.data() + width * k0, g.O, kc, store);
+        });
         if (!one_group)
             transpose_matrix(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);
     });
     return y;
 }
 
-// panel (pack_row_panel's layout of rows [m0, m0 + rows) x depth [k0, k0 + kc) of a column-
-// major matrix with M rows) *= leaky_relu's derivative at h (the same rows of h, from `h`
-// on): the incoming gradient where h > 0, times the slope elsewhere, as LeakyReluOp's df.
+// pack_row_panel of rows [0, rows) x depth [k0, k0 + kc) of y, column-major with M rows,
+// each value times leaky_relu's derivative at h (the same rows of h, when not null): the
+// incoming gradient where h > 0, times the slope elsewhere, as LeakyReluOp's df. One pass
+// for both while the panel is in cache.
 template <Real T>
-void scale_by_leaky_derivative(T* panel, const T* h, Index rows, Index k0, Index kc, Index M, T slope) {
+void pack_gradient_panel(const T* y, const T* h, T slope, Index rows, Index k0, Index kc, Index M, T* panel) {
     using Batch = xsimd::batch<T>;
     constexpr Index R = GemmTile<T>::rows, L = Batch::size;
+    auto load = [](const T* from, Index n) {  // n <= L values, zeros after them
+        if (n == L) return Batch::load_unaligned(from);
+        alignas(64) T tile[L] = {};
+        std::copy_n(from, std::max(n, Index{0}), tile);
+        return Batch::load_aligned(tile);
+    };
     for (Index k = 0; k < kc; ++k) {
-        T* p = panel + k * R;
-        const T* hk = h + (k0 + k) * M;
-        Index i = 0;
-        for (; i + L <= rows; i += L) {
-            const Batch v = Batch::load_unaligned(p + i);
-            xsimd::select(Batch::load_unaligned(hk + i) > Batch(T(0)), v, v * Batch(slope)).store_unaligned(p + i);
+        const T* yk = y + (k0 + k) * M;
+        const T* hk = h ? h + (k0 + k) * M : nullptr;
+        for (Index i = 0; i < R; i += L) {
+            const Index n = std::min(L, rows - i);
+            Batch v = load(yk + i, n);
+            if (hk) v = xsimd::select(load(hk + i, n) > Batch(T(0)), v, v * Batch(slope));
+            v.store_aligned(panel + k * R + i);
         }
-        for (; i < rows; ++i) p[i] = hk[i] > T(0) ? p[i] : p[i] * slope;
     }
 }
 
@@ -358,28 +389,22 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_a
         // each vector of the product straight into xt (patch_vector_table's places; the
         // padding's go to a scratch vector), in the order add_patch_panel would.
         const bool in_place = count % GemmTile<T>::lanes == 0 && K <= kPanelDepth;
-        thread_local std::vector<T*> vectors;  // [patch][3]
-        alignas(64) T sink[GemmTile<T>::lanes];  // where the padding's sums go
-        for_row_panels<T>(
-            g, count, K,
-            [&](const PanelRuns&, Index m0, Index rows, Index k0, Index kc) {
-                pack_row_panel(yt + m0, rows, k0, kc, Index{1}, M, panel);
-                if (leaky_out) scale_by_leaky_derivative(panel, leaky_out + m0, rows, k0, kc, M, slope);
-                if (!in_place) {
-                    gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
-                    return;
-                }
-                patch_vector_table(g, count, GemmTile<T>::lanes, m0, rows, xt, static_cast<T*>(sink), vectors);
-                T* const* v = vectors.data();
-                gemm_row_panel<T>(
-                    [panel](Index k, Index r) { return xsimd::batch<T>::load_aligned(panel + (k * 3 + r) * GemmTile<T>::lanes); },
-                    wp.data(), patch, kc, [v](Index j, Index r, xsimd::batch<T> value) {
-                        (xsimd::batch<T>::load_unaligned(v[3 * j + r]) + value).store_unaligned(v[3 * j + r]);
-                    });
-            },
-            [&](const PanelRuns& runs, Index, Index) {
-                if (!in_place) add_patch_panel(runs, block, g.H * g.W * count, patch, xt);
-            });
+        alignas(64) thread_local T sink[GemmTile<T>::lanes];  // where the padding's sums go
+        T* const* vectors = in_place ? patch_vector_tables(g, count, xt, static_cast<T*>(sink)) : nullptr;
+        for_row_panels<T>(g, count, K, [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
+            pack_gradient_panel(yt + m0, leaky_out ? leaky_out + m0 : nullptr, slope, rows, k0, kc, M, panel);
+            if (!in_place) {
+                gemm_panels(panel, wp.data() + width * k0, rows, patch, kc, block, R, k0 > 0);
+                if (k0 + kc == K) add_patch_panel(runs, block, g.H * g.W * count, patch, xt);
+                return;
+            }
+            T* const* v = vectors + 3 * (m0 / R * patch);
+            gemm_row_panel<T>(
+                [panel](Index k, Index r) { return xsimd::batch<T>::load_aligned(panel + (k * 3 + r) * GemmTile<T>::lanes); },
+                wp.data(), patch, kc, [v](Index j, Index r, xsimd::batch<T> value) {
+                    (xsimd::batch<T>::load_unaligned(v[3 * j + r]) + value).store_unaligned(v[3 * j + r]);
+                });
+        });
         if (!one_group) transpose_matrix(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
     });
     return x;

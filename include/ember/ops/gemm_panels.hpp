@@ -114,55 +114,100 @@ void for_packed_depth_chunks(const T* b, Index ks, Index js, Index cols, Index d
     }
 }
 
+// One register tile of gemm_row_panel: columns [j0, j0 + NC) of the panel's product, of
+// which the first `nc` exist (NC <= GemmTile::cols; `bp` is the column panel, GemmTile::cols
+// wide). The stores are unrolled so that the accumulators stay in registers.
+template <Index NC, class T, class LoadA, class Store>
+inline void gemm_tile(LoadA& load_a, const T* bp, Index j0, Index nc, Index kc, Store& store) {
+    using Batch = typename GemmTile<T>::Batch;
+    constexpr Index C = GemmTile<T>::cols;
+    Batch acc[3][NC];
+    for (Index j = 0; j < NC; ++j) acc[0][j] = acc[1][j] = acc[2][j] = Batch(T(0));
+    const T* bk = bp;
+    for (Index k = 0; k < kc; ++k, bk += C) {
+        const Batch a0 = load_a(k, 0), a1 = load_a(k, 1), a2 = load_a(k, 2);
+#pragma GCC unroll 8
+        for (Index j = 0; j < NC; ++j) {
+            const Batch bj(bk[j]);
+            acc[0][j] = xsimd::fma(a0, bj, acc[0][j]);
+            acc[1][j] = xsimd::fma(a1, bj, acc[1][j]);
+            acc[2][j] = xsimd::fma(a2, bj, acc[2][j]);
+        }
+    }
+#pragma GCC unroll 8
+    for (Index j = 0; j < NC; ++j)
+        if (j < nc) {
+            store(j0 + j, Index{0}, acc[0][j]);
+            store(j0 + j, Index{1}, acc[1][j]);
+            store(j0 + j, Index{2}, acc[2][j]);
+        }
+}
+
 // C += A·B for one depth chunk and one row panel of A (at most GemmTile::rows rows):
 // load_a(k, r) is the r-th SIMD vector (r < 3) of the panel's rows at depth k, `b` the
 // chunk's column panels (pack_column_panels), and store(j, r, v) receives vector r of
 // column j of the panel's product (j < cols). The panel is loaded once per column panel and
-// meets every one of them.
+// meets every one of them. A last column panel with few columns gets a narrower tile: a
+// 3x3 convolution's input gradient has 9 columns, and the 9th would cost a whole tile.
 template <class T, class LoadA, class Store>
 void gemm_row_panel(LoadA&& load_a, const T* b, Index cols, Index kc, Store&& store) {
-    using Batch = typename GemmTile<T>::Batch;
     constexpr Index C = GemmTile<T>::cols;
     const T* bp = b;
     for (Index j0 = 0; j0 < cols; j0 += C, bp += C * kc) {
-        Batch acc[3][C];
-        for (Index j = 0; j < C; ++j) acc[0][j] = acc[1][j] = acc[2][j] = Batch(T(0));
-        const T* bk = bp;
-        for (Index k = 0; k < kc; ++k, bk += C) {
-            const Batch a0 = load_a(k, 0), a1 = load_a(k, 1), a2 = load_a(k, 2);
-#pragma GCC unroll 8
-            for (Index j = 0; j < C; ++j) {
-                const Batch bj(bk[j]);
-                acc[0][j] = xsimd::fma(a0, bj, acc[0][j]);
-                acc[1][j] = xsimd::fma(a1, bj, acc[1][j]);
-                acc[2][j] = xsimd::fma(a2, bj, acc[2][j]);
-            }
-        }
         const Index nc = std::min(C, cols - j0);
-        for (Index j = 0; j < nc; ++j)
-            for (Index r = 0; r < 3; ++r) store(j0 + j, r, acc[r][j]);
+        if (nc > C / 2)
+            gemm_tile<C>(load_a, bp, j0, nc, kc, store);
+        else if (nc > C / 4)
+            gemm_tile<C / 2>(load_a, bp, j0, nc, kc, store);
+        else
+            gemm_tile<C / 4>(load_a, bp, j0, nc, kc, store);
     }
 }
 
+// The identity as the finishing step of column_major_store.
+struct KeepProduct {
+    template <class Batch>
+    [[gnu::always_inline]] Batch operator()(Index, Batch v) const {
+        return v;
+    }
+};
+
 // The store of gemm_row_panel into C, column-major with leading dimension ldc, of which the
-// panel covers `rows` rows: C = the product, or C += it when accumulating (the later depth
-// chunks of a product: the first needs no separate pass to zero C).
-template <class T>
-auto column_major_store(T* c, Index ldc, Index rows, bool accumulate) {
+// panel covers `rows` rows: C = finish(j, product), or finish(j, C + product) when
+// accumulating (the later depth chunks of a product: the first needs no separate pass to
+// zero C). `finish` is the place for work on the result while it is in registers (a bias,
+// an activation: conv_chwn.hpp).
+// (A struct rather than a lambda: gemm_tile calls it 3·GemmTile::cols times, and it must be
+// inlined for the accumulators to stay in registers.)
+template <class T, class Finish = KeepProduct>
+struct ColumnMajorStore {
     using Batch = typename GemmTile<T>::Batch;
-    constexpr Index L = GemmTile<T>::lanes;
-    return [=](Index j, Index r, Batch v) {
+    static constexpr Index L = GemmTile<T>::lanes;
+    T* c;
+    Index ldc, rows;
+    bool accumulate;
+    Finish finish{};
+
+    [[gnu::always_inline]] void operator()(Index j, Index r, Batch v) const {
         T* to = c + j * ldc + r * L;
         const Index n = std::min(L, rows - r * L);
         if (n == L) {
             if (accumulate) v += Batch::load_unaligned(to);
-            v.store_unaligned(to);
+            finish(j, v).store_unaligned(to);
         } else if (n > 0) {  // the last row panel: only its first rows exist in C
-            alignas(64) T tile[L];
-            v.store_aligned(tile);
-            for (Index i = 0; i < n; ++i) to[i] = accumulate ? to[i] + tile[i] : tile[i];
+            alignas(64) T tile[L] = {};
+            if (accumulate) {
+                std::copy_n(to, n, tile);
+                v += Batch::load_aligned(tile);
+            }
+            finish(j, v).store_aligned(tile);
+            std::copy_n(tile, n, to);
         }
-    };
+    }
+};
+template <class T, class Finish = KeepProduct>
+ColumnMajorStore<T, Finish> column_major_store(T* c, Index ldc, Index rows, bool accumulate, Finish finish = {}) {
+    return {c, ldc, rows, accumulate, finish};
 }
 
 // The same over all row panels of A, packed (pack_row_panels' layout for one depth chunk).
