@@ -189,6 +189,11 @@ TEST_CASE("matmul: plain, batched, shared right factor, transposed views") {
               [](const Ts& in) { return matmul_ref(in[0], in[1]); }});
     check_op({"matmul [B,M,K]x[K,N]", {{2, 3, 4}, {4, 2}}, -1, 1, [](const Vs& v) { return matmul(v[0], v[1]); },
               [](const Ts& in) { return matmul_ref(in[0], in[1]); }});
+    check_op({"matmul at depth 1 (an outer product)", {{3, 1}, {1, 5}}, -1, 1, [](const Vs& v) { return matmul(v[0], v[1]); },
+              [](const Ts& in) { return matmul_ref(in[0], in[1]); }});
+    check_op({"matmul at depth 1 of transposed views", {{1, 3}, {5, 1}}, -1, 1,
+              [](const Vs& v) { return matmul(transpose(v[0]), transpose(v[1])); },
+              [](const Ts& in) { return matmul_ref(in[0].transpose().contiguous(), in[1].transpose().contiguous()); }});
     check_op({"matmul of transposed views", {{4, 3}, {5, 4}}, -1, 1,
               [](const Vs& v) { return matmul(transpose(v[0]), transpose(v[1])); },
               [](const Ts& in) { return matmul_ref(in[0].transpose().contiguous(), in[1].transpose().contiguous()); }});
@@ -335,6 +340,43 @@ TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of 
     const Tensor<double> y = uniform<double>({16, 260, 3, 3}, gen, -1, 1), wt = uniform<double>({260, 2, 3, 3}, gen, -1, 1);
     REQUIRE(detail::chwn_group(detail::ConvGeometry{16, 2, 5, 5, 260, 3, 3, 2, 1, 1, 3, 3}) > 0);
     CHECK(worst_error(conv_transpose2d(V(y), V(wt), V{}, {2, 1, 0, 1}).value(), conv_transpose_ref(y, wt, 2, 1, 0, 1)) <= 1e-12);
+    set_num_threads(threads);
+}
+
+TEST_CASE("conv2d with the samples innermost: the kernel's tables, kept per thread, serve many images") {
+    // One group (one thread): the second convolution reads the first one's result in place
+    // through tables of where each vector lies, kept per thread for a few images per
+    // geometry and moved to another image when there are more. Nine images alive at once,
+    // visited three times, each result against the direct sums; likewise the input
+    // gradients (conv_transpose2d), each written into a new image.
+    const int threads = num_threads();
+    set_num_threads(1);
+    Generator gen(9);
+    auto worst_error = [](const Tensor<double>& got, const Tensor<double>& want) {
+        REQUIRE(got.shape() == want.shape());
+        double worst = 0;
+        for (Index i = 0; i < got.numel(); ++i)
+            worst = std::max(worst, std::fabs(got.flat(i) - want.flat(i)) / (1 + std::fabs(want.flat(i))));
+        return worst;
+    };
+    const Tensor<double> w0 = uniform<double>({3, 2, 3, 3}, gen, -1, 1), w1 = uniform<double>({4, 3, 3, 3}, gen, -1, 1);
+    std::vector<Tensor<double>> x, h, want, y_in;
+    for (int i = 0; i < 9; ++i) {
+        x.push_back(uniform<double>({16, 2, 12, 12}, gen, -1, 1));
+        h.push_back(conv2d(V(x.back()), V(w0), V{}, {2, 1, 1}).value());
+        REQUIRE(h.back().is_samples_innermost());
+        want.push_back(conv_ref(conv_ref(x.back(), w0, 2, 1, 1), w1, 2, 1, 1));
+        y_in.push_back(uniform<double>({16, 3, 3, 3}, gen, -1, 1));
+    }
+    std::vector<Tensor<double>> kept;  // every result stays alive: each is a new image
+    for (int round = 0; round < 3; ++round)
+        for (int i = 0; i < 9; ++i) {
+            INFO("round ", round, ", image ", i);
+            kept.push_back(conv2d(V(h[static_cast<std::size_t>(i)]), V(w1), V{}, {2, 1, 1}).value());
+            CHECK(worst_error(kept.back().contiguous(), want[static_cast<std::size_t>(i)]) <= 1e-12);
+            kept.push_back(conv_transpose2d(V(y_in[static_cast<std::size_t>(i)]), V(w0), V{}, {2, 1, 1, 1}).value());
+            CHECK(worst_error(kept.back().contiguous(), conv_transpose_ref(y_in[static_cast<std::size_t>(i)], w0, 2, 1, 1, 1)) <= 1e-12);
+        }
     set_num_threads(threads);
 }
 
@@ -604,9 +646,10 @@ void check_gemm_row_major(Index M, Index N, Index K, bool trans_a, bool trans_b,
 
 TEST_CASE("gemm_row_major: every transpose, accumulation and edge tile, within rounding of the exact sums") {
     // Around the kernel's tiles (48 or 24 rows of C's long side per vector tile, 8 columns,
-    // 256 of depth per chunk): sizes below, at and above each.
+    // 256 of depth per chunk): sizes below, at and above each. M is the kernel's columns: a
+    // last column panel of 1-2, 3-4 and 5-8 columns gets a tile of 2, 4 and 8 (AVX-512).
     Generator gen(21);
-    for (const Index M : {1, 7, 8, 9, 33})
+    for (const Index M : {1, 2, 3, 4, 7, 8, 9, 12, 33})
         for (const Index N : {1, 23, 24, 25, 48, 49, 97})
             for (const Index K : {1, 3, 255, 256, 257, 600})
                 for (int t = 0; t < 8; ++t) {

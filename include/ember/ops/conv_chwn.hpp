@@ -169,38 +169,51 @@ void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, I
 }
 
 // patch_vector_table for every row panel of a group's GEMM rows, panel p's at p·3·patch.
-// Building them costs as much as a 1-channel layer's GEMM, so they are kept per thread for
-// the last two (geometry, group size, pad) they were built for: a sampler's next step meets
-// the same layers. Its images are new tensors, so a table for another image is moved to it
-// (a pass that adds the images' distance to every entry but the pad's).
+// Building them costs as much as a 1-channel layer's GEMM, so they are kept per thread: a
+// sampler's next step meets the same layers. Its images are new tensors, which the
+// allocator hands out from a few addresses in turn, so each (geometry, group size, pad)
+// keeps tables for up to kTableImages images; for yet another image the least recently
+// used of them is moved to it (a pass that adds the images' distance to every entry but
+// the pad's: a fifth of the cost of building it).
+inline constexpr std::size_t kTableImages = 4, kTableLayers = 2;
 template <class Ptr, class Geometry>
 const Ptr* patch_vector_tables(const Geometry& g, Index count, Ptr xt, Ptr pad) {
     constexpr Index R = GemmTile<std::remove_cvref_t<decltype(*xt)>>::rows, L = R / 3;
     struct Tables {
         std::array<Index, 11> key{};
         Ptr xt = nullptr, pad = nullptr;
+        std::uint64_t used = 0;  // when last returned
         std::vector<Ptr> table;
     };
-    thread_local std::array<Tables, 2> cached;  // two layers' worth, replaced in turn
-    thread_local std::size_t replace_next = 0;
+    thread_local std::array<Tables, kTableImages * kTableLayers> cached;
+    thread_local std::uint64_t now = 0;
     const std::array<Index, 11> key{g.C, g.H, g.W, g.Ho, g.Wo, g.kh, g.kw, g.stride, g.pad, g.dil, count};
+    Tables *same_image = nullptr, *other_image = nullptr, *oldest = &cached[0];
+    std::size_t images = 0;
     for (Tables& t : cached) {
+        if (t.used < oldest->used) oldest = &t;
         if (t.table.empty() || t.key != key || t.pad != pad) continue;
-        if (t.xt != xt) {  // in integers: the old image may be gone
-            const auto distance = reinterpret_cast<std::uintptr_t>(xt) - reinterpret_cast<std::uintptr_t>(t.xt);
-            for (Ptr& at : t.table)
-                if (at != pad) at = reinterpret_cast<Ptr>(reinterpret_cast<std::uintptr_t>(at) + distance);
-            t.xt = xt;
-        }
-        return t.table.data();
+        ++images;
+        if (t.xt == xt) same_image = &t;
+        else if (!other_image || t.used < other_image->used) other_image = &t;
     }
-    Tables& t = cached[replace_next];
-    replace_next = 1 - replace_next;
-    const Index M = g.pixels() * count, depth = g.patch();
-    t.key = key, t.xt = xt, t.pad = pad;
-    t.table.resize(static_cast<std::size_t>((M + R - 1) / R * 3 * depth));
-    for (Index m0 = 0; m0 < M; m0 += R) patch_vector_table(g, count, L, m0, std::min(R, M - m0), xt, pad, t.table.data() + m0 / R * 3 * depth);
-    return t.table.data();
+    Tables* t = same_image;
+    if (!t && other_image && images >= kTableImages) {  // in integers: the old image may be gone
+        t = other_image;
+        const auto distance = reinterpret_cast<std::uintptr_t>(xt) - reinterpret_cast<std::uintptr_t>(t->xt);
+        for (Ptr& at : t->table)
+            if (at != pad) at = reinterpret_cast<Ptr>(reinterpret_cast<std::uintptr_t>(at) + distance);
+        t->xt = xt;
+    }
+    if (!t) {
+        t = oldest;
+        const Index M = g.pixels() * count, depth = g.patch();
+        t->key = key, t->xt = xt, t->pad = pad;
+        t->table.resize(static_cast<std::size_t>((M + R - 1) / R * 3 * depth));
+        for (Index m0 = 0; m0 < M; m0 += R) patch_vector_table(g, count, L, m0, std::min(R, M - m0), xt, pad, t->table.data() + m0 / R * 3 * depth);
+    }
+    t->used = ++now;
+    return t->table.data();
 }
 
 // B (depth x cols, element (k, j) at b[k·ks + j·js]) as column panels for every depth chunk

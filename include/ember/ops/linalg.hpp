@@ -2,6 +2,8 @@
 // Matrix products through Eigen's GEMM on Eigen::Maps of our own buffers: no copies, no
 // second BLAS. A transposed view (strides swapped) is passed to Eigen as a transposed map.
 // Backward: dA = G Bᵀ, dB = Aᵀ G, written with matmul itself, so twice differentiable.
+#include <vector>
+
 #include <Eigen/Core>
 
 #include "ember/ops/packed_weights.hpp"
@@ -34,6 +36,19 @@ void gemm(const T* a, Index ars, Index acs, const T* b, Index brs, Index bcs, T*
     OutMap<T> C(c, M, N);
     if (K == 0) {
         C.setZero();
+        return;
+    }
+    if (K == 1) {
+        // An outer product (a Linear layer's input gradient for one output): written row by
+        // row, where the GEMM would zero C and then run its kernel at depth 1 (and Eigen's
+        // outer product was slower still). Each element is the same single product.
+        std::vector<T> b_row(static_cast<std::size_t>(N));
+        for (Index j = 0; j < N; ++j) b_row[static_cast<std::size_t>(j)] = b[j * bcs];
+        for (Index i = 0; i < M; ++i) {
+            const T a_i = a[i * ars];
+            T* c_row = c + i * N;
+            for (Index j = 0; j < N; ++j) c_row[j] = a_i * b_row[static_cast<std::size_t>(j)];
+        }
         return;
     }
     with_matrix(a, M, K, ars, acs, [&](const auto& A) {
