@@ -91,6 +91,13 @@ void pack_column_panels(const T* b, Index ks, Index js, Index cols, Index k0, In
     constexpr Index C = GemmTile<T>::cols;
     for (Index j0 = 0; j0 < cols; j0 += C, dst += C * kc) {
         const Index nc = std::min(C, cols - j0);
+        if (js == 1) {  // a panel's row is a run of B's row: read along it, not down B's columns
+            for (Index k = 0; k < kc; ++k) {
+                const T* src = b + (k0 + k) * ks + j0;
+                for (Index j = 0; j < C; ++j) dst[k * C + j] = j < nc ? src[j] : T(0);
+            }
+            continue;
+        }
         for (Index j = 0; j < nc; ++j) {
             const T* src = b + (j0 + j) * js + k0 * ks;
             for (Index k = 0; k < kc; ++k) dst[k * C + j] = src[k * ks];

@@ -76,10 +76,13 @@ void check_states(const Tensor<T>& x, const char* op, const char* what) {
 // First chain whose energy or gradient is NaN or infinite, or -1.
 template <Real T>
 Index first_nonfinite_chain(const EnergyGrad<T>& e) {
-    const auto g = rows(e.grad);
-    for (Index i = 0; i < e.energy.numel(); ++i)
-        if (!std::isfinite(e.energy.data()[i]) || !g.row(i).allFinite()) return i;
-    return -1;
+    // Two vectorised scans (Eigen's allFinite tests row by row, element by element).
+    const Index n = e.energy.numel(), per_chain = n == 0 ? 0 : e.grad.numel() / n;
+    const Index bad_energy = ember::detail::first_non_finite(e.energy.data(), n);
+    const Index bad_grad = ember::detail::first_non_finite(e.grad.data(), e.grad.numel());
+    const Index bad_grad_chain = bad_grad < 0 ? -1 : bad_grad / per_chain;
+    if (bad_energy < 0) return bad_grad_chain;
+    return bad_grad_chain < 0 ? bad_energy : std::min(bad_energy, bad_grad_chain);
 }
 
 // The error for chain i, whose energy u or gradient is not finite.
