@@ -319,6 +319,17 @@ TEST_CASE("conv2d_leaky_relu: fused in the samples-innermost layout, to second o
     set_num_threads(threads);
 }
 
+namespace {
+// The largest error of `got` relative to 1 + |want|, element by element.
+double worst_error(const Tensor<double>& got, const Tensor<double>& want) {
+    REQUIRE(got.shape() == want.shape());
+    double worst = 0;
+    for (Index i = 0; i < got.numel(); ++i)
+        worst = std::max(worst, std::fabs(got.flat(i) - want.flat(i)) / (1 + std::fabs(want.flat(i))));
+    return worst;
+}
+}  // namespace
+
 TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of the kernel") {
     // The kernel runs down the depth in chunks of kPanelDepth (256) and accumulates the later
     // chunks: a forward patch of 30·3·3 = 270 values, and an input gradient summed over 260
@@ -327,13 +338,6 @@ TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of 
     const int threads = num_threads();
     set_num_threads(2);
     Generator gen(5);
-    auto worst_error = [](const Tensor<double>& got, const Tensor<double>& want) {
-        REQUIRE(got.shape() == want.shape());
-        double worst = 0;
-        for (Index i = 0; i < got.numel(); ++i)
-            worst = std::max(worst, std::fabs(got.flat(i) - want.flat(i)) / (1 + std::fabs(want.flat(i))));
-        return worst;
-    };
     const Tensor<double> x = uniform<double>({16, 30, 4, 4}, gen, -1, 1), w = uniform<double>({5, 30, 3, 3}, gen, -1, 1);
     REQUIRE(detail::chwn_group(detail::ConvGeometry{16, 30, 4, 4, 5, 3, 3, 1, 1, 1, 4, 4}) > 0);
     CHECK(worst_error(conv2d(V(x), V(w), V{}, {1, 1, 1}).value(), conv_ref(x, w, 1, 1, 1)) <= 1e-12);
@@ -352,13 +356,6 @@ TEST_CASE("conv2d with the samples innermost: the kernel's tables, kept per thre
     const int threads = num_threads();
     set_num_threads(1);
     Generator gen(9);
-    auto worst_error = [](const Tensor<double>& got, const Tensor<double>& want) {
-        REQUIRE(got.shape() == want.shape());
-        double worst = 0;
-        for (Index i = 0; i < got.numel(); ++i)
-            worst = std::max(worst, std::fabs(got.flat(i) - want.flat(i)) / (1 + std::fabs(want.flat(i))));
-        return worst;
-    };
     const Tensor<double> w0 = uniform<double>({3, 2, 3, 3}, gen, -1, 1), w1 = uniform<double>({4, 3, 3, 3}, gen, -1, 1);
     std::vector<Tensor<double>> x, h, want, y_in;
     for (int i = 0; i < 9; ++i) {

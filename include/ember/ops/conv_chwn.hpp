@@ -341,8 +341,7 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
                 return;
             }
             pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
-            gemm_row_panel<T>([panel](Index k, Index r) { return xsimd::batch<T>::load_aligned(panel + (k * 3 + r) * GemmTile<T>::lanes); },
-                              wt.data() + width * k0, g.O, kc, store);
+            gemm_row_panel<T>(packed_panel_loader(static_cast<const T*>(panel)), wt.data() + width * k0, g.O, kc, store);
         });
         if (!one_group)
             transpose_matrix(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);
@@ -413,11 +412,10 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_a
                 return;
             }
             T* const* v = vectors + 3 * (m0 / R * patch);
-            gemm_row_panel<T>(
-                [panel](Index k, Index r) { return xsimd::batch<T>::load_aligned(panel + (k * 3 + r) * GemmTile<T>::lanes); },
-                wp.data(), patch, kc, [v](Index j, Index r, xsimd::batch<T> value) {
-                    (xsimd::batch<T>::load_unaligned(v[3 * j + r]) + value).store_unaligned(v[3 * j + r]);
-                });
+            gemm_row_panel<T>(packed_panel_loader(static_cast<const T*>(panel)), wp.data(), patch, kc,
+                              [v](Index j, Index r, xsimd::batch<T> value) {
+                                  (xsimd::batch<T>::load_unaligned(v[3 * j + r]) + value).store_unaligned(v[3 * j + r]);
+                              });
         });
         if (!one_group) transpose_matrix(xt, count, in_rows, count, x.data() + n0 * in_rows, in_rows);
     });

@@ -171,6 +171,15 @@ void gemm_row_panel(LoadA&& load_a, const T* b, Index cols, Index kc, Store&& st
     }
 }
 
+// The load_a of gemm_row_panel for a row panel packed by pack_row_panel (one depth chunk):
+// vector r of depth k at panel[k·GemmTile::rows + r·lanes].
+template <class T>
+auto packed_panel_loader(const T* panel) {
+    return [panel](Index k, Index r) {
+        return GemmTile<T>::Batch::load_aligned(panel + k * GemmTile<T>::rows + r * GemmTile<T>::lanes);
+    };
+}
+
 // The identity as the finishing step of column_major_store.
 struct KeepProduct {
     template <class Batch>
@@ -220,13 +229,9 @@ ColumnMajorStore<T, Finish> column_major_store(T* c, Index ldc, Index rows, bool
 // The same over all row panels of A, packed (pack_row_panels' layout for one depth chunk).
 template <class T>
 void gemm_panels(const T* a, const T* b, Index rows, Index cols, Index kc, T* c, Index ldc, bool accumulate = true) {
-    using Batch = typename GemmTile<T>::Batch;
-    constexpr Index L = GemmTile<T>::lanes, R = GemmTile<T>::rows;
-    for (Index i0 = 0; i0 < rows; i0 += R, a += R * kc) {
-        const T* panel = a;
-        gemm_row_panel<T>([panel](Index k, Index r) { return Batch::load_aligned(panel + k * R + r * L); }, b, cols, kc,
-                          column_major_store(c + i0, ldc, std::min(R, rows - i0), accumulate));
-    }
+    constexpr Index R = GemmTile<T>::rows;
+    for (Index i0 = 0; i0 < rows; i0 += R, a += R * kc)
+        gemm_row_panel<T>(packed_panel_loader(a), b, cols, kc, column_major_store(c + i0, ldc, std::min(R, rows - i0), accumulate));
 }
 
 // C (+)= A·B on one thread for any strides: A (m x k) element (i, p) at a[i·a_rs + p·a_cs],
