@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 
 namespace ember {
 
@@ -242,5 +243,12 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
         if (!result[i].defined()) result[i] = Var<T>(Tensor<T>::zeros(inputs[i].shape()));
     return result;
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_ENGINE_INSTANCES(X, T) \
+    X template void backward<T>(const Var<T>&, const Tensor<T>&, BackwardOptions); \
+    X template void Var<T>::backward(BackwardOptions) const; \
+    X template std::vector<Var<T>> grad<T>(const Var<T>&, const std::vector<Var<T>>&, GradArgs, const Tensor<T>&);
+EMBER_EXTERN_INSTANCES(EMBER_ENGINE_INSTANCES)
 
 }  // namespace ember

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "ember/core/instances.hpp"
 #include "ember/expr/kernel.hpp"
 #include "ember/ops/broadcast.hpp"
 
@@ -14,18 +15,33 @@ namespace ember {
 
 namespace expr {
 
+// One op applied to Vars and recorded as its own node, and an op's derivative rule over
+// Var: the steps of a recorded backward (create_graph). Defined at the end of this file and
+// listed in EMBER_VAR_RULE_INSTANCES, so that ember::compiled holds them for every op and a
+// program's own expressions do not compile the nodes that the rules record.
+template <class Op, Real T> Var<T> apply_unary(const Op& op, const Var<T>& x);
+template <class Op, Real T> Var<T> apply_binary(const Op& op, const Var<T>& a, const Var<T>& b);
+template <Real T> Var<T> apply_where(const Var<T>& m, const Var<T>& a, const Var<T>& b);
+template <class Op, Real T> Var<T> rule_df(const Op& op, const Var<T>& x, const Var<T>& y, const Var<T>& g);
+template <class Op, Real T> Var<T> rule_da(const Op& op, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g);
+template <class Op, Real T> Var<T> rule_db(const Op& op, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g);
+template <class Op, Real T>
+Var<T> rule_da(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g);
+template <class Op, Real T>
+Var<T> rule_db(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g);
+
 // Derivative rules over Var: each application records a (small) fused node.
 template <Real T>
 struct Vocab<Var<T>> {
     using V = Var<T>;
     using scalar = T;
-    template <class Op> static V unary(const Op& op, const V& x) { return make_unary(op, x); }
-    template <class Op> static V binary(const Op& op, const V& a, const V& b) { return make_binary(op, a, b); }
+    template <class Op> static V unary(const Op& op, const V& x) { return apply_unary(op, x); }
+    template <class Op> static V binary(const Op& op, const V& a, const V& b) { return apply_binary(op, a, b); }
     static V constant(T v, const V&) { return V::constant(v); }
-    static V gt(const V& a, const V& b) { return a > b; }
-    static V ge(const V& a, const V& b) { return a >= b; }
+    static V gt(const V& a, const V& b) { return apply_binary(GtOp{}, a, b); }
+    static V ge(const V& a, const V& b) { return apply_binary(GeOp{}, a, b); }
     static V nonzero(const V& m) { return m; }  // masks are 0/1 values already
-    static V where(const V& m, const V& a, const V& b) { return expr::where(m, a, b); }
+    static V where(const V& m, const V& a, const V& b) { return apply_where(m, a, b); }
 };
 
 // Leaf values as Vars, for replaying an expression's derivative over Var.
@@ -44,7 +60,7 @@ struct VarContext {
     }
     template <int K> void accumulate(const V& g) {
         if (!need[K]) return;
-        adj[K] = adj[K].defined() ? V(adj[K] + g) : g;
+        adj[K] = adj[K].defined() ? apply_binary(AddOp{}, adj[K], g) : g;
     }
 };
 
@@ -457,7 +473,7 @@ private:
             const int i = slot_to_input[k];
             if (i < 0 || !c.adj[k].defined()) continue;
             Var<T>& o = out[static_cast<std::size_t>(i)];
-            o = o.defined() ? Var<T>(o + c.adj[k]) : c.adj[k];
+            o = o.defined() ? apply_binary(AddOp{}, o, c.adj[k]) : c.adj[k];
         }
         for (std::size_t i = 0; i < out.size(); ++i)
             if (out[i].defined()) out[i] = sum_to(out[i], this->inputs[i]->value.shape());
@@ -514,5 +530,94 @@ auto eval(const E& e) {
     if constexpr (E::has_var) return Var<T>(e);
     else return Tensor<T>(e);
 }
+
+namespace expr {
+
+template <class Op, Real T>
+Var<T> apply_unary(const Op& op, const Var<T>& x) {
+    return Var<T>(make_unary(op, x));
+}
+template <class Op, Real T>
+Var<T> apply_binary(const Op& op, const Var<T>& a, const Var<T>& b) {
+    return Var<T>(make_binary(op, a, b));
+}
+template <Real T>
+Var<T> apply_where(const Var<T>& m, const Var<T>& a, const Var<T>& b) {
+    return Var<T>(expr::where(m, a, b));
+}
+template <class Op, Real T>
+Var<T> rule_df(const Op& op, const Var<T>& x, const Var<T>& y, const Var<T>& g) {
+    return op.df(x, y, g);
+}
+template <class Op, Real T>
+Var<T> rule_da(const Op& op, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g) {
+    return op.da(a, b, y, g);
+}
+template <class Op, Real T>
+Var<T> rule_db(const Op& op, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g) {
+    return op.db(a, b, y, g);
+}
+template <class Op, Real T>
+Var<T> rule_da(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g) {
+    return op.da(m, a, b, y, g);
+}
+template <class Op, Real T>
+Var<T> rule_db(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g) {
+    return op.db(m, a, b, y, g);
+}
+
+// What ember::compiled instantiates for float and double (core/instances.hpp): every op
+// applied to Vars with its rule, and the graph node of every op on Var operands (the
+// expressions `f(x)`, `x + y`, `x * 2` a program writes most), whose backward is then not
+// compiled again in the program.
+#define EMBER_VAR_UNARY_INSTANCES(X, T, OP)                                                            \
+    X template Var<T> apply_unary<OP, T>(const OP&, const Var<T>&);                                    \
+    X template Var<T> rule_df<OP, T>(const OP&, const Var<T>&, const Var<T>&, const Var<T>&);          \
+    X template struct ExprNode<Unary<OP, VarLeaf<T>>>;
+#define EMBER_VAR_BINARY_INSTANCES(X, T, OP)                                                           \
+    X template Var<T> apply_binary<OP, T>(const OP&, const Var<T>&, const Var<T>&);                    \
+    X template Var<T> rule_da<OP, T>(const OP&, const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&); \
+    X template Var<T> rule_db<OP, T>(const OP&, const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&); \
+    X template struct ExprNode<Binary<OP, VarLeaf<T>, VarLeaf<T>>>;
+#define EMBER_VAR_ARITHMETIC_INSTANCES(X, T, OP)                                                       \
+    EMBER_VAR_BINARY_INSTANCES(X, T, OP)                                                               \
+    X template struct ExprNode<Binary<OP, VarLeaf<T>, ScalarLeaf<T>>>;                                 \
+    X template struct ExprNode<Binary<OP, ScalarLeaf<T>, VarLeaf<T>>>;
+#define EMBER_VAR_RULE_INSTANCES(X, T)                                                                 \
+    EMBER_VAR_UNARY_INSTANCES(X, T, NegOp)                                                             \
+    EMBER_VAR_UNARY_INSTANCES(X, T, ExpOp)                                                             \
+    EMBER_VAR_UNARY_INSTANCES(X, T, LogOp)                                                             \
+    EMBER_VAR_UNARY_INSTANCES(X, T, Log1pOp)                                                           \
+    EMBER_VAR_UNARY_INSTANCES(X, T, Expm1Op)                                                           \
+    EMBER_VAR_UNARY_INSTANCES(X, T, SqrtOp)                                                            \
+    EMBER_VAR_UNARY_INSTANCES(X, T, RsqrtOp)                                                           \
+    EMBER_VAR_UNARY_INSTANCES(X, T, SquareOp)                                                          \
+    EMBER_VAR_UNARY_INSTANCES(X, T, AbsOp)                                                             \
+    EMBER_VAR_UNARY_INSTANCES(X, T, TanhOp)                                                            \
+    EMBER_VAR_UNARY_INSTANCES(X, T, SigmoidOp)                                                         \
+    EMBER_VAR_UNARY_INSTANCES(X, T, SoftplusOp)                                                        \
+    EMBER_VAR_UNARY_INSTANCES(X, T, LogSigmoidOp)                                                      \
+    EMBER_VAR_UNARY_INSTANCES(X, T, ReluOp)                                                            \
+    EMBER_VAR_UNARY_INSTANCES(X, T, LeakyReluOp)                                                       \
+    EMBER_VAR_UNARY_INSTANCES(X, T, EluOp)                                                             \
+    EMBER_VAR_UNARY_INSTANCES(X, T, ClampOp)                                                           \
+    EMBER_VAR_UNARY_INSTANCES(X, T, PowScalarOp)                                                       \
+    X template Var<T> apply_unary<SignOp, T>(const SignOp&, const Var<T>&);                            \
+    EMBER_VAR_ARITHMETIC_INSTANCES(X, T, AddOp)                                                        \
+    EMBER_VAR_ARITHMETIC_INSTANCES(X, T, SubOp)                                                        \
+    EMBER_VAR_ARITHMETIC_INSTANCES(X, T, MulOp)                                                        \
+    EMBER_VAR_ARITHMETIC_INSTANCES(X, T, DivOp)                                                        \
+    EMBER_VAR_BINARY_INSTANCES(X, T, MinOp)                                                            \
+    EMBER_VAR_BINARY_INSTANCES(X, T, MaxOp)                                                            \
+    EMBER_VAR_BINARY_INSTANCES(X, T, PowOp)                                                            \
+    X template Var<T> apply_binary<GtOp, T>(const GtOp&, const Var<T>&, const Var<T>&);                \
+    X template Var<T> apply_binary<GeOp, T>(const GeOp&, const Var<T>&, const Var<T>&);                \
+    X template Var<T> apply_where<T>(const Var<T>&, const Var<T>&, const Var<T>&);                     \
+    X template Var<T> rule_da<WhereOp, T>(const WhereOp&, const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&); \
+    X template Var<T> rule_db<WhereOp, T>(const WhereOp&, const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&); \
+    X template struct ExprNode<Ternary<WhereOp, VarLeaf<T>, VarLeaf<T>, VarLeaf<T>>>;
+EMBER_EXTERN_INSTANCES(EMBER_VAR_RULE_INSTANCES)
+
+}  // namespace expr
 
 }  // namespace ember

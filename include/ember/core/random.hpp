@@ -13,6 +13,7 @@
 #include <immintrin.h>
 #endif
 
+#include "ember/core/instances.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/core/threading.hpp"
 
@@ -273,6 +274,13 @@ inline std::vector<std::int64_t> permutation(std::int64_t n, Generator& gen) {
     }
     return perm;
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_RANDOM_INSTANCES(X, T) \
+    X template Tensor<T> uniform<T>(const Shape&, Generator&, T, T); \
+    X template Tensor<T> normal<T>(const Shape&, Generator&, T, T); \
+    X template Tensor<T> bernoulli<T>(const Shape&, Generator&, double);
+EMBER_EXTERN_INSTANCES(EMBER_RANDOM_INSTANCES)
 
 }  // namespace ember
 

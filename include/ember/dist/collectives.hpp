@@ -201,7 +201,10 @@ Tensor<T> gather(const Communicator& comm, const Tensor<T>& local, int root = 0)
             for (int a = 1; same && a < c.rank(); ++a) same = s[a + 1] == c.dim(a);
             if (!same) {
                 std::string theirs = "[";
-                for (int a = 0; a < s[0]; ++a) theirs += (a ? "," : "") + std::to_string(s[a + 1]);
+                for (int a = 0; a < s[0]; ++a) {
+                    if (a) theirs += ',';
+                    theirs += std::to_string(s[a + 1]);
+                }
                 ::ember::detail::fail(op, "rank ", r, " sent shape ", theirs, "] but rank ", root, " has ",
                                       c.shape().str(), "; all must agree after dim 0");
             }

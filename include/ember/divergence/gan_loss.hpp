@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/ops/reduce.hpp"
 
@@ -113,5 +114,18 @@ template <Real T>
 void clip_weights(const nn::Module<T>& module, double c) {
     clip_weights(module.parameters(), c);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_GAN_LOSS_INSTANCES(X, T) \
+    X template Var<T> discriminator_loss<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> generator_loss_minimax<T>(const Var<T>&); \
+    X template Var<T> generator_loss_nonsaturating<T>(const Var<T>&); \
+    X template Var<T> wasserstein_critic_loss<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> wasserstein_generator_loss<T>(const Var<T>&); \
+    X template Var<T> hinge_critic_loss<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> hinge_generator_loss<T>(const Var<T>&); \
+    X template void clip_weights<T>(const std::vector<Var<T>>&, double); \
+    X template void clip_weights<T>(const nn::Module<T>&, double);
+EMBER_EXTERN_INSTANCES(EMBER_GAN_LOSS_INSTANCES)
 
 }  // namespace ember::gan

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 
@@ -88,5 +89,11 @@ Var<T> magnitude_penalty(const Var<T>& u_pos, const Var<T>& u_neg, double alpha)
     const Var<T> un = detail::per_sample(u_neg, "magnitude_penalty", "u_neg");
     return Var<T>((mean(Var<T>(square(up))) + mean(Var<T>(square(un)))) * static_cast<T>(alpha));
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CONTRASTIVE_INSTANCES(X, T) \
+    X template Var<T> contrastive_loss<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> magnitude_penalty<T>(const Var<T>&, const Var<T>&, double);
+EMBER_EXTERN_INSTANCES(EMBER_CONTRASTIVE_INSTANCES)
 
 }  // namespace ember::energy

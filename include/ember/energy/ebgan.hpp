@@ -5,6 +5,7 @@
 // the pulling-away term, keeps their codes from collapsing onto one direction.
 #include <cmath>
 
+#include "ember/core/instances.hpp"
 #include "ember/energy/contrastive.hpp"
 #include "ember/ops/linalg.hpp"
 #include "ember/ops/reduce.hpp"
@@ -96,5 +97,15 @@ Var<T> ebgan_generator_loss(const Var<T>& d_fake, const Var<T>& codes, double la
                 d_fake.shape().str());
     return Var<T>(mean(d) + pulling_away(codes) * static_cast<T>(lambda_pt));
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_EBGAN_INSTANCES(X, T) \
+    X template Var<T> autoencoder_energy<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> margin_hinge<T>(const Var<T>&, double); \
+    X template Var<T> ebgan_discriminator_loss<T>(const Var<T>&, const Var<T>&, double); \
+    X template Var<T> pulling_away<T>(const Var<T>&); \
+    X template Var<T> ebgan_generator_loss<T>(const Var<T>&); \
+    X template Var<T> ebgan_generator_loss<T>(const Var<T>&, const Var<T>&, double);
+EMBER_EXTERN_INSTANCES(EMBER_EBGAN_INSTANCES)
 
 }  // namespace ember::energy

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "ember/autodiff/engine.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/energy/contrastive.hpp"
 #include "ember/ops/reduce.hpp"
@@ -131,5 +132,11 @@ Var<T> one_sided_gp_penalty(F&& f, const Var<T>& x_real, const Var<T>& x_fake, G
     const Var<T> n = norm2(detail::input_gradient(f, x, "one_sided_gp_penalty"), 1);
     return Var<T>(mean(Var<T>(square(relu(n - T(1))))) * static_cast<T>(lambda));
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_PENALTY_INSTANCES(X, T) \
+    X template Var<T> grad_sq_norm_per_sample<T>(const Var<T>&, const Var<T>&); \
+    X template Tensor<T> random_interpolation<T>(const Tensor<T>&, const Tensor<T>&, Generator&);
+EMBER_EXTERN_INSTANCES(EMBER_PENALTY_INSTANCES)
 
 }  // namespace ember::energy

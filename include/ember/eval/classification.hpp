@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "ember/autodiff/var.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 
@@ -67,5 +68,11 @@ inline double kl_to_uniform(const std::vector<double>& h) {
         if (v > 0) kl += v * std::log(K * v);
     return std::max(kl, 0.0);  // rounding can leave -1e-17 for an exactly uniform h
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CLASSIFICATION_INSTANCES(X, T) \
+    X template Var<T> softmax_cross_entropy<T>(const Var<T>&, const std::vector<Index>&); \
+    X template Tensor<T> softmax_rows<T>(const Tensor<T>&);
+EMBER_EXTERN_INSTANCES(EMBER_CLASSIFICATION_INSTANCES)
 
 }  // namespace ember

@@ -20,12 +20,15 @@
 //   double d2 = ember::frechet_distance(g1, ember::fit_gaussian(features_b));
 //   double same = ember::frechet_distance(features_a, features_b);  // the two steps at once
 #include <Eigen/Core>
-#include <Eigen/Eigenvalues>
 #include <algorithm>
 #include <cmath>
 
 #include "ember/core/error.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/tensor.hpp"
+#if EMBER_HEADER_DEFINITIONS
+#include <Eigen/Eigenvalues>
+#endif
 
 namespace ember {
 
@@ -54,6 +57,20 @@ GaussianFit fit_gaussian(const Tensor<T>& rows) {
     return g;
 }
 
+// d² between N(a.mean, a.cov) and N(b.mean, b.cov).
+EMBER_INLINE double frechet_distance(const GaussianFit& a, const GaussianFit& b);
+
+// d² between the Gaussian fits of the rows of `a` and `b` ([n1, d] and [n2, d]).
+template <Real T>
+double frechet_distance(const Tensor<T>& a, const Tensor<T>& b) {
+    EMBER_CHECK(a.rank() == 2 && b.rank() == 2, "frechet_distance", "expected feature rows [n, d], got shapes ",
+                a.shape().str(), " and ", b.shape().str());
+    EMBER_CHECK(a.dim(1) == b.dim(1), "frechet_distance", "feature widths differ: ", a.shape().str(), " and ",
+                b.shape().str());
+    return frechet_distance(fit_gaussian(a), fit_gaussian(b));
+}
+
+#if EMBER_HEADER_DEFINITIONS
 namespace detail {
 // Eigenvalues of the symmetric matrix m (its symmetric part, against rounding), with the
 // eigenvectors when asked.
@@ -65,8 +82,7 @@ inline Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> symmetric_eigen(const Eige
 }
 }  // namespace detail
 
-// d² between N(a.mean, a.cov) and N(b.mean, b.cov).
-inline double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
+EMBER_INLINE double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
     EMBER_CHECK(a.mean.size() > 0 && a.cov.rows() == a.mean.size() && a.cov.cols() == a.mean.size() &&
                     b.cov.rows() == b.mean.size() && b.cov.cols() == b.mean.size(),
                 "frechet_distance", "malformed Gaussian (mean and covariance sizes differ)");
@@ -84,15 +100,12 @@ inline double frechet_distance(const GaussianFit& a, const GaussianFit& b) {
     const double d2 = (a.mean - b.mean).squaredNorm() + a.cov.trace() + b.cov.trace() - 2.0 * tr_sqrt;
     return std::max(d2, 0.0);
 }
+#endif  // EMBER_HEADER_DEFINITIONS
 
-// d² between the Gaussian fits of the rows of `a` and `b` ([n1, d] and [n2, d]).
-template <Real T>
-double frechet_distance(const Tensor<T>& a, const Tensor<T>& b) {
-    EMBER_CHECK(a.rank() == 2 && b.rank() == 2, "frechet_distance", "expected feature rows [n, d], got shapes ",
-                a.shape().str(), " and ", b.shape().str());
-    EMBER_CHECK(a.dim(1) == b.dim(1), "frechet_distance", "feature widths differ: ", a.shape().str(), " and ",
-                b.shape().str());
-    return frechet_distance(fit_gaussian(a), fit_gaussian(b));
-}
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_FRECHET_INSTANCES(X, T) \
+    X template GaussianFit fit_gaussian<T>(const Tensor<T>&); \
+    X template double frechet_distance<T>(const Tensor<T>&, const Tensor<T>&);
+EMBER_EXTERN_INSTANCES(EMBER_FRECHET_INSTANCES)
 
 }  // namespace ember

@@ -113,7 +113,7 @@ struct Unary : NodeBase {
     }
     template <int Off, class C, class R> void backprop(C& c, const R& r, const typename C::V& g) const {
         if constexpr (Op::differentiable) {
-            if (c.needs(Off, Off + A::leaves)) a.template backprop<Off>(c, r.a, op.df(r.a.y, r.y, g));
+            if (c.needs(Off, Off + A::leaves)) a.template backprop<Off>(c, r.a, rule_df(op, r.a.y, r.y, g));
         }
     }
 };
@@ -140,8 +140,8 @@ struct Binary : NodeBase {
     }
     template <int Off, class C, class R> void backprop(C& c, const R& r, const typename C::V& g) const {
         if constexpr (Op::differentiable) {
-            if (c.needs(Off, Off + A::leaves)) a.template backprop<Off>(c, r.a, op.da(r.a.y, r.b.y, r.y, g));
-            if (c.needs(Off + OffB, Off + leaves)) b.template backprop<Off + OffB>(c, r.b, op.db(r.a.y, r.b.y, r.y, g));
+            if (c.needs(Off, Off + A::leaves)) a.template backprop<Off>(c, r.a, rule_da(op, r.a.y, r.b.y, r.y, g));
+            if (c.needs(Off + OffB, Off + leaves)) b.template backprop<Off + OffB>(c, r.b, rule_db(op, r.a.y, r.b.y, r.y, g));
         }
     }
 };
@@ -173,8 +173,8 @@ struct Ternary : NodeBase {
         return Rec3<V, decltype(rm), decltype(ra), decltype(rb)>{y, rm, ra, rb};
     }
     template <int Off, class C, class R> void backprop(C& c, const R& r, const typename C::V& g) const {
-        if (c.needs(Off + OffA, Off + OffB)) a.template backprop<Off + OffA>(c, r.b, op.da(r.a.y, r.b.y, r.c.y, r.y, g));
-        if (c.needs(Off + OffB, Off + leaves)) b.template backprop<Off + OffB>(c, r.c, op.db(r.a.y, r.b.y, r.c.y, r.y, g));
+        if (c.needs(Off + OffA, Off + OffB)) a.template backprop<Off + OffA>(c, r.b, rule_da(op, r.a.y, r.b.y, r.c.y, r.y, g));
+        if (c.needs(Off + OffB, Off + leaves)) b.template backprop<Off + OffB>(c, r.c, rule_db(op, r.a.y, r.b.y, r.c.y, r.y, g));
     }
 };
 

@@ -34,4 +34,23 @@ template <class V> auto ge(const V& a, const V& b) { return Vocab<V>::ge(a, b); 
 template <class V> auto nonzero(const V& m) { return Vocab<V>::nonzero(m); }
 template <class M, class V> V choose(const M& m, const V& a, const V& b) { return Vocab<V>::where(m, a, b); }
 
+// The nodes of an expression apply an op's derivative rule through these rather than
+// calling op.df / op.da / op.db themselves. Over batches they are the rule itself; over Var
+// (autodiff/expr_node.hpp) each is one function per op, so that the graph nodes a rule
+// records are compiled once per op, not again inside every expression that uses it (and,
+// with ember::compiled, not in the user's program at all).
+template <class Op, class V> V rule_df(const Op& op, const V& x, const V& y, const V& g) { return op.df(x, y, g); }
+template <class Op, class V> V rule_da(const Op& op, const V& a, const V& b, const V& y, const V& g) {
+    return op.da(a, b, y, g);
+}
+template <class Op, class V> V rule_db(const Op& op, const V& a, const V& b, const V& y, const V& g) {
+    return op.db(a, b, y, g);
+}
+template <class Op, class V> V rule_da(const Op& op, const V& m, const V& a, const V& b, const V& y, const V& g) {
+    return op.da(m, a, b, y, g);
+}
+template <class Op, class V> V rule_db(const Op& op, const V& m, const V& a, const V& b, const V& y, const V& g) {
+    return op.db(m, a, b, y, g);
+}
+
 }  // namespace ember::expr

@@ -15,6 +15,7 @@
 // (the identity for a new layer).
 #include <cmath>
 
+#include "ember/core/instances.hpp"
 #include "ember/flow/step.hpp"
 
 namespace ember::flow {
@@ -83,5 +84,10 @@ private:
     Var<T> bias_, log_scale_;
     Tensor<T> initialized_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_ACTNORM_INSTANCES(X, T) \
+    X template class ActNorm<T>;
+EMBER_EXTERN_INSTANCES(EMBER_ACTNORM_INSTANCES)
 
 }  // namespace ember::flow

@@ -16,6 +16,7 @@
 //   additive_coupling_mlp / additive_coupling_conv       the same for NICE's coupling
 #include <memory>
 
+#include "ember/core/instances.hpp"
 #include "ember/flow/coupling.hpp"
 #include "ember/nn/activation.hpp"
 #include "ember/nn/conv.hpp"
@@ -84,5 +85,15 @@ std::shared_ptr<AdditiveCoupling<T>> additive_coupling_conv(const Tensor<T>& mas
                 mask.defined() ? mask.shape().str() : "undefined");
     return std::make_shared<AdditiveCoupling<T>>(mask, conv_conditioner<T>(mask.dim(0), hidden, mask.dim(0), gen));
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CONDITIONER_INSTANCES(X, T) \
+    X template std::shared_ptr<nn::Module<T>> mlp_conditioner<T>(Index, Index, Index, Generator&); \
+    X template std::shared_ptr<nn::Module<T>> conv_conditioner<T>(Index, Index, Index, Generator&); \
+    X template std::shared_ptr<AffineCoupling<T>> affine_coupling_mlp<T>(Index, Index, bool, Generator&); \
+    X template std::shared_ptr<AdditiveCoupling<T>> additive_coupling_mlp<T>(Index, Index, bool, Generator&); \
+    X template std::shared_ptr<AffineCoupling<T>> affine_coupling_conv<T>(const Tensor<T>&, Index, Generator&); \
+    X template std::shared_ptr<AdditiveCoupling<T>> additive_coupling_conv<T>(const Tensor<T>&, Index, Generator&);
+EMBER_EXTERN_INSTANCES(EMBER_CONDITIONER_INSTANCES)
 
 }  // namespace ember::flow

@@ -26,6 +26,7 @@
 #include <memory>
 #include <utility>
 
+#include "ember/core/instances.hpp"
 #include "ember/flow/masks.hpp"
 #include "ember/flow/step.hpp"
 
@@ -131,5 +132,11 @@ private:
     Tensor<T> mask_;
     std::shared_ptr<nn::Module<T>> net_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_COUPLING_INSTANCES(X, T) \
+    X template class AffineCoupling<T>; \
+    X template class AdditiveCoupling<T>;
+EMBER_EXTERN_INSTANCES(EMBER_COUPLING_INSTANCES)
 
 }  // namespace ember::flow

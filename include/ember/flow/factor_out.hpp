@@ -22,6 +22,7 @@
 #include <memory>
 #include <utility>
 
+#include "ember/core/instances.hpp"
 #include "ember/flow/step.hpp"
 
 namespace ember::flow {
@@ -81,5 +82,10 @@ private:
     Index kept_;
     std::shared_ptr<FlowStep<T>> inner_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_FACTOR_OUT_INSTANCES(X, T) \
+    X template class FactorOut<T>;
+EMBER_EXTERN_INSTANCES(EMBER_FACTOR_OUT_INSTANCES)
 
 }  // namespace ember::flow

@@ -22,6 +22,7 @@
 #include <numbers>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 
 namespace ember::flow {
@@ -55,5 +56,11 @@ inline double bits_per_dim(double log_prob, Index dims) {
     const double d = static_cast<double>(dims);
     return (-log_prob + d * std::log(256.0)) / (d * std::numbers::ln2);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_FLOW_IMAGE_INSTANCES(X, T) \
+    X template Tensor<T> dequantize_pixels<T>(const Tensor<T>&, Generator&); \
+    X template Var<T> bits_per_dim<T>(const Var<T>&, Index);
+EMBER_EXTERN_INSTANCES(EMBER_FLOW_IMAGE_INSTANCES)
 
 }  // namespace ember::flow

@@ -8,6 +8,7 @@
 #include <Eigen/LU>
 #include <limits>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/linalg.hpp"
 
 namespace ember::flow {
@@ -36,5 +37,10 @@ Var<T> inverse_matrix(const Var<T>& w) {
         return std::vector<Var<T>>{Var<T>(-matmul(wi_t, matmul(g, wi_t)))};
     });
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_INVERSE_MATRIX_INSTANCES(X, T) \
+    X template Var<T> inverse_matrix<T>(const Var<T>&);
+EMBER_EXTERN_INSTANCES(EMBER_INVERSE_MATRIX_INSTANCES)
 
 }  // namespace ember::flow

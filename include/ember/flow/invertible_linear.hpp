@@ -20,6 +20,7 @@
 #include <Eigen/QR>
 #include <cmath>
 
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/flow/inverse_matrix.hpp"
 #include "ember/flow/step.hpp"
@@ -144,5 +145,12 @@ private:
     }
     Var<T> as_kernel(const Var<T>& w) const { return reshape(w, Shape{this->n_, this->n_, 1, 1}); }
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_INVERTIBLE_LINEAR_INSTANCES(X, T) \
+    X template class detail::LUWeight<T>; \
+    X template class InvertibleLinear<T>; \
+    X template class InvertibleConv1x1<T>;
+EMBER_EXTERN_INSTANCES(EMBER_INVERTIBLE_LINEAR_INSTANCES)
 
 }  // namespace ember::flow

@@ -11,6 +11,7 @@
 // a NaN or ±inf.
 #include <cmath>
 
+#include "ember/core/instances.hpp"
 #include "ember/flow/step.hpp"
 
 namespace ember::flow {
@@ -53,5 +54,10 @@ private:
 
     double alpha_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_LOGIT_INSTANCES(X, T) \
+    X template class LogitTransform<T>;
+EMBER_EXTERN_INSTANCES(EMBER_LOGIT_INSTANCES)
 
 }  // namespace ember::flow

@@ -8,6 +8,7 @@
 //   channel_mask(C,H,W)       images [C,H,W]: 1 on the first ⌈C/2⌉ channels (after a
 //                             squeeze, so the two halves hold interleaved pixels).
 // flip = true gives 1 - mask.
+#include "ember/core/instances.hpp"
 #include "ember/core/tensor.hpp"
 
 namespace ember::flow {
@@ -60,5 +61,12 @@ void check_mask(const Tensor<T>& mask, const char* op) {
     EMBER_CHECK(zero && one, op, "mask of shape ", mask.shape().str(), " must contain both 0s and 1s");
 }
 }  // namespace detail
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_MASKS_INSTANCES(X, T) \
+    X template Tensor<T> half_mask<T>(Index, bool); \
+    X template Tensor<T> checkerboard_mask<T>(Index, Index, Index, bool); \
+    X template Tensor<T> channel_mask<T>(Index, Index, Index, bool);
+EMBER_EXTERN_INSTANCES(EMBER_MASKS_INSTANCES)
 
 }  // namespace ember::flow

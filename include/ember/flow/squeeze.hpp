@@ -11,6 +11,7 @@
 #include <memory>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/flow/step.hpp"
 
 namespace ember::flow {
@@ -83,5 +84,13 @@ public:
     }
     std::string describe() const override { return "Unsqueeze()"; }
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SQUEEZE_INSTANCES(X, T) \
+    X template Var<T> squeeze2d<T>(const Var<T>&); \
+    X template Var<T> unsqueeze2d<T>(const Var<T>&); \
+    X template class Squeeze<T>; \
+    X template class Unsqueeze<T>;
+EMBER_EXTERN_INSTANCES(EMBER_SQUEEZE_INSTANCES)
 
 }  // namespace ember::flow

@@ -19,6 +19,7 @@
 #include <span>
 #include <string>
 
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/ops/broadcast.hpp"
 #include "ember/ops/reduce.hpp"
@@ -92,5 +93,10 @@ Var<T> zero_logdet(Index n) {
 }
 
 }  // namespace detail
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_FLOW_STEP_INSTANCES(X, T) \
+    X template class FlowStep<T>;
+EMBER_EXTERN_INSTANCES(EMBER_FLOW_STEP_INSTANCES)
 
 }  // namespace ember::flow

@@ -14,6 +14,7 @@
 
 #include "ember/autodiff/anomaly.hpp"
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/threading.hpp"
 #include "ember/ops/reduce.hpp"
 
@@ -172,5 +173,14 @@ double knn_entropy(const Tensor<T>& samples, Index k = 1) {
     mean_log /= static_cast<double>(N);
     return digamma(N) - digamma(k) + log_unit_ball_volume(d) + static_cast<double>(d) * mean_log;
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_ENTROPY_INSTANCES(X, T) \
+    X template Var<T> gaussian_entropy_diag<T>(const Var<T>&); \
+    X template Tensor<T> gaussian_entropy_diag<T>(const Tensor<T>&); \
+    X template double gaussian_entropy<T>(const Tensor<T>&); \
+    X template std::vector<double> knn_log_distances<T>(const Tensor<T>&, Index); \
+    X template double knn_entropy<T>(const Tensor<T>&, Index);
+EMBER_EXTERN_INSTANCES(EMBER_ENTROPY_INSTANCES)
 
 }  // namespace ember::info

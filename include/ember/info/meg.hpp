@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/ops/reduce.hpp"
 
 namespace ember::info {
@@ -38,5 +39,10 @@ Var<T> meg_generator_loss(const Var<T>& energies, const Var<T>& mi_estimate, dou
     const Var<T> mi = mi_estimate.rank() == 0 ? mi_estimate : reshape(mi_estimate, Shape{});
     return Var<T>(mean(energies) - mi * static_cast<T>(beta));
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_MEG_INSTANCES(X, T) \
+    X template Var<T> meg_generator_loss<T>(const Var<T>&, const Var<T>&, double);
+EMBER_EXTERN_INSTANCES(EMBER_MEG_INSTANCES)
 
 }  // namespace ember::info

@@ -41,6 +41,7 @@
 
 #include "ember/autodiff/anomaly.hpp"
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/ops/linalg.hpp"
 #include "ember/ops/reduce.hpp"
@@ -372,5 +373,24 @@ Var<T> barber_agakov_bound(const Var<T>& z, const Var<T>& z_hat, double entropy_
     const double c = entropy_z - 0.5 * d * std::log(2 * std::numbers::pi * sigma * sigma);
     return Var<T>(static_cast<T>(c) - loss * static_cast<T>(1 / (2 * sigma * sigma)));
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_MI_INSTANCES(X, T) \
+    X template SplitScores<T> split_scores<T>(const Var<T>&); \
+    X template ShuffledPairs<T> shuffled_pairs<T>(const Var<T>&, const Var<T>&, Generator&); \
+    X template Var<T> score_matrix<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> all_pairs<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> jsd<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> jsd<T>(const Var<T>&); \
+    X template Var<T> dv<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> dv<T>(const Var<T>&); \
+    X template Var<T> nwj<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> nwj<T>(const Var<T>&); \
+    X template Var<T> infonce<T>(const Var<T>&); \
+    X template Var<T> jsd_nwj<T>(const Var<T>&, const Var<T>&, double); \
+    X template Var<T> jsd_nwj<T>(const Var<T>&, double); \
+    X template Var<T> latent_reconstruction_loss<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> barber_agakov_bound<T>(const Var<T>&, const Var<T>&, double, double);
+EMBER_EXTERN_INSTANCES(EMBER_MI_INSTANCES)
 
 }  // namespace ember::info

@@ -19,7 +19,6 @@
 //  * K samples per input are laid out as [K, B, d] (sample k of input b at [k, b, :]). It
 //    is contiguous, so reshape(z, {K * B, d}) (row k·B + b) feeds a decoder for free, and
 //    reshape(out, {K, B, ...}) brings its output back.
-#include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -33,6 +32,11 @@
 #include "ember/core/random.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
+
+#include "ember/core/instances.hpp"
+#if EMBER_HEADER_DEFINITIONS
+#include <Eigen/Cholesky>
+#endif
 
 namespace ember {
 
@@ -265,6 +269,60 @@ Var<T> iwae_bound(const Var<T>& log_w, int axis = 0) {
 
 // ---- full-covariance Gaussians (evaluation; double precision, no autodiff) ----------------
 
+// KL between two full-covariance Gaussians in d dimensions (MATH.md §8):
+//   KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
+// Through Cholesky factors Σ = L Lᵀ: tr(Σ₂⁻¹Σ₁) = ||L₂⁻¹L₁||²_F, the quadratic form is
+// ||L₂⁻¹(μ₂-μ₁)||², log det Σ = 2 Σ log L_ii; no inverse is formed. For evaluation and tests
+// (not differentiable). A covariance that is not symmetric positive definite is an error.
+EMBER_INLINE double kl_gaussian_full(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& cov1,
+                                     const Eigen::VectorXd& mu2, const Eigen::MatrixXd& cov2);
+
+// Full-covariance Gaussian log density of each row of x [N, d]:
+//   log N(x; μ, Σ) = -½[d log 2π + log det Σ + (x-μ)ᵀΣ⁻¹(x-μ)]   (via Σ = L Lᵀ).
+// For evaluation, e.g. the exact log p(x) of a linear-Gaussian model. Returns [N].
+EMBER_INLINE Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, const Eigen::VectorXd& mu,
+                                                    const Eigen::MatrixXd& cov);
+
+namespace detail::vae {
+
+template <Real T>
+Eigen::MatrixXd to_eigen(const Tensor<T>& t) {
+    const Tensor<T> c = t.contiguous();
+    const Index rows = t.rank() == 2 ? t.dim(0) : 1, cols = t.rank() == 0 ? 1 : t.dim(-1);
+    Eigen::MatrixXd m(rows, cols);
+    for (Index i = 0; i < rows; ++i)
+        for (Index j = 0; j < cols; ++j) m(i, j) = static_cast<double>(c.data()[i * cols + j]);
+    return m;
+}
+
+}  // namespace detail::vae
+
+// The same on tensors: mu [d], cov [d,d] (float or double; computed in double).
+template <Real T>
+double kl_gaussian_full(const Tensor<T>& mu1, const Tensor<T>& cov1, const Tensor<T>& mu2, const Tensor<T>& cov2) {
+    const bool ok = mu1.rank() == 1 && mu2.rank() == 1 && cov1.rank() == 2 && cov2.rank() == 2;
+    EMBER_CHECK(ok, "kl_gaussian_full", "expected mu [d] and cov [d,d], got mu1 ", mu1.shape().str(), ", cov1 ",
+                cov1.shape().str(), ", mu2 ", mu2.shape().str(), ", cov2 ", cov2.shape().str());
+    return kl_gaussian_full(Eigen::VectorXd(detail::vae::to_eigen(mu1).transpose()), detail::vae::to_eigen(cov1),
+                            Eigen::VectorXd(detail::vae::to_eigen(mu2).transpose()), detail::vae::to_eigen(cov2));
+}
+
+// The same on tensors: x [N, d] -> [N] (or x [d] -> a scalar), mu [d], cov [d,d];
+// computed in double and returned in x's type.
+template <Real T>
+Tensor<T> gaussian_full_log_prob(const Tensor<T>& x, const Tensor<T>& mu, const Tensor<T>& cov) {
+    const bool ok = (x.rank() == 1 || x.rank() == 2) && mu.rank() == 1 && cov.rank() == 2;
+    EMBER_CHECK(ok, "gaussian_full_log_prob", "expected x [N,d] or [d], mu [d], cov [d,d]; got x ", x.shape().str(),
+                ", mu ", mu.shape().str(), ", cov ", cov.shape().str());
+    const Eigen::VectorXd lp = gaussian_full_log_prob(detail::vae::to_eigen(x),
+                                                      Eigen::VectorXd(detail::vae::to_eigen(mu).transpose()),
+                                                      detail::vae::to_eigen(cov));
+    Tensor<T> out = x.rank() == 1 ? Tensor<T>::empty(Shape{}) : Tensor<T>::empty(Shape{x.dim(0)});
+    for (Index i = 0; i < lp.size(); ++i) out.data()[i] = static_cast<T>(lp(i));
+    return out;
+}
+
+#if EMBER_HEADER_DEFINITIONS
 namespace detail::vae {
 
 // Cholesky factor of a covariance, after checking it is finite, square, symmetric (to
@@ -287,25 +345,10 @@ inline double log_det(const Eigen::LLT<Eigen::MatrixXd>& llt) {
     return 2.0 * llt.matrixLLT().diagonal().array().log().sum();  // L's diagonal, stored in place
 }
 
-template <Real T>
-Eigen::MatrixXd to_eigen(const Tensor<T>& t) {
-    const Tensor<T> c = t.contiguous();
-    const Index rows = t.rank() == 2 ? t.dim(0) : 1, cols = t.rank() == 0 ? 1 : t.dim(-1);
-    Eigen::MatrixXd m(rows, cols);
-    for (Index i = 0; i < rows; ++i)
-        for (Index j = 0; j < cols; ++j) m(i, j) = static_cast<double>(c.data()[i * cols + j]);
-    return m;
-}
-
 }  // namespace detail::vae
 
-// KL between two full-covariance Gaussians in d dimensions (MATH.md §8):
-//   KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
-// Through Cholesky factors Σ = L Lᵀ: tr(Σ₂⁻¹Σ₁) = ||L₂⁻¹L₁||²_F, the quadratic form is
-// ||L₂⁻¹(μ₂-μ₁)||², log det Σ = 2 Σ log L_ii; no inverse is formed. For evaluation and tests
-// (not differentiable). A covariance that is not symmetric positive definite is an error.
-inline double kl_gaussian_full(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& cov1, const Eigen::VectorXd& mu2,
-                               const Eigen::MatrixXd& cov2) {
+EMBER_INLINE double kl_gaussian_full(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& cov1,
+                                     const Eigen::VectorXd& mu2, const Eigen::MatrixXd& cov2) {
     const char* op = "kl_gaussian_full";
     const Index d = mu1.size();
     EMBER_CHECK(mu2.size() == d && cov1.rows() == d && cov1.cols() == d && cov2.rows() == d && cov2.cols() == d, op,
@@ -320,21 +363,8 @@ inline double kl_gaussian_full(const Eigen::VectorXd& mu1, const Eigen::MatrixXd
                   detail::vae::log_det(l1));
 }
 
-// The same on tensors: mu [d], cov [d,d] (float or double; computed in double).
-template <Real T>
-double kl_gaussian_full(const Tensor<T>& mu1, const Tensor<T>& cov1, const Tensor<T>& mu2, const Tensor<T>& cov2) {
-    const bool ok = mu1.rank() == 1 && mu2.rank() == 1 && cov1.rank() == 2 && cov2.rank() == 2;
-    EMBER_CHECK(ok, "kl_gaussian_full", "expected mu [d] and cov [d,d], got mu1 ", mu1.shape().str(), ", cov1 ",
-                cov1.shape().str(), ", mu2 ", mu2.shape().str(), ", cov2 ", cov2.shape().str());
-    return kl_gaussian_full(Eigen::VectorXd(detail::vae::to_eigen(mu1).transpose()), detail::vae::to_eigen(cov1),
-                            Eigen::VectorXd(detail::vae::to_eigen(mu2).transpose()), detail::vae::to_eigen(cov2));
-}
-
-// Full-covariance Gaussian log density of each row of x [N, d]:
-//   log N(x; μ, Σ) = -½[d log 2π + log det Σ + (x-μ)ᵀΣ⁻¹(x-μ)]   (via Σ = L Lᵀ).
-// For evaluation, e.g. the exact log p(x) of a linear-Gaussian model. Returns [N].
-inline Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, const Eigen::VectorXd& mu,
-                                              const Eigen::MatrixXd& cov) {
+EMBER_INLINE Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, const Eigen::VectorXd& mu,
+                                                    const Eigen::MatrixXd& cov) {
     const char* op = "gaussian_full_log_prob";
     const Index d = mu.size();
     EMBER_CHECK(x.cols() == d && cov.rows() == d && cov.cols() == d, op, "expected x [N,d], mu [d], cov [d,d]: got x [",
@@ -346,19 +376,25 @@ inline Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, const Ei
     return (-0.5 * (m.colwise().squaredNorm().array() + c)).matrix().transpose();
 }
 
-// The same on tensors: x [N, d] -> [N] (or x [d] -> a scalar), mu [d], cov [d,d];
-// computed in double and returned in x's type.
-template <Real T>
-Tensor<T> gaussian_full_log_prob(const Tensor<T>& x, const Tensor<T>& mu, const Tensor<T>& cov) {
-    const bool ok = (x.rank() == 1 || x.rank() == 2) && mu.rank() == 1 && cov.rank() == 2;
-    EMBER_CHECK(ok, "gaussian_full_log_prob", "expected x [N,d] or [d], mu [d], cov [d,d]; got x ", x.shape().str(),
-                ", mu ", mu.shape().str(), ", cov ", cov.shape().str());
-    const Eigen::VectorXd lp = gaussian_full_log_prob(detail::vae::to_eigen(x),
-                                                      Eigen::VectorXd(detail::vae::to_eigen(mu).transpose()),
-                                                      detail::vae::to_eigen(cov));
-    Tensor<T> out = x.rank() == 1 ? Tensor<T>::empty(Shape{}) : Tensor<T>::empty(Shape{x.dim(0)});
-    for (Index i = 0; i < lp.size(); ++i) out.data()[i] = static_cast<T>(lp(i));
-    return out;
-}
+#endif  // EMBER_HEADER_DEFINITIONS
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_VAE_INSTANCES(X, T) \
+    X template Var<T> reparameterize<T>(const Var<T>&, const Var<T>&, const Tensor<T>&); \
+    X template Var<T> reparameterize<T>(const Var<T>&, const Var<T>&, Generator&); \
+    X template Var<T> reparameterize<T>(const Var<T>&, const Var<T>&, Index, Generator&); \
+    X template Var<T> kl_normal_std<T>(const Var<T>&, const Var<T>&, int); \
+    X template Var<T> kl_normal_std_mean<T>(const Var<T>&, const Var<T>&, int); \
+    X template Var<T> kl_normal_std_sum<T>(const Var<T>&, const Var<T>&, int); \
+    X template Var<T> kl_normal_diag<T>(const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&, int); \
+    X template Var<T> bernoulli_log_prob<T>(const Var<T>&, const Var<T>&, int); \
+    X template Var<T> gaussian_log_prob<T>(const Var<T>&, const Var<T>&, const Var<T>&, int); \
+    X template Var<T> standard_normal_log_prob<T>(const Var<T>&, int); \
+    X template Var<T> elbo<T>(const Var<T>&, const Var<T>&, const Var<T>&, int); \
+    X template Var<T> iwae_log_weights<T>(const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&, int); \
+    X template Var<T> iwae_bound<T>(const Var<T>&, int); \
+    X template double kl_gaussian_full<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&); \
+    X template Tensor<T> gaussian_full_log_prob<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);
+EMBER_EXTERN_INSTANCES(EMBER_VAE_INSTANCES)
 
 }  // namespace ember

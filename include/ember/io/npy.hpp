@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "ember/core/error.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/shape.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/io/atomic_file.hpp"
@@ -555,5 +556,13 @@ std::vector<std::byte> npy_to_bytes(const Tensor<T>& tensor, DType dtype = dtype
     io_detail::write_npy(sink, tensor, dtype, io_detail::Where{"npy_to_bytes", "<memory>"});
     return std::move(sink.bytes);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_NPY_INSTANCES(X, T) \
+    X template Tensor<T> load_npy<T>(const std::filesystem::path&); \
+    X template Tensor<T> npy_from_bytes<T>(std::span<const std::byte>, std::string_view); \
+    X template void save_npy<T>(const std::filesystem::path&, const Tensor<T>&, DType); \
+    X template std::vector<std::byte> npy_to_bytes<T>(const Tensor<T>&, DType);
+EMBER_EXTERN_INSTANCES(EMBER_NPY_INSTANCES)
 
 }  // namespace ember

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "ember/core/error.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/shape.hpp"
 #include "ember/core/tensor.hpp"
 #include "ember/io/atomic_file.hpp"
@@ -567,5 +568,14 @@ std::vector<std::byte> safetensors_to_bytes(const std::vector<std::pair<std::str
     io_detail::write_safetensors(sink, tensors, metadata, dtype, io_detail::Where{"safetensors_to_bytes", "<memory>"});
     return std::move(sink.bytes);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SAFETENSORS_INSTANCES(X, T) \
+    X template Safetensors<T> load_safetensors<T>(const std::filesystem::path&); \
+    X template Safetensors<T> safetensors_from_bytes<T>(std::span<const std::byte>, std::string_view); \
+    X template void save_safetensors<T>(const std::filesystem::path&, const std::vector<std::pair<std::string, Tensor<T>>>&, const std::map<std::string, std::string>&, DType); \
+    X template void save_safetensors<T>(const std::filesystem::path&, const std::map<std::string, Tensor<T>>&, const std::map<std::string, std::string>&, DType); \
+    X template std::vector<std::byte> safetensors_to_bytes<T>(const std::vector<std::pair<std::string, Tensor<T>>>&, const std::map<std::string, std::string>&, DType);
+EMBER_EXTERN_INSTANCES(EMBER_SAFETENSORS_INSTANCES)
 
 }  // namespace ember

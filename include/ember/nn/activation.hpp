@@ -1,5 +1,6 @@
 #pragma once
 // Activation layers: parameter-free elementwise maps, each one fused expression node.
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 
 namespace ember::nn {
@@ -72,5 +73,18 @@ class ELU : public Activation<T, act::Elu> {
 public:
     explicit ELU(double alpha = 1.0) : Activation<T, act::Elu>(act::Elu{alpha}) {}
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_ACTIVATION_INSTANCES(X, T) \
+    X template class Activation<T, act::Relu>; \
+    X template class Activation<T, act::LeakyRelu>; \
+    X template class Activation<T, act::Elu>; \
+    X template class Activation<T, act::Tanh>; \
+    X template class Activation<T, act::Sigmoid>; \
+    X template class Activation<T, act::Softplus>; \
+    X template class Activation<T, act::Silu>; \
+    X template class LeakyReLU<T>; \
+    X template class ELU<T>;
+EMBER_EXTERN_INSTANCES(EMBER_ACTIVATION_INSTANCES)
 
 }  // namespace ember::nn

@@ -5,6 +5,7 @@
 //   ConvTranspose2d:  weight [in, out, k, k], bias [out]
 //   UpsampleConv2d:   weight [out, in, k, k], bias [out]: nn.Upsample(f) then nn.Conv2d with
 //                     "same" padding, computed by upsample_conv2d's phase decomposition
+#include "ember/core/instances.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"
 #include "ember/ops/conv.hpp"
@@ -112,5 +113,12 @@ private:
     Index in_, out_, k_;
     ConvTranspose2dOptions o_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_NN_CONV_INSTANCES(X, T) \
+    X template class Conv2d<T>; \
+    X template class UpsampleConv2d<T>; \
+    X template class ConvTranspose2d<T>;
+EMBER_EXTERN_INSTANCES(EMBER_NN_CONV_INSTANCES)
 
 }  // namespace ember::nn

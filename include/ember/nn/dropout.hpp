@@ -3,6 +3,7 @@
 // 1/(1-p) (so the expected output is the input); in evaluation, the identity. The mask
 // comes from the layer's own Generator, seeded at construction, so a run is reproducible
 // and a checkpoint can save where the stream is (generator().offset()).
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/nn/module.hpp"
 
@@ -27,5 +28,10 @@ private:
     double p_;
     Generator gen_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_DROPOUT_INSTANCES(X, T) \
+    X template class Dropout<T>;
+EMBER_EXTERN_INSTANCES(EMBER_DROPOUT_INSTANCES)
 
 }  // namespace ember::nn

@@ -2,6 +2,7 @@
 // Layers with a weight and an optional bias (Linear, Conv2d, ConvTranspose2d) share this
 // interface, so that a wrapper can transform the weight before the layer uses it:
 // spectral normalisation (spectral_norm.hpp) divides it by its largest singular value.
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 
 namespace ember::nn {
@@ -22,5 +23,10 @@ public:
 protected:
     Var<T> weight_, bias_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_LAYER_INSTANCES(X, T) \
+    X template class WeightedLayer<T>;
+EMBER_EXTERN_INSTANCES(EMBER_LAYER_INSTANCES)
 
 }  // namespace ember::nn

@@ -1,6 +1,7 @@
 #pragma once
 // Linear(in, out): y = x Wᵀ + b with W [out, in] and b [out], PyTorch's layout, for x of
 // shape [..., in]. Default initialisation as PyTorch's: W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
+#include "ember/core/instances.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"
 #include "ember/ops/linalg.hpp"
@@ -46,5 +47,10 @@ private:
 
     Index in_, out_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_LINEAR_INSTANCES(X, T) \
+    X template class Linear<T>;
+EMBER_EXTERN_INSTANCES(EMBER_LINEAR_INSTANCES)
 
 }  // namespace ember::nn

@@ -30,6 +30,7 @@
 
 #include "ember/autodiff/engine.hpp"
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 
 namespace ember::nn {
 
@@ -249,5 +250,10 @@ std::string call_string(const char* name, const A&... args) {
     return os.str();
 }
 }  // namespace detail
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_MODULE_INSTANCES(X, T) \
+    X template class Module<T>;
+EMBER_EXTERN_INSTANCES(EMBER_MODULE_INSTANCES)
 
 }  // namespace ember::nn

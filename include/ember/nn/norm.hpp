@@ -11,6 +11,7 @@
 #include <numeric>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/ops/batch_norm.hpp"
 #include "ember/ops/reduce.hpp"
@@ -157,5 +158,13 @@ private:
     double eps_;
     Var<T> weight_, bias_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_NORM_INSTANCES(X, T) \
+    X template class BatchNorm<T>; \
+    X template class BatchNorm1d<T>; \
+    X template class BatchNorm2d<T>; \
+    X template class LayerNorm<T>;
+EMBER_EXTERN_INSTANCES(EMBER_NORM_INSTANCES)
 
 }  // namespace ember::nn

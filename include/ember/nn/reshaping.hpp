@@ -3,6 +3,7 @@
 // average / max pooling.
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 #include "ember/ops/conv.hpp"
 #include "ember/ops/shape.hpp"
@@ -80,5 +81,14 @@ public:
 private:
     Index k_, s_, p_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_RESHAPING_INSTANCES(X, T) \
+    X template class Flatten<T>; \
+    X template class Reshape<T>; \
+    X template class Upsample<T>; \
+    X template class AvgPool2d<T>; \
+    X template class MaxPool2d<T>;
+EMBER_EXTERN_INSTANCES(EMBER_RESHAPING_INSTANCES)
 
 }  // namespace ember::nn

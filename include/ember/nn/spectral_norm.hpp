@@ -15,6 +15,7 @@
 
 #include <Eigen/Core>
 
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/nn/layer.hpp"
 #include "ember/ops/linalg.hpp"
@@ -104,5 +105,10 @@ template <Real T, class L>
 std::shared_ptr<SpectralNorm<T>> spectral_norm(std::shared_ptr<L> layer, Generator& gen, SpectralNormOptions o = {}) {
     return std::make_shared<SpectralNorm<T>>(std::move(layer), gen, o);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SPECTRAL_NORM_INSTANCES(X, T) \
+    X template class SpectralNorm<T>;
+EMBER_EXTERN_INSTANCES(EMBER_SPECTRAL_NORM_INSTANCES)
 
 }  // namespace ember::nn

@@ -12,6 +12,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 
@@ -169,5 +170,10 @@ BatchNormalized<T> batch_normalize(const Var<T>& x, double eps) {
     });
     return {out, mean_t, var_t};
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_BATCH_NORM_INSTANCES(X, T) \
+    X template BatchNormalized<T> batch_normalize<T>(const Var<T>&, double);
+EMBER_EXTERN_INSTANCES(EMBER_BATCH_NORM_INSTANCES)
 
 }  // namespace ember

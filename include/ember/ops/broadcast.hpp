@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "ember/autodiff/var.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/threading.hpp"
 
 namespace ember {
@@ -91,5 +92,11 @@ Var<T> sum_to(const Var<T>& x, const Shape& target) {
     return record("sum_to", detail::reduce_into<detail::AddCombine>(x.value(), target, "sum_to"), {x},
                   [from](const Var<T>& g, std::span<const bool>) { return std::vector<Var<T>>{expand(g, from)}; });
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_BROADCAST_INSTANCES(X, T) \
+    X template Var<T> expand<T>(const Var<T>&, const Shape&); \
+    X template Var<T> sum_to<T>(const Var<T>&, const Shape&);
+EMBER_EXTERN_INSTANCES(EMBER_BROADCAST_INSTANCES)
 
 }  // namespace ember

@@ -8,6 +8,7 @@
 #include <Eigen/Core>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/conv_chwn.hpp"
 #include "ember/ops/conv_direct.hpp"
 #include "ember/ops/gemm_panels.hpp"
@@ -550,5 +551,15 @@ Var<T> upsample2d(const Var<T>& x, Index factor) {
     g.weight = 1;
     return detail::window_spread(x, g, "upsample2d");
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CONV_INSTANCES(X, T) \
+    X template Var<T> conv2d<T>(const Var<T>&, const Var<T>&, const Var<T>&, Conv2dOptions); \
+    X template Var<T> conv2d_leaky_relu<T>(const Var<T>&, const Var<T>&, const Var<T>&, Conv2dOptions, double); \
+    X template Var<T> conv_transpose2d<T>(const Var<T>&, const Var<T>&, const Var<T>&, ConvTranspose2dOptions); \
+    X template Var<T> avg_pool2d<T>(const Var<T>&, Index, Index, Index); \
+    X template Var<T> max_pool2d<T>(const Var<T>&, Index, Index, Index); \
+    X template Var<T> upsample2d<T>(const Var<T>&, Index);
+EMBER_EXTERN_INSTANCES(EMBER_CONV_INSTANCES)
 
 }  // namespace ember

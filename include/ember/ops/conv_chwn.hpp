@@ -359,7 +359,7 @@ void pack_gradient_panel(const T* y, const T* h, T slope, Index rows, Index k0, 
     constexpr Index R = GemmTile<T>::rows, L = Batch::size;
     auto load = [](const T* from, Index n) {  // n <= L values, zeros after them
         if (n == L) return Batch::load_unaligned(from);
-        alignas(64) T tile[L] = {};
+        alignas(64) T tile[Batch::size] = {};
         std::copy_n(from, std::max(n, Index{0}), tile);
         return Batch::load_aligned(tile);
     };

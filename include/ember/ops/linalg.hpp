@@ -6,6 +6,7 @@
 
 #include <Eigen/Core>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/packed_weights.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
@@ -198,5 +199,11 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
     if (bias.defined()) return record("linear", std::move(Y), {x, weight, bias}, backward);
     return record("linear", std::move(Y), {x, weight}, backward);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_LINALG_INSTANCES(X, T) \
+    X template Var<T> matmul<T>(const Var<T>&, const Var<T>&); \
+    X template Var<T> linear<T>(const Var<T>&, const Var<T>&, const Var<T>&);
+EMBER_EXTERN_INSTANCES(EMBER_LINALG_INSTANCES)
 
 }  // namespace ember

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/ops/shape.hpp"
 
 namespace ember {
@@ -172,5 +173,17 @@ EMBER_EXPR_REDUCTION(min)
 EMBER_EXPR_REDUCTION(logsumexp)
 EMBER_EXPR_REDUCTION(norm2)
 #undef EMBER_EXPR_REDUCTION
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_REDUCE_INSTANCES(X, T) \
+    X template Var<T> sum<T>(const Var<T>&, std::optional<int>, bool); \
+    X template Var<T> mean<T>(const Var<T>&, std::optional<int>, bool); \
+    X template Var<T> max<T>(const Var<T>&, std::optional<int>, bool); \
+    X template Var<T> min<T>(const Var<T>&, std::optional<int>, bool); \
+    X template Var<T> logsumexp<T>(const Var<T>&, std::optional<int>, bool); \
+    X template Var<T> var<T>(const Var<T>&, std::optional<int>, bool, int); \
+    X template Var<T> norm2<T>(const Var<T>&, std::optional<int>, bool); \
+    X template std::vector<Index> argmax<T>(const Tensor<T>&, int);
+EMBER_EXTERN_INSTANCES(EMBER_REDUCE_INSTANCES)
 
 }  // namespace ember

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/broadcast.hpp"
 
 namespace ember {
@@ -185,5 +186,18 @@ Tensor<T> one_hot(const std::vector<Index>& labels, Index classes) {
     }
     return out;
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SHAPE_INSTANCES(X, T) \
+    X template Var<T> reshape<T>(const Var<T>&, const Shape&); \
+    X template Var<T> flatten<T>(const Var<T>&, int); \
+    X template Var<T> transpose<T>(const Var<T>&, int, int); \
+    X template Var<T> slice<T>(const Var<T>&, int, Index, Index, Index); \
+    X template Var<T> concat<T>(const std::vector<Var<T>>&, int); \
+    X template Var<T> take<T>(const Var<T>&, IndexList, const Shape&); \
+    X template Var<T> put_add<T>(const Var<T>&, IndexList, const Shape&); \
+    X template Var<T> index_select<T>(const Var<T>&, const std::vector<Index>&); \
+    X template Tensor<T> one_hot<T>(const std::vector<Index>&, Index);
+EMBER_EXTERN_INSTANCES(EMBER_SHAPE_INSTANCES)
 
 }  // namespace ember

@@ -13,6 +13,7 @@
 // the interleave below with its adjoint), so the result is twice differentiable.
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/conv.hpp"
 
 namespace ember {
@@ -127,5 +128,10 @@ Var<T> upsample_conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias
     const Var<T> phases = conv2d(x, reshape(taps, Shape{f * f * O, C, t, t}), Var<T>{}, Conv2dOptions{.padding = pg.pad});
     return detail::add_channel_bias(detail::phase_interleave(phases, pg, xs[2], xs[3]), bias, O, "upsample_conv2d");
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_UPSAMPLE_CONV_INSTANCES(X, T) \
+    X template Var<T> upsample_conv2d<T>(const Var<T>&, const Var<T>&, const Var<T>&, Index);
+EMBER_EXTERN_INSTANCES(EMBER_UPSAMPLE_CONV_INSTANCES)
 
 }  // namespace ember

@@ -13,6 +13,7 @@
 #include <array>
 #include <cmath>
 
+#include "ember/core/instances.hpp"
 #include "ember/optim/optimizer.hpp"
 
 namespace ember {
@@ -111,5 +112,13 @@ public:
     explicit AdamW(std::vector<Var<T>> params, AdamWOptions options = {})
         : detail::AdamFamily<T, AdamWOptions, true>("AdamW", std::move(params), options) {}
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_ADAM_INSTANCES(X, T) \
+    X template class detail::AdamFamily<T, AdamOptions, false>; \
+    X template class detail::AdamFamily<T, AdamWOptions, true>; \
+    X template class Adam<T>; \
+    X template class AdamW<T>;
+EMBER_EXTERN_INSTANCES(EMBER_ADAM_INSTANCES)
 
 }  // namespace ember

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 
 namespace ember {
@@ -98,5 +99,10 @@ private:
     std::int64_t count_ = 0;
     std::vector<std::pair<Tensor<T>, Tensor<T>>> params_, buffers_;  // (average, model) storage handles
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_AVERAGE_INSTANCES(X, T) \
+    X template class ExponentialMovingAverage<T>;
+EMBER_EXTERN_INSTANCES(EMBER_AVERAGE_INSTANCES)
 
 }  // namespace ember

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/core/instances.hpp"
 
 namespace ember {
 
@@ -113,5 +114,12 @@ template <Real T>
 void clip_grad_value_(std::initializer_list<Var<T>> params, double clip_value) {
     clip_grad_value_(std::vector<Var<T>>(params), clip_value);
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CLIP_INSTANCES(X, T) \
+    X template double detail::total_grad_norm<T>(const std::vector<Var<T>>&, double); \
+    X template double clip_grad_norm_<T>(const std::vector<Var<T>>&, double, ClipNormOptions); \
+    X template void clip_grad_value_<T>(const std::vector<Var<T>>&, double);
+EMBER_EXTERN_INSTANCES(EMBER_CLIP_INSTANCES)
 
 }  // namespace ember

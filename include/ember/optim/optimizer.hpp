@@ -18,8 +18,9 @@
 #include <utility>
 #include <vector>
 
-#include "ember/autodiff/var.hpp"
 #include "ember/autodiff/expr_node.hpp"
+#include "ember/autodiff/var.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/threading.hpp"
 
 namespace ember {
@@ -217,5 +218,10 @@ inline void check_nonnegative(const char* op, const char* what, double v) {
     EMBER_CHECK(v >= 0, op, what, " must be >= 0, got ", v);  // also rejects NaN
 }
 }  // namespace detail
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_OPTIMIZER_INSTANCES(X, T) \
+    X template class Optimizer<T>;
+EMBER_EXTERN_INSTANCES(EMBER_OPTIMIZER_INSTANCES)
 
 }  // namespace ember

@@ -7,6 +7,7 @@
 //   b   = momentum·b + d / avg  (momentum > 0)            state "momentum_buffer" (starts at 0)
 //   p   = p − lr·b              (momentum > 0)   or   p = p − lr·d / avg
 // eps is added outside the square root, as in PyTorch (TensorFlow adds it inside).
+#include "ember/core/instances.hpp"
 #include "ember/optim/optimizer.hpp"
 
 namespace ember {
@@ -73,5 +74,10 @@ private:
 
     RMSpropOptions opts_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_RMSPROP_INSTANCES(X, T) \
+    X template class RMSprop<T>;
+EMBER_EXTERN_INSTANCES(EMBER_RMSPROP_INSTANCES)
 
 }  // namespace ember

@@ -6,6 +6,7 @@
 //   b = momentum·b + (1 − dampening)·d          afterwards,
 //   p = p − lr·(d + momentum·b)    with Nesterov, else   p = p − lr·b,
 // and without momentum simply p = p − lr·d. The buffer is state "momentum_buffer".
+#include "ember/core/instances.hpp"
 #include "ember/optim/optimizer.hpp"
 
 namespace ember {
@@ -66,5 +67,10 @@ private:
 
     SGDOptions opts_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SGD_INSTANCES(X, T) \
+    X template class SGD<T>;
+EMBER_EXTERN_INSTANCES(EMBER_SGD_INSTANCES)
 
 }  // namespace ember

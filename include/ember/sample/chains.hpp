@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/ops/packed_weights.hpp"
 #include "ember/sample/adapt.hpp"
@@ -217,5 +218,10 @@ private:
         std::int64_t nonfinite = 0, steps = 0;
     };
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CHAINS_INSTANCES(X, T) \
+    X template class Chains<T>;
+EMBER_EXTERN_INSTANCES(EMBER_CHAINS_INSTANCES)
 
 }  // namespace ember::sample

@@ -16,14 +16,24 @@
 // the 2M half-chains of n = ⌊S/2⌋ draws, R̂ = sqrt(((n-1)/n W + B/n) / W). Near 1 when the
 // chains agree with each other and with their own two halves; above 1.01-1.1 means not
 // yet mixed.
+#include "ember/core/instances.hpp"
+#include "ember/core/tensor.hpp"
+
+#if EMBER_HEADER_DEFINITIONS
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <vector>
-
-#include "ember/core/tensor.hpp"
+#endif
 
 namespace ember::sample {
+
+// Effective sample size of the draws in traces [chains, draws] (at least 4 draws).
+EMBER_INLINE double ess(const Tensor<double>& traces);
+// Split R̂ of traces [chains, draws] (at least 4 draws per chain).
+EMBER_INLINE double rhat(const Tensor<double>& traces);
+
+#if EMBER_HEADER_DEFINITIONS
 
 namespace detail {
 using TraceMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
@@ -52,8 +62,7 @@ inline Variances variances(const TraceMatrix& m) {
 }
 }  // namespace detail
 
-// Effective sample size of the draws in traces [chains, draws] (at least 4 draws).
-inline double ess(const Tensor<double>& traces) {
+EMBER_INLINE double ess(const Tensor<double>& traces) {
     const detail::TraceMatrix m = detail::trace_matrix(traces, "ess", 4);
     const Index chains = m.rows(), n = m.cols();
     const detail::Variances v = detail::variances(m);
@@ -98,8 +107,7 @@ inline double ess(const Tensor<double>& traces) {
     return std::min(total / tau, total * std::log10(total));
 }
 
-// Split R̂ of traces [chains, draws] (at least 4 draws per chain).
-inline double rhat(const Tensor<double>& traces) {
+EMBER_INLINE double rhat(const Tensor<double>& traces) {
     const detail::TraceMatrix m = detail::trace_matrix(traces, "rhat", 4);
     const Index half = m.cols() / 2;
     detail::TraceMatrix split(2 * m.rows(), half);
@@ -112,5 +120,6 @@ inline double rhat(const Tensor<double>& traces) {
     const double n = static_cast<double>(half);
     return std::sqrt(((n - 1) / n * v.within + v.between_over_n) / v.within);
 }
+#endif  // EMBER_HEADER_DEFINITIONS
 
 }  // namespace ember::sample

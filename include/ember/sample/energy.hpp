@@ -17,6 +17,7 @@
 
 #include "ember/autodiff/anomaly.hpp"
 #include "ember/autodiff/engine.hpp"
+#include "ember/core/instances.hpp"
 #include "ember/core/threading.hpp"
 #include "ember/energy/contrastive.hpp"
 #include "ember/ops/packed_weights.hpp"
@@ -174,5 +175,10 @@ EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, con
     });
     return out;
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SAMPLE_ENERGY_INSTANCES(X, T) \
+    X template EnergyGrad<T> energy_and_grad<T>(const EnergyFn<T>&, const Tensor<T>&, const char*, bool);
+EMBER_EXTERN_INSTANCES(EMBER_SAMPLE_ENERGY_INSTANCES)
 
 }  // namespace ember::sample

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/sample/chains.hpp"
 
 namespace ember::sample {
@@ -62,5 +63,10 @@ protected:
 private:
     int leapfrog_steps_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_HMC_INSTANCES(X, T) \
+    X template class Hmc<T>;
+EMBER_EXTERN_INSTANCES(EMBER_HMC_INSTANCES)
 
 }  // namespace ember::sample

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/sample/chains.hpp"
 
 namespace ember::sample {
@@ -111,5 +112,14 @@ protected:
     }
     double default_target() const override { return 0.574; }
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_LANGEVIN_INSTANCES(X, T) \
+    X template Tensor<T> detail::langevin_proposal<T>(const Tensor<T>&, const Tensor<T>&, double, Generator&); \
+    X template std::vector<double> mala_log_accept_ratio<T>(const Tensor<T>&, const EnergyGrad<T>&, const Tensor<T>&, const EnergyGrad<T>&, double); \
+    X template std::vector<double> mala_log_accept_ratio<T>(const EnergyFn<T>&, const Tensor<T>&, const Tensor<T>&, double); \
+    X template class Langevin<T>; \
+    X template class Mala<T>;
+EMBER_EXTERN_INSTANCES(EMBER_LANGEVIN_INSTANCES)
 
 }  // namespace ember::sample

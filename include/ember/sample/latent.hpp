@@ -10,6 +10,7 @@
 //   sample::Mala<float> mala(uz, normal<float>(Shape{64, 64}, gen));
 #include <functional>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/reduce.hpp"
 #include "ember/ops/shape.hpp"
 #include "ember/sample/energy.hpp"
@@ -32,5 +33,10 @@ EnergyFn<T> latent_energy(std::function<Var<T>(const Var<T>&)> generator, Energy
         return Var<T>(u + T(0.5) * sum(Var<T>(flat * flat), 1));
     };
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_LATENT_INSTANCES(X, T) \
+    X template EnergyFn<T> latent_energy<T>(std::function<Var<T>(const Var<T>&)>, EnergyFn<T>, bool);
+EMBER_EXTERN_INSTANCES(EMBER_LATENT_INSTANCES)
 
 }  // namespace ember::sample

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/sample/energy.hpp"
 
@@ -112,5 +113,10 @@ private:
     double reinit_prob_;
     Tensor<T> store_;
 };
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_REPLAY_BUFFER_INSTANCES(X, T) \
+    X template class ReplayBuffer<T>;
+EMBER_EXTERN_INSTANCES(EMBER_REPLAY_BUFFER_INSTANCES)
 
 }  // namespace ember::sample

@@ -13,6 +13,7 @@
 #include <limits>
 #include <mutex>
 
+#include "ember/core/instances.hpp"
 #include "ember/ops/packed_weights.hpp"
 #include "ember/sample/energy.hpp"
 
@@ -95,5 +96,10 @@ Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions&
     if (stats && o.steps > 0) stats->mean_grad_norm = grad_norm_sum / o.steps;
     return cur;
 }
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_SGLD_INSTANCES(X, T) \
+    X template Tensor<T> sgld<T>(const EnergyFn<T>&, const Tensor<T>&, const SgldOptions&, Generator&, SgldStats*);
+EMBER_EXTERN_INSTANCES(EMBER_SGLD_INSTANCES)
 
 }  // namespace ember::sample

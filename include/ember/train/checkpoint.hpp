@@ -31,6 +31,7 @@
 #include <utility>
 #include <vector>
 
+#include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/io/safetensors.hpp"
 #include "ember/nn/module.hpp"
@@ -84,93 +85,11 @@ public:
 
     // Writes the file atomically, with `extra` as additional metadata (for people: the
     // command line, the date ...; load() ignores it).
-    void save(const std::filesystem::path& path, const std::map<std::string, std::string>& extra = {}) const {
-        std::vector<std::pair<std::string, Tensor<T>>> out;
-        std::map<std::string, std::string> meta = extra;
-        meta["format"] = "ember-checkpoint-1";
-        for (const auto& [name, t] : tensors_) out.emplace_back(name, t);
-        for (const auto& o : optimizers_) {
-            meta[o.prefix + ".lr"] = format_double(o.opt->lr());
-            for (std::size_t i = 0; i < o.names.size(); ++i) {
-                const ParamState<T>& s = o.opt->state()[i];
-                meta[o.names[i] + ".step"] = std::to_string(s.step);
-                for (const auto& [key, t] : s.buffers) out.emplace_back(o.names[i] + "." + key, t);
-            }
-        }
-        for (const auto& [key, g] : generators_) {
-            meta[key + ".seed"] = std::to_string(g->seed());
-            meta[key + ".offset"] = std::to_string(g->offset());
-        }
-        for (const auto& [key, v] : integers_) meta[key] = std::to_string(*v);
-        for (const auto& [key, v] : doubles_) meta[key] = format_double(*v);
-        save_safetensors(path, out, meta);
-    }
+    void save(const std::filesystem::path& path, const std::map<std::string, std::string>& extra = {}) const;
 
     // Restores everything registered from `path`; throws ember::Error (and changes nothing)
     // when the file is unreadable or does not match.
-    void load(const std::filesystem::path& path) {
-        const Safetensors<T> file = load_safetensors<T>(path);
-        const std::string where = "load checkpoint " + path.string();
-        auto tensor = [&](const std::string& name, const Shape& shape) -> const Tensor<T>& {
-            const auto it = file.tensors.find(name);
-            EMBER_CHECK(it != file.tensors.end(), where.c_str(), "no tensor '", name, "' (a checkpoint of another model?)");
-            EMBER_CHECK(it->second.shape() == shape, where.c_str(), "'", name, "' has shape ", it->second.shape().str(),
-                        " but the model's is ", shape.str());
-            return it->second;
-        };
-        auto meta = [&](const std::string& key) -> const std::string& {
-            const auto it = file.metadata.find(key);
-            EMBER_CHECK(it != file.metadata.end(), where.c_str(), "no metadata '", key, "'");
-            return it->second;
-        };
-
-        // 1. Check and collect everything.
-        std::vector<std::function<void()>> writes;
-        for (const auto& [name, dst] : tensors_) {
-            const Tensor<T>& src = tensor(name, dst.shape());
-            writes.push_back([dst, src] { dst.copy_from(src.contiguous()); });
-        }
-        for (const auto& o : optimizers_) {
-            const double lr = parse<double>(meta(o.prefix + ".lr"), where, o.prefix + ".lr");
-            std::vector<ParamState<T>> states(o.names.size());
-            for (std::size_t i = 0; i < o.names.size(); ++i) {
-                states[i].step = parse<std::int64_t>(meta(o.names[i] + ".step"), where, o.names[i] + ".step");
-                const std::string stem = o.names[i] + ".";
-                const Shape& shape = o.opt->params()[i].shape();
-                for (const auto& [name, t] : file.tensors) {
-                    if (!name.starts_with(stem)) continue;
-                    const std::string key = name.substr(stem.size());
-                    if (key.find('.') != std::string::npos) continue;  // a deeper name, not a state key
-                    states[i].set(key, tensor(name, shape).contiguous().clone());
-                }
-            }
-            Optimizer<T>* opt = o.opt;
-            writes.push_back([opt, lr, states = std::move(states)]() mutable {
-                opt->set_lr(lr);
-                opt->state() = std::move(states);
-            });
-        }
-        for (const auto& [key, g] : generators_) {
-            const auto seed = parse<std::uint64_t>(meta(key + ".seed"), where, key + ".seed");
-            const auto offset = parse<std::uint64_t>(meta(key + ".offset"), where, key + ".offset");
-            Generator* gen = g;
-            writes.push_back([gen, seed, offset] {
-                *gen = Generator(seed);
-                gen->set_offset(offset);
-            });
-        }
-        for (const auto& [key, v] : integers_) {
-            const auto value = parse<std::int64_t>(meta(key), where, key);
-            writes.push_back([v = v, value] { *v = value; });
-        }
-        for (const auto& [key, v] : doubles_) {
-            const auto value = parse<double>(meta(key), where, key);
-            writes.push_back([v = v, value] { *v = value; });
-        }
-        // 2. Apply.
-        NoGrad no_grad;
-        for (auto& w : writes) w();
-    }
+    void load(const std::filesystem::path& path);
 
 private:
     struct OptimizerEntry {
@@ -205,5 +124,98 @@ private:
     std::vector<std::pair<std::string, std::int64_t*>> integers_;
     std::vector<std::pair<std::string, double*>> doubles_;
 };
+
+template <Real T>
+void Checkpoint<T>::save(const std::filesystem::path& path, const std::map<std::string, std::string>& extra) const {
+    std::vector<std::pair<std::string, Tensor<T>>> out;
+    std::map<std::string, std::string> meta = extra;
+    meta["format"] = "ember-checkpoint-1";
+    for (const auto& [name, t] : tensors_) out.emplace_back(name, t);
+    for (const auto& o : optimizers_) {
+        meta[o.prefix + ".lr"] = format_double(o.opt->lr());
+        for (std::size_t i = 0; i < o.names.size(); ++i) {
+            const ParamState<T>& s = o.opt->state()[i];
+            meta[o.names[i] + ".step"] = std::to_string(s.step);
+            for (const auto& [key, t] : s.buffers) out.emplace_back(o.names[i] + "." + key, t);
+        }
+    }
+    for (const auto& [key, g] : generators_) {
+        meta[key + ".seed"] = std::to_string(g->seed());
+        meta[key + ".offset"] = std::to_string(g->offset());
+    }
+    for (const auto& [key, v] : integers_) meta[key] = std::to_string(*v);
+    for (const auto& [key, v] : doubles_) meta[key] = format_double(*v);
+    save_safetensors(path, out, meta);
+}
+
+template <Real T>
+void Checkpoint<T>::load(const std::filesystem::path& path) {
+    const Safetensors<T> file = load_safetensors<T>(path);
+    const std::string where = "load checkpoint " + path.string();
+    auto tensor = [&](const std::string& name, const Shape& shape) -> const Tensor<T>& {
+        const auto it = file.tensors.find(name);
+        EMBER_CHECK(it != file.tensors.end(), where.c_str(), "no tensor '", name, "' (a checkpoint of another model?)");
+        EMBER_CHECK(it->second.shape() == shape, where.c_str(), "'", name, "' has shape ", it->second.shape().str(),
+                    " but the model's is ", shape.str());
+        return it->second;
+    };
+    auto meta = [&](const std::string& key) -> const std::string& {
+        const auto it = file.metadata.find(key);
+        EMBER_CHECK(it != file.metadata.end(), where.c_str(), "no metadata '", key, "'");
+        return it->second;
+    };
+
+    // 1. Check and collect everything.
+    std::vector<std::function<void()>> writes;
+    for (const auto& [name, dst] : tensors_) {
+        const Tensor<T>& src = tensor(name, dst.shape());
+        writes.push_back([dst = dst, src] { dst.copy_from(src.contiguous()); });
+    }
+    for (const auto& o : optimizers_) {
+        const double lr = parse<double>(meta(o.prefix + ".lr"), where, o.prefix + ".lr");
+        std::vector<ParamState<T>> states(o.names.size());
+        for (std::size_t i = 0; i < o.names.size(); ++i) {
+            states[i].step = parse<std::int64_t>(meta(o.names[i] + ".step"), where, o.names[i] + ".step");
+            const std::string stem = o.names[i] + ".";
+            const Shape& shape = o.opt->params()[i].shape();
+            for (const auto& [name, t] : file.tensors) {
+                if (!name.starts_with(stem)) continue;
+                const std::string key = name.substr(stem.size());
+                if (key.find('.') != std::string::npos) continue;  // a deeper name, not a state key
+                states[i].set(key, tensor(name, shape).contiguous().clone());
+            }
+        }
+        Optimizer<T>* opt = o.opt;
+        writes.push_back([opt, lr, states = std::move(states)]() mutable {
+            opt->set_lr(lr);
+            opt->state() = std::move(states);
+        });
+    }
+    for (const auto& [key, g] : generators_) {
+        const auto seed = parse<std::uint64_t>(meta(key + ".seed"), where, key + ".seed");
+        const auto offset = parse<std::uint64_t>(meta(key + ".offset"), where, key + ".offset");
+        Generator* gen = g;
+        writes.push_back([gen, seed, offset] {
+            *gen = Generator(seed);
+            gen->set_offset(offset);
+        });
+    }
+    for (const auto& [key, v] : integers_) {
+        const auto value = parse<std::int64_t>(meta(key), where, key);
+        writes.push_back([v = v, value] { *v = value; });
+    }
+    for (const auto& [key, v] : doubles_) {
+        const auto value = parse<double>(meta(key), where, key);
+        writes.push_back([v = v, value] { *v = value; });
+    }
+    // 2. Apply.
+    NoGrad no_grad;
+    for (auto& w : writes) w();
+}
+
+// What ember::compiled instantiates for float and double (core/instances.hpp).
+#define EMBER_CHECKPOINT_INSTANCES(X, T) \
+    X template class Checkpoint<T>;
+EMBER_EXTERN_INSTANCES(EMBER_CHECKPOINT_INSTANCES)
 
 }  // namespace ember
