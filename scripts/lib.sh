@@ -11,7 +11,7 @@ EMBER_SCRIPT_NAME="scripts/$(basename "$0")"
 
 # Debian packages needed to build ember, its tests, examples and benchmarks.
 EMBER_APT_PACKAGES=(
-  build-essential cmake ccache
+  build-essential cmake ninja-build ccache
   libeigen3-dev libxsimd-dev zlib1g-dev  # ember's own dependencies
   doctest-dev libbenchmark-dev           # tests / benchmarks
   libstb-dev libcli11-dev                # examples (PNG output, command lines)

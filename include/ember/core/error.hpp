@@ -4,6 +4,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 
 namespace ember {
@@ -15,11 +16,18 @@ public:
 
 namespace detail {
 template <class... Parts>
-[[noreturn]] inline void fail(const char* op, Parts&&... parts) {
+[[noreturn, gnu::cold]] void fail_with(const char* op, const Parts&... parts) {
     std::ostringstream os;
     os << op << ": ";
-    (os << ... << std::forward<Parts>(parts));
+    (os << ... << parts);
     throw Error(os.str());
+}
+// The message is formatted by one function per list of decayed part types: a string
+// literal is a `const char*` whatever its length, so the checks of a program share a few
+// dozen formatters instead of compiling one per call site.
+template <class... Parts>
+[[noreturn]] inline void fail(const char* op, const Parts&... parts) {
+    fail_with<std::decay_t<const Parts&>...>(op, parts...);
 }
 }  // namespace detail
 

@@ -14,6 +14,7 @@
 #include <mutex>
 
 #include "ember/core/instances.hpp"
+#include "ember/core/random.hpp"
 #include "ember/ops/packed_weights.hpp"
 #include "ember/sample/energy.hpp"
 
