@@ -31,7 +31,7 @@ void BM_GanMlpStep(benchmark::State& st) {
     }
 }
 
-// Latent-space sampling through the GAN's nets (the MEG picture, MATH.md §7): chains in z
+// Latent-space sampling through the GAN's nets (the MEG picture; Kumar et al. 2019, §4): chains in z
 // (batch 64, latent 64) on U_z(z) = -D(G(z)) + ½||z||². One step = one energy-and-gradient
 // evaluation through G and D (the gradient at the current state is kept from the last
 // step) plus the proposal; MALA adds the accept test. The chains are split into one group
