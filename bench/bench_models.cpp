@@ -78,8 +78,8 @@ void BM_SgldConvStep(benchmark::State& st) {
 }
 
 // examples/ebgan_mnist's training step (common/ebgan_nets.hpp): conv auto-encoder energy and
-// conv generator as in seed 002, one D step on a real and a generated batch, one G step
-// with the pulling-away term, batch 64; 12.7 GFLOP.
+// conv generator as in PyTorch-GAN's EBGAN, one D step on a real and a generated batch, one
+// G step with the pulling-away term, batch 64; 12.7 GFLOP.
 void BM_EbganStep(benchmark::State& st) {
     set_num_threads(threads());
     Generator g(1);

@@ -181,8 +181,8 @@ def sgld_step():
 
 results["BM_SgldConvStep"] = timed(sgld_step, reps=max(REPS, 30), warmup=5)
 
-# examples/ebgan_mnist's training step (examples/common/ebgan_nets.hpp): seed 002's conv
-# auto-encoder energy and conv generator, batch 64, 12.7 GFLOP. Real and fake go through
+# examples/ebgan_mnist's training step (examples/common/ebgan_nets.hpp): PyTorch-GAN's EBGAN
+# conv auto-encoder energy and conv generator, batch 64, 12.7 GFLOP. Real and fake go through
 # the auto-encoder in separate passes (it has BatchNorm), the auto-encoder is frozen in the
 # G step, foreach Adam as above. BatchNorm eps at PyTorch's default, as ember_examples::Ebgan.
 torch.manual_seed(0)

@@ -1,4 +1,4 @@
-// Normalising flows (include/ember/flow/; MATH.md §6).
+// Normalising flows (include/ember/flow/; docs/math.md §6).
 //
 // Every step, and every composed flow, is checked in double on small inputs for
 //  - invertibility: inverse(forward(x)) = x;

@@ -39,7 +39,7 @@ std::vector<double> ref_map(const std::vector<double>& v, F f) {
     return o;
 }
 
-// Direct computations of the estimators' formulas (MATH.md §2) on joint and marginal scores.
+// Direct computations of the estimators' formulas (docs/math.md §2) on joint and marginal scores.
 struct Reference {
     std::vector<double> joint, marg;
     double jsd() const {

@@ -1,4 +1,4 @@
-// VAE maths (include/ember/info/vae.hpp; MATH.md §5, §8).
+// VAE maths (include/ember/info/vae.hpp; docs/math.md §5, §8).
 //
 // Closed forms are checked three ways: against a direct evaluation of the formula in
 // scalar code, against Monte-Carlo averages, and against identities that hold exactly.

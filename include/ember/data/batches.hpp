@@ -145,7 +145,7 @@ Tensor<T> binarize(const Tensor<T>& unit, Generator& gen) {
     const Tensor<T> u = uniform<T>(unit.shape(), gen);
     return Tensor<T>(u < unit);
 }
-// Uniform dequantisation (MATH.md §6): (pixel + u) / 256 with u ~ U[0, 1), in [0, 1).
+// Uniform dequantisation (docs/math.md §6): (pixel + u) / 256 with u ~ U[0, 1), in [0, 1).
 // In float, 255 + u rounds to 256 when u is within 2^-17 of 1; the result is kept below 1
 // so that a logit of it stays finite.
 template <Real T>

@@ -1,6 +1,6 @@
 #pragma once
 // f-divergences and their variational (Fenchel-dual) bounds, as used by f-GAN (Nowozin,
-// Cseke & Tomioka 2016; seed 004; MATH.md §4).
+// Cseke & Tomioka 2016; docs/math.md §4).
 //
 //   D_f(P||Q) = ∫ q(x) f(p(x)/q(x)) dx  >=  sup_T E_P[T(x)] - E_Q[f*(T(x))],
 //

@@ -1,11 +1,11 @@
 #pragma once
-// GAN losses (MATH.md §4): the classic minimax game from logits, its non-saturating
+// GAN losses (docs/math.md §4): the classic minimax game from logits, its non-saturating
 // generator loss, the Wasserstein critic with weight clipping, and the hinge loss. All in
 // namespace ember::gan; every loss is a batch mean over all elements of its inputs (one
 // value per sample, or per patch for a patch discriminator).
 //
 // Classic GAN with logits a (D = σ(a)): log D = log σ(a) = -sp(-a) and log(1 - D) =
-// log σ(-a) = -sp(a), with sp the stable softplus max(a,0) + log1p(e^{-|a|}) (MATH.md §8),
+// log σ(-a) = -sp(a), with sp the stable softplus max(a,0) + log1p(e^{-|a|}) (docs/math.md §8),
 // so no loss ever takes the log of a probability that rounded to 0 or 1. The value
 // V(D,G) = E_p log D(x) + E_z log(1 - D(G(z))) is -discriminator_loss; at the optimal
 // discriminator D* = p/(p+q) it equals 2·JSD(p||q) - log 4.
@@ -92,7 +92,7 @@ Var<T> hinge_generator_loss(const Var<T>& d_fake) {
     return Var<T>(-mean(d_fake));
 }
 
-// Weight clipping (WGAN, Arjovsky et al. 2017; seed 004): clamps every element of every
+// Weight clipping (WGAN, Arjovsky et al. 2017): clamps every element of every
 // parameter to [-c, c], in place, after each critic step; the crude way to keep the critic
 // K-Lipschitz. Like the WGAN reference code it clips all parameters (weights and biases).
 // Runs under NoGrad and records nothing; NaN stays NaN (as torch.clamp_).

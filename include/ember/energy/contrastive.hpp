@@ -1,6 +1,6 @@
 #pragma once
 // The contrastive loss that trains an energy-based model q_θ(x) = exp(-U_θ(x)) / Z_θ, and
-// the energy-magnitude regulariser (MATH.md §1).
+// the energy-magnitude regulariser (docs/math.md §1).
 //
 // The gradient of the negative log-likelihood is a positive phase minus a negative phase,
 //   ∇_θ E_p[-log q_θ(x)] = E_p[∇_θ U_θ(x)] - E_{q_θ}[∇_θ U_θ(x)],

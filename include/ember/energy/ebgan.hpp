@@ -1,5 +1,5 @@
 #pragma once
-// Energy-based GAN (Zhao, Mathieu & LeCun 2017; seed 002; MATH.md §3). The discriminator
+// Energy-based GAN (Zhao, Mathieu & LeCun 2017; docs/math.md §3). The discriminator
 // is an auto-encoder whose reconstruction error is the energy: low on data, pushed up to a
 // margin m on generated samples. The generator lowers the energy of its samples and, with
 // the pulling-away term, keeps their codes from collapsing onto one direction.
@@ -48,13 +48,13 @@ Var<T> ebgan_discriminator_loss(const Var<T>& d_real, const Var<T>& d_fake, doub
     return Var<T>(mean(dr) + mean(margin_hinge(d_fake, margin)));
 }
 
-// Pulling-away term (the paper's formula; MATH.md §3) on codes S [B, ...] (flattened to
+// Pulling-away term (the paper's formula; docs/math.md §3) on codes S [B, ...] (flattened to
 // [B, K] per sample):
 //   f_PT(S) = 1/(B(B-1)) Σ_i Σ_{j≠i} (S_iᵀS_j / (||S_i|| ||S_j||))²,
 // the mean squared cosine similarity over ordered pairs of distinct samples, in [0, 1].
-// (Seed 002's code sums the un-squared cosine matrix including its diagonal; that is not
-// the paper's term: its diagonal adds the constant B and unsquared cosines of opposite
-// sign cancel.) Computed as C = Ŝ Ŝᵀ with unit rows Ŝ_i = S_i / max(||S_i||, 1e-12), then
+// (PyTorch-GAN's EBGAN code sums the un-squared cosine matrix including its diagonal;
+// that is not the paper's term: its diagonal adds the constant B and unsquared cosines of
+// opposite sign cancel.) Computed as C = Ŝ Ŝᵀ with unit rows Ŝ_i = S_i / max(||S_i||, 1e-12), then
 // Σ over the off-diagonal of C², with the diagonal masked out exactly (not subtracted,
 // which would leave rounding noise in the value and gradient). A zero code row therefore
 // has cosine 0 with every other row instead of 0/0. Needs B >= 2.

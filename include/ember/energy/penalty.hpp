@@ -1,5 +1,5 @@
 #pragma once
-// Gradient penalties (MATH.md §1): regularisers on the gradient of an energy or critic with
+// Gradient penalties (docs/math.md §1): regularisers on the gradient of an energy or critic with
 // respect to its INPUT, ∇_x f(x), which are then minimised with respect to the network's
 // parameters. Their gradient in the parameters is a mixed second derivative, so ∇_x f is
 // taken with grad(..., {.create_graph = true}): the penalty is an ordinary Var on the
@@ -78,8 +78,9 @@ void check_pair(const Var<T>& a, const Var<T>& b, const char* op) {
 }
 }  // namespace detail
 
-// Zero-centred gradient penalty on real data (seed 001; "R1"): λ E_p ||∇_x U(x)||², the
-// batch mean over x_real of the squared gradient norm. It pushes the energy surface to be
+// Zero-centred gradient penalty on real data ("R1", Mescheder et al. 2018):
+// λ E_p ||∇_x U(x)||², the batch mean over x_real of the squared gradient norm (their γ/2
+// is λ). It pushes the energy surface to be
 // flat at the data, which stabilises energy and GAN training. Smooth everywhere.
 //   Var<float> loss = energy::contrastive_loss(U, x, x_neg) + energy::r1_penalty(U, x, 10.0);
 template <Real T, class F>

@@ -4,7 +4,7 @@
 // vocab.hpp, so the same rule drives the fused backward kernel and, over Var, the
 // recorded backward that gradients of gradients differentiate. A rule receives the
 // operands, the op's output `y` and the incoming gradient `g`, and returns g * ∂y/∂x.
-// Forward forms follow the stable primitives of MATH.md §8.
+// Forward forms follow the stable primitives of docs/math.md §8.
 #include <cmath>
 
 #include "ember/expr/vocab.hpp"

@@ -3,7 +3,7 @@
 // elementwise invertible map of the other half (m = 0), so the Jacobian is triangular
 // and its determinant is a product of diagonal terms, whatever the network `net` is.
 //
-// AffineCoupling (RealNVP, Dinh et al. 2017; MATH.md §6). With h = net(m ⊙ x), whose
+// AffineCoupling (RealNVP, Dinh et al. 2017; docs/math.md §6). With h = net(m ⊙ x), whose
 // channels (axis 1) are 2C: the first C raw log-scales h_s, the last C raw shifts h_t,
 //   s = (1 - m) ⊙ scale · tanh(h_s)     log-scale, |s| ≤ |scale| (a learned [C] vector)
 //   t = (1 - m) ⊙ h_t                   shift

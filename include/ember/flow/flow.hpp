@@ -1,5 +1,5 @@
 #pragma once
-// Normalising flows (MATH.md §6), in namespace ember::flow; see docs/flows.md.
+// Normalising flows (docs/math.md §6), in namespace ember::flow; see docs/flows.md.
 //   step.hpp               FlowStep: forward_and_logdet(x) -> {y, logdet [N]}, inverse(y)
 //   sequence.hpp           Flow: a sequence of steps, log_prob(x), sample(n, gen, temperature)
 //   coupling.hpp           AffineCoupling (RealNVP), AdditiveCoupling (NICE)

@@ -1,5 +1,5 @@
 #pragma once
-// Image preprocessing and evaluation for flows (MATH.md §6).
+// Image preprocessing and evaluation for flows (docs/math.md §6).
 //
 // Uniform dequantisation. A density on 8-bit pixels k ∈ {0..255}^D is degenerate for a
 // continuous model (it could put unbounded density on the grid points); adding uniform

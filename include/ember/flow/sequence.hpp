@@ -1,6 +1,6 @@
 #pragma once
 // Flow: a sequence of invertible steps f = f_K ∘ … ∘ f_1 over a standard normal base
-// density (MATH.md §6):
+// density (docs/math.md §6):
 //   forward_and_logdet(x) = (z, Σ_k logdet_k)      z = f(x), per-sample sums [N]
 //   inverse(z)            = f_1⁻¹(…f_K⁻¹(z))
 //   log_prob(x)           = log N(f(x); 0, I) + Σ_k log|det ∂f_k|        [N]

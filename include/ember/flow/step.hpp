@@ -1,5 +1,5 @@
 #pragma once
-// The interface of one invertible step of a normalising flow (MATH.md §6).
+// The interface of one invertible step of a normalising flow (docs/math.md §6).
 //
 // A flow maps data x to a latent z = f(x) = f_K(...f_1(x)) whose density is simple; by the
 // change of variables

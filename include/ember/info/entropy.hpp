@@ -1,5 +1,5 @@
 #pragma once
-// Differential entropies for evaluating generators (MATH.md §8), in nats:
+// Differential entropies for evaluating generators (docs/math.md §8), in nats:
 //   * Gaussian closed forms H(N(μ, Σ)) = ½ log det(2πe Σ): diagonal (differentiable, any
 //     batch shape) and full covariance (Cholesky through Eigen);
 //   * the Kozachenko-Leonenko k-nearest-neighbour estimator for samples of an unknown

@@ -1,5 +1,5 @@
 #pragma once
-// Information-theoretic objectives (MATH.md §2, §8), in namespace ember::info:
+// Information-theoretic objectives (docs/math.md §2, §8), in namespace ember::info:
 //   mi.hpp      mutual-information estimators over critic scores (JSD, DV, MINE, NWJ,
 //               InfoNCE, JSD-then-NWJ), Barber-Agakov bound, joint/marginal pair helpers
 //   meg.hpp     the maximum-entropy generator's loss E[U(G(z))] - β Î(G(z); z)

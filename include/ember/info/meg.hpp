@@ -1,5 +1,5 @@
 #pragma once
-// The maximum-entropy generator (MEG, Kumar et al. 2019; MATH.md §2, seeds 000 and 001).
+// The maximum-entropy generator (MEG, Kumar et al. 2019; docs/math.md §2).
 //
 // A generator G trained as a sampler of the energy model q_θ(x) = e^{-U(x)}/Z minimises
 //   KL(q_φ || q_θ) = E_z[U(G(z))] - H(q_φ) + log Z_θ,
@@ -7,9 +7,10 @@
 // the generator's loss is the energy of its samples minus an MI estimate:
 //   L_G = E_z[U(G(z))] - β Î(G(z); z).
 // Î comes from any estimator of mi.hpp on a critic T(G(z), z) trained alongside (MEG uses
-// jsd: joint pairs (G(z_i), z_i), marginal pairs (G(z_i), z_π(i))). Seed 000's generator
-// loss -I_JSD(G(Z), Z) + E_z[D(G(z))] is this with β = 1; the energy U itself is trained
-// with L_U = mean U(x) - mean U(G(z)) plus a gradient penalty (MATH.md §1).
+// jsd: joint pairs (G(z_i), z_i), marginal pairs (G(z_i), z_π(i))). The generator loss
+// -I_JSD(G(Z), Z) + E_z[D(G(z))] of Tintin's note "Energy-based GAN" is this with β = 1;
+// the energy U itself is trained with L_U = mean U(x) - mean U(G(z)) plus a gradient
+// penalty (docs/math.md §1).
 //
 //   Var<float> u = energy(G(z));                                        // [B] or [B,1]
 //   Var<float> mi = info::jsd(info::score_matrix(g(G(z)), h(z)));       // scalar

@@ -1,5 +1,5 @@
 #pragma once
-// Mutual-information estimators over the scores of a critic T(x, z) (MATH.md §2).
+// Mutual-information estimators over the scores of a critic T(x, z) (docs/math.md §2).
 //
 // Each estimator is a lower bound (or, for JSD, a monotone surrogate) on I(X; Z) that the
 // critic maximises; every function returns the quantity to MAXIMISE, as a scalar Var built
@@ -183,7 +183,7 @@ Var<T> all_pairs(const Var<T>& x, const Var<T>& z) {
 
 // ---- estimators -------------------------------------------------------------------------
 
-// Jensen-Shannon estimator (Deep InfoMax, Hjelm et al. 2019; the one MEG uses, MATH.md §2):
+// Jensen-Shannon estimator (Deep InfoMax, Hjelm et al. 2019; the one MEG uses, docs/math.md §2):
 //   Î_JSD = E_joint[-sp(-T)] - E_marg[sp(T)].
 // Not a bound on I itself but a monotone surrogate: it is 2·JSD(p(x,z) || p(x)p(z)) - log 4
 // at its optimum T* = log p(x,z)/(p(x)p(z)), whose gradients are bounded and low-variance
@@ -344,7 +344,7 @@ private:
     std::int64_t updates_ = 0;
 };
 
-// ---- Barber-Agakov / InfoGAN latent reconstruction (MATH.md §2, seed 001) ---------------
+// ---- Barber-Agakov / InfoGAN latent reconstruction (docs/math.md §2) ---------------------
 
 // E_i ||z_i - ẑ_i||², the squared error summed over each sample's features and averaged
 // over the batch, with ẑ = E(G(z)) the encoder's reconstruction of the latent. Minimising

@@ -1,6 +1,6 @@
 #pragma once
-// The mathematics of variational auto-encoders (MATH.md §5) and the Gaussian closed forms
-// used to test and evaluate them (MATH.md §8).
+// The mathematics of variational auto-encoders (docs/math.md §5) and the Gaussian closed forms
+// used to test and evaluate them (docs/math.md §8).
 //
 //   log p(x) = ELBO + KL(q(z|x) || p(z|x)),   ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))
 //
@@ -98,7 +98,7 @@ Var<T> sum_event(const Var<T>& v, int event_dims, const char* op) {
 
 // ---- sampling ---------------------------------------------------------------------------
 
-// Reparameterised sample z = μ + exp(½·logvar) ⊙ ε (MATH.md §5): z is a differentiable
+// Reparameterised sample z = μ + exp(½·logvar) ⊙ ε (docs/math.md §5): z is a differentiable
 // function of μ and logvar, so a Monte-Carlo estimate of E_q[f(z)] has a gradient with
 // respect to the encoder. This overload takes the noise ε: either μ's shape (one sample per
 // input) or [K, ...μ's shape] (K samples; the result is then [K, B, d]).
@@ -138,7 +138,7 @@ Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Index K, Generator
 
 // ---- KL divergences between diagonal Gaussians --------------------------------------------
 
-// KL(N(μ, σ²) || N(0, I)) per sample (MATH.md §5):
+// KL(N(μ, σ²) || N(0, I)) per sample (docs/math.md §5):
 //   -½ Σ_j (1 + logvar_j - μ_j² - exp(logvar_j)) = ½ Σ_j (μ_j² + expm1(logvar_j) - logvar_j).
 // The expm1 form is the same number without the cancellation of exp(l) - 1 near l = 0.
 // mu and logvar must have the same shape; [B, d] -> [B].
@@ -181,7 +181,7 @@ Var<T> kl_normal_diag(const Var<T>& mu1, const Var<T>& logvar1, const Var<T>& mu
 
 // ---- log-likelihoods (per sample) --------------------------------------------------------
 
-// Bernoulli decoder with logits a (MATH.md §5): log p(x|z) = Σ x·a - sp(a), sp = softplus.
+// Bernoulli decoder with logits a (docs/math.md §5): log p(x|z) = Σ x·a - sp(a), sp = softplus.
 // Computed as -Σ [x·sp(-a) + (1-x)·sp(a)], the same function for every real x (because
 // sp(a) - sp(-a) = a) without the cancellation of x·a against sp(a): for x ∈ {0, 1} each
 // term is a single softplus, accurate to the last bit even at |a| = 100 and never inf/NaN
@@ -219,7 +219,7 @@ Var<T> standard_normal_log_prob(const Var<T>& z, int event_dims = 1) {
 
 // ---- bounds on log p(x) ------------------------------------------------------------------
 
-// ELBO per sample (MATH.md §5): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), with the KL in
+// ELBO per sample (docs/math.md §5): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), with the KL in
 // closed form (kl_normal_std) and the expectation estimated by the decoder's
 // log-likelihood at reparameterised samples: `log_px_given_z` is [B] for one sample per
 // input, or [K, B] for K samples (averaged over K). mu, logvar: the encoder's outputs for
@@ -254,7 +254,7 @@ Var<T> iwae_log_weights(const Var<T>& log_px_given_z, const Var<T>& z, const Var
     return Var<T>(log_px_given_z + standard_normal_log_prob(z, event_dims) - log_qz);
 }
 
-// Importance-weighted bound (IWAE, Burda et al. 2016; MATH.md §5):
+// Importance-weighted bound (IWAE, Burda et al. 2016; docs/math.md §5):
 //   IWAE_K = log (1/K) Σ_k exp(log w_k) = logsumexp_k(log w_k) - log K,
 // with the K log-weights along `axis` (default 0: [K, B] -> [B]). logsumexp subtracts the
 // maximum, so weights like exp(-1000) do not underflow. E[IWAE_K] <= log p(x), increases
@@ -269,7 +269,7 @@ Var<T> iwae_bound(const Var<T>& log_w, int axis = 0) {
 
 // ---- full-covariance Gaussians (evaluation; double precision, no autodiff) ----------------
 
-// KL between two full-covariance Gaussians in d dimensions (MATH.md §8):
+// KL between two full-covariance Gaussians in d dimensions (docs/math.md §8):
 //   KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
 // Through Cholesky factors Σ = L Lᵀ: tr(Σ₂⁻¹Σ₁) = ||L₂⁻¹L₁||²_F, the quadratic form is
 // ||L₂⁻¹(μ₂-μ₁)||², log det Σ = 2 Σ log L_ii; no inverse is formed. For evaluation and tests

@@ -82,7 +82,7 @@ Var<T> min(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim
     return detail::extreme<detail::MinCombine>(x, axis, keepdim, "min");
 }
 
-// log Σ exp(x), computed with the maximum subtracted (MATH.md §8).
+// log Σ exp(x), computed with the maximum subtracted (docs/math.md §8).
 template <Real T>
 Var<T> logsumexp(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "logsumexp");

@@ -1,5 +1,5 @@
 #pragma once
-// What every sampler needs from an energy (MATH.md §7): per-chain energies U(x_i) and their
+// What every sampler needs from an energy (docs/math.md §7): per-chain energies U(x_i) and their
 // gradients ∇U(x_i) at a batch of chain states x [N, ...] (N chains), the gradients from
 // the autodiff.
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Langevin samplers (MATH.md §7) for a density ∝ exp(-U(x)), all chains in one batch.
+// Langevin samplers (docs/math.md §7) for a density ∝ exp(-U(x)), all chains in one batch.
 //
 // Unadjusted Langevin (ULA):  x' = x - (ε/2) ∇U(x) + √ε ξ,  ξ ~ N(0, I).
 //   Every proposal is taken, so the chain is biased by O(ε): on N(0, σ²) its stationary
@@ -9,7 +9,8 @@
 //   min(1, exp(U(x) - U(x') + log q(x | x') - log q(x' | x))),
 //   log q(b | a) = -||b - a + (ε/2) ∇U(a)||² / (2ε),
 // independently per chain, which makes the target exactly stationary. The proposal is not
-// symmetric, so both q terms are needed (seed 001's ratio has q(z̃_t) where q(z_t) belongs).
+// symmetric, so both q terms are needed (Su Jianlin's note on GANs from the energy viewpoint
+// writes q(z̃_t) in the ratio where q(z_t) belongs; docs/math.md §7).
 // Warm-up adapts ε toward an acceptance of 0.574, optimal for MALA in high dimension
 // (Roberts and Rosenthal 1998).
 #include <cmath>

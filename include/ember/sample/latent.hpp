@@ -1,5 +1,5 @@
 #pragma once
-// Sampling in a generator's latent space (seed 001, MATH.md §7): the data-space energy U
+// Sampling in a generator's latent space (docs/math.md §7): the data-space energy U
 // pulled back through the generator G,
 //   U_z(z) = U(G(z))            or, with the prior,   U_z(z) = U(G(z)) + ½||z||²,
 // so that exp(-U_z) ∝ exp(-U(G(z))) N(z; 0, I) when the prior is on. Any sampler runs on

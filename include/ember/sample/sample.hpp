@@ -1,5 +1,5 @@
 #pragma once
-// Samplers for densities ∝ exp(-U(x)) on any energy (MATH.md §7), in namespace
+// Samplers for densities ∝ exp(-U(x)) on any energy (docs/math.md §7), in namespace
 // ember::sample: unadjusted Langevin and MALA, HMC, SGLD with a replay buffer, latent-space
 // energies through a generator, step-size adaptation, and ESS / R̂ diagnostics.
 #include "ember/sample/adapt.hpp"

@@ -1,6 +1,6 @@
 #pragma once
 // Stochastic-gradient Langevin dynamics as energy-based models are trained with it
-// (IGEBM, Du and Mordatch 2019; JEM, Grathwohl et al. 2020), MATH.md §7:
+// (IGEBM, Du and Mordatch 2019; JEM, Grathwohl et al. 2020), docs/math.md §7:
 //   x ← clamp(x - α clip(∇U(x)) + σ ξ),  ξ ~ N(0, I),  K times,
 // with the step α and the noise σ set separately (σ = √(2α) would be Langevin proper; EBM
 // practice uses far less noise, so these chains are a short-run optimiser with noise, not
