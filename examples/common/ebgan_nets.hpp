@@ -1,12 +1,10 @@
 #pragma once
-// The EBGAN of examples/ebgan_mnist.cpp (Zhao, Mathieu & LeCun 2017; seed 002; MATH.md §3),
-// shared with bench/bench_models.cpp so that the benchmark times exactly the example's
-// training step (bench/torch_bench.py has the same step in PyTorch).
+// The networks of examples/ebgan_mnist.cpp (Zhao, Mathieu & LeCun 2017; docs/math.md §3), whose
+// train_step bench/bench_models.cpp times beside the same step in PyTorch (bench/torch_bench.py).
 //
-// Architecture: seed 002's (PyTorch-GAN's EBGAN), for 28x28 images in [-1, 1], with the
-// generator's two 3x3 convolutions at half the seed's width (128->64 and 64->32 instead of
-// 128->128 and 128->64), so that one training step is 12.7 GFLOP (about the 12.4 the
-// issue's PyTorch timing was taken at) instead of 35.0:
+// Architecture: PyTorch-GAN's EBGAN, for 28x28 images in [-1, 1], with the generator's two
+// 3x3 convolutions at half that code's width (128->64 and 64->32 instead of 128->128 and
+// 128->64), so that one training step is 12.7 GFLOP instead of 35.0:
 //
 //   G: z (62) -> Linear -> 128x7x7 -> Upsample 2 -> Conv3x3 128->64 -> BN -> LeakyReLU(0.2)
 //                                  -> Upsample 2 -> Conv3x3 64->32  -> BN -> LeakyReLU(0.2)
@@ -14,29 +12,20 @@
 //   D, an auto-encoder:
 //     Enc: x -> Conv3x3 stride 2 1->64 -> ReLU -> Linear 64·14·14 -> 32          (the code S)
 //     Dec: S -> BN -> ReLU -> Linear 32 -> 64·14·14 -> BN -> ReLU -> Upsample 2 -> Conv3x3 64->1
-//   BatchNorm with PyTorch's default eps 1e-5. The seed's code writes BatchNorm2d(C, 0.8),
+//   BatchNorm with PyTorch's default eps 1e-5. The reference code writes BatchNorm2d(C, 0.8),
 //   which passes 0.8 as eps (momentum was surely meant); EbganOptions::bn_eps = 0.8 restores it.
 //   Each "Upsample 2 -> Conv3x3" is one nn::UpsampleConv2d: the same function and parameters,
 //   computed as four 2x2 convolutions of the small image (ember/ops/upsample_conv.hpp), which
 //   needs 0.44-0.51x of the multiply-adds that the FLOP count below (and PyTorch) spends.
 //   Adam (lr 2e-4, betas 0.5 / 0.999) for both, PyTorch's default initialisation.
 //
-// The energy is the reconstruction error, D(x) = (1/784) ||Dec(Enc(x)) - x||² per sample.
-// One training step on real images x and noise z (all from ember/energy/ebgan.hpp):
-//   fake = G(z)
-//   D step:  L_D = E_x[D(x)] + E_z[m - D(fake)]_+           fake detached, margin m
-//   G step:  L_G = E_z[D(fake)] + λ_PT f_PT(Enc(fake))       through the updated D, frozen
-// Real and fake go through D in separate passes, as in the seed: D has BatchNorm, and one
-// pass over [real; fake] would normalise them with shared batch statistics.
-//
-// FLOPs of one step at batch 64 (2 per multiply-add; the convolutions and linear layers):
+// FLOPs of one training step at batch 64 (2 per multiply-add; the convolutions and linear layers):
 //   G forward 29.5 M multiply-adds per image -> 3.78 GFLOP per batch, and its backward
 //   (input and weight gradients) twice that: 11.3 GFLOP for G in all.
 //   D forward 1.37 M multiply-adds per image; the D step does 2 batches forward and
 //   backward (weights and activations, 1.03 GFLOP), the G step one batch forward and
 //   backward to its input only (D frozen, 0.35 GFLOP). Total 12.7 GFLOP per step.
 #include <ember/ember.hpp>
-#include <functional>
 
 namespace ember_examples {
 
@@ -44,19 +33,12 @@ struct EbganOptions {
     ember::Index latent = 62;  // PyTorch-GAN's latent size for EBGAN
     double lr = 2e-4;
     double beta1 = 0.5, beta2 = 0.999;
-    double margin = 1.0;     // m: the seed's max(1, batch/64) for batch 64
+    double margin = 1.0;     // m: the reference code's max(1, batch/64) for batch 64
     double lambda_pt = 0.1;  // the paper's weight of the pulling-away term
-    // eps of the BatchNorms after the convolutions and the code. The seed's code passes 0.8
+    // eps of the BatchNorms after the convolutions and the code. The reference code passes 0.8
     // (BatchNorm2d(C, 0.8), which PyTorch reads as eps, not momentum); with it the generator
     // collapses to one image within 300 steps (docs/results.md), with PyTorch's 1e-5 it does not.
     double bn_eps = 1e-5;
-};
-
-struct EbganLosses {
-    float d = 0, g = 0;
-    float d_real = 0;  // mean energy (reconstruction error) of the real batch
-    float d_fake = 0;  // mean energy of the generated batch, before the D step
-    float pt = 0;      // the pulling-away term f_PT of the generated batch's codes
 };
 
 // The discriminator: an auto-encoder whose children are the encoder ("enc", to the code S)
@@ -78,7 +60,7 @@ public:
     using Var = ember::Var<float>;
     using Tensor = ember::Tensor<float>;
 
-    Ebgan(ember::Generator& init, EbganOptions o = {}) : o_(o) {
+    Ebgan(ember::Generator& init, EbganOptions o = {}) : options(o) {
         namespace nn = ember::nn;
         const nn::BatchNormOptions bn{.eps = o.bn_eps};
         const nn::Conv2dOptions same{.padding = 1};
@@ -101,7 +83,7 @@ public:
         dec.add<nn::BatchNorm1d>(32, bn);
         dec.add<nn::ReLU>();
         dec.add<nn::Linear>(32, 64 * 14 * 14, init);
-        dec.add<nn::BatchNorm1d>(64 * 14 * 14);  // the seed's default eps here
+        dec.add<nn::BatchNorm1d>(64 * 14 * 14);  // PyTorch's default eps here, as in the reference code
         dec.add<nn::ReLU>();
         dec.add<nn::Reshape>(std::vector<ember::Index>{64, 14, 14});
         dec.add<nn::UpsampleConv2d>(2, 64, 1, 3, init);
@@ -120,44 +102,6 @@ public:
         return {ember::energy::autoencoder_energy(x, (*D.dec)(code)), code};
     }
 
-    // One D step and one G step; `real` is [B,1,28,28] in [-1, 1], `z` is [B, latent].
-    EbganLosses step(const Tensor& real, const Tensor& z) {
-        const ember::Index B = real.dim(0);
-        EMBER_CHECK(real.shape() == (ember::Shape{B, 1, 28, 28}) && z.shape() == (ember::Shape{B, o_.latent}), "Ebgan::step",
-                    "expected real [B,1,28,28] and z [B,", o_.latent, "], got ", real.shape().str(), " and ",
-                    z.shape().str());
-        EbganLosses out;
-        const Var fake = G(Var(z));
-
-        // D step: real energies down, generated ones up to the margin.
-        const Var d_real = energy(Var(real)).energy;
-        const Var d_fake = energy(fake.detach()).energy;
-        const Var loss_d = ember::energy::ebgan_discriminator_loss(d_real, d_fake, o_.margin);
-        opt_D->zero_grad();
-        ember::backward(loss_d);
-        if (before_update) before_update(D);
-        opt_D->step();
-        out.d = loss_d.item();
-        out.d_real = ember::mean(d_real.value()).item();
-        out.d_fake = ember::mean(d_fake.value()).item();
-
-        // G step through the updated D, whose parameters are frozen meanwhile.
-        D.requires_grad(false);
-        const Energy e = energy(fake);
-        const Var loss_g = ember::energy::ebgan_generator_loss(e.energy, e.code, o_.lambda_pt);
-        opt_G->zero_grad();
-        ember::backward(loss_g);
-        if (before_update) before_update(G);
-        opt_G->step();
-        D.requires_grad(true);
-        out.g = loss_g.item();
-        {
-            ember::NoGrad no_grad;
-            out.pt = ember::energy::pulling_away(Var(e.code.value())).item();
-        }
-        return out;
-    }
-
     // Images from noise z, in [-1, 1], without a graph, in evaluation mode (BatchNorm with
     // its running statistics; Module::infer).
     Tensor sample(const Tensor& z) { return G.infer(z); }
@@ -165,10 +109,7 @@ public:
     ember::nn::Sequential<float> G;
     AutoEncoder D;
     std::unique_ptr<ember::Adam<float>> opt_G, opt_D;
-    std::function<void(ember::nn::Module<float>&)> before_update;
-
-private:
-    EbganOptions o_;
+    EbganOptions options;
 };
 
 }  // namespace ember_examples

@@ -37,6 +37,7 @@ struct ExampleOptions {
     int threads = 0;                   // 0: all hardware threads
     ember::Index n_samples = 1000;     // rows of samples.npy
     bool resume = false, quick = false;
+    std::string command;               // the command line, as the run's summary records it
 };
 
 // Registers the flags every example has, with the values already in `o` as defaults.
@@ -84,6 +85,13 @@ inline ember::Dataset dataset_of(const ExampleOptions& o) {
 // 0..255 (ember::scale_to_unit / scale_to_symmetric rescale them), with labels.
 inline ember::ImageSet load_images(const ExampleOptions& o, bool train) {
     return ember::load_image_set(ember::find_dataset(dataset_of(o), o.data), train);
+}
+
+// Standard normal noise [n, dim] from a generator of its own seeded with `seed`: the same z
+// on every call (the z of the pictures drawn every epoch, and of the final samples).
+inline ember::Tensor<float> fixed_noise(ember::Index n, ember::Index dim, std::uint64_t seed) {
+    ember::Generator g(seed);
+    return ember::normal<float>(ember::Shape{n, dim}, g);
 }
 
 // samples.png (a 10x10 grid of the first 100 images, fewer if there are fewer) and
