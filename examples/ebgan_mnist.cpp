@@ -71,7 +71,7 @@ struct Options : ember_examples::ExampleOptions {
 };
 
 int train(Options& o) {
-    EMBER_CHECK(o.batch >= 2, o.name.c_str(), "--batch must be at least 2 (the pulling-away term needs pairs), got ", o.batch);
+    EMBER_CHECK(o.batch >= 2, "--batch", "must be at least 2 (the pulling-away term needs pairs), got ", o.batch);
     const ember::ImageSet data = ember_examples::load_images(o, true);
     ember::BatchIterator<float> batches(ember::scale_to_symmetric(data.images),  // [-1, 1], as G's Tanh
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});

@@ -15,15 +15,16 @@
 //
 // SAMPLES.npy: float32, shape [N,1,28,28] or [N,784], values in [0,1] (what every example
 // writes as samples.npy).
-#include <CLI/CLI.hpp>
 
 #include <array>
 #include <cstdio>
 #include <ember/ember.hpp>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "common/example.hpp"
+#include "common/flags.hpp"
 #include "common/quality.hpp"
 
 namespace fs = std::filesystem;
@@ -82,21 +83,20 @@ int main(int argc, char** argv) {
     std::string samples;
     bool reference = false;
     Index n_reference = 1000;
-    CLI::App app{"evaluate: class histogram, KL to uniform, confidence and Frechet distance of generated digits"};
-    app.add_option("samples", samples, "samples.npy: float32 [N,1,28,28] or [N,784] in [0,1]");
-    app.add_option("--classifier", o.classifier,
-                   "classifier checkpoint from classifier_mnist (default: out/classifier_<dataset>/classifier.safetensors)");
-    app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))->capture_default_str();
-    app.add_option("--data", o.data, "directory with the IDX files (default: $EMBER_DATA, then the standard places)");
-    app.add_option("--threads", o.threads, "threads (default: all)")->check(CLI::PositiveNumber);
-    app.add_flag("--reference-test", reference, "also evaluate the first N test images themselves (a sanity check)");
-    app.add_option("--n", n_reference, "images for --reference-test (default: as many as SAMPLES has, else 1000)")
-        ->check(CLI::Range(Index{2}, Index{10000}));
-    try {
-        app.parse(argc, argv);
-        if (samples.empty() && !reference) throw CLI::ValidationError("samples", "give SAMPLES.npy or --reference-test");
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
+    ember_examples::Flags flags("evaluate: class histogram, KL to uniform, confidence and Frechet distance of generated digits");
+    flags.positional("samples", samples, "samples.npy: float32 [N,1,28,28] or [N,784] in [0,1]");
+    flags.add("--classifier", o.classifier,
+              "classifier checkpoint from classifier_mnist (default: out/classifier_<dataset>/classifier.safetensors)");
+    flags.choice("--dataset", o.dataset, {"mnist", "fashion"}, "mnist or fashion");
+    flags.add("--data", o.data, "directory with the IDX files (default: $EMBER_DATA, then the standard places)");
+    flags.add("--threads", o.threads, "threads (default: all)", ember_examples::Check::positive);
+    flags.flag("--reference-test", reference, "also evaluate the first N test images themselves (a sanity check)");
+    flags.add("--n", n_reference, "images for --reference-test (default: as many as SAMPLES has, else 1000)",
+              ember_examples::Check::range(2, 10000));
+    if (const std::optional<int> exit = flags.parse(argc, argv)) return *exit;
+    if (samples.empty() && !reference) {
+        std::fprintf(stderr, "evaluate: give SAMPLES.npy or --reference-test (--help lists the flags)\n");
+        return 2;
     }
     if (o.classifier.empty()) o.classifier = "out/classifier_" + o.dataset + "/classifier.safetensors";
 
@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
                     static_cast<long long>(test.n));
         if (x.defined()) print(samples, ember_examples::sample_quality(net, x, test), x.dim(0), test.n);
         if (reference) {
-            if (app.count("--n") == 0 && x.defined()) n_reference = std::min<Index>(x.dim(0), test01.dim(0));
+            if (!flags.given("--n") && x.defined()) n_reference = std::min<Index>(x.dim(0), test01.dim(0));
             const Tensor<float> real = test01.slice(0, 0, n_reference).contiguous();
             print("reference: the first " + std::to_string(n_reference) + " test images",
                   ember_examples::sample_quality(net, real, test), n_reference, test.n);

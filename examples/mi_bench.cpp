@@ -27,7 +27,6 @@
 // (per level: the mean of each estimate over the level's last 20% of steps), and
 // mi_bench.png (exponential moving averages of the estimates, span 100 steps, against the
 // true MI; Poole et al. plot the same smoothing).
-#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -38,6 +37,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "common/flags.hpp"
 
 namespace fs = std::filesystem;
 using ember::Index;
@@ -235,30 +236,17 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
     Options o;
-    CLI::App app{"mi_bench: mutual-information estimators on correlated Gaussians (Poole et al. 2019)"};
-    app.add_option("--steps-per-level", o.steps_per_level, "training steps at each true MI (2, 4, 6, 8, 10 nats)")
-        ->check(CLI::PositiveNumber)
-        ->capture_default_str();
-    app.add_option("--batch", o.batch, "batch size B (InfoNCE is capped at log B)")->check(CLI::Range(2, 4096))->capture_default_str();
-    app.add_option("--critic", o.critic, "separable (g(x)ᵀh(y)) or concat (MLP([x, y]) on all B² pairs)")
-        ->check(CLI::IsMember({"separable", "concat"}))
-        ->capture_default_str();
-    app.add_option("--hidden", o.hidden, "hidden units of each critic tower (or of the concat MLP)")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--lr", o.lr, "Adam learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--seed", o.seed, "random seed (initialisation, data)")->capture_default_str();
-    app.add_option("--threads", o.threads, "threads for ember's kernels and GEMM")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--out", o.out, "output directory")->capture_default_str();
-    app.add_flag("--quick", o.quick, "200 steps per level, for smoke tests (an explicit --steps-per-level wins)");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
-    if (o.quick && app.count("--steps-per-level") == 0) o.steps_per_level = 200;
-    try {
-        return run(o);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "mi_bench: %s\n", e.what());
-        return 1;
-    }
+    ember_examples::Flags flags("mi_bench: mutual-information estimators on correlated Gaussians (Poole et al. 2019)");
+    using ember_examples::Check;
+    flags.add("--steps-per-level", o.steps_per_level, "training steps at each true MI (2, 4, 6, 8, 10 nats)", Check::positive);
+    flags.add("--batch", o.batch, "batch size B (InfoNCE is capped at log B)", Check::range(2, 4096));
+    flags.choice("--critic", o.critic, {"separable", "concat"}, "separable (g(x)ᵀh(y)) or concat (MLP([x, y]) on all B² pairs)");
+    flags.add("--hidden", o.hidden, "hidden units of each critic tower (or of the concat MLP)", Check::positive);
+    flags.add("--lr", o.lr, "Adam learning rate", Check::positive);
+    flags.add("--seed", o.seed, "random seed (initialisation, data)");
+    flags.add("--threads", o.threads, "threads for ember's kernels and GEMM", Check::positive);
+    flags.add("--out", o.out, "output directory");
+    flags.flag("--quick", o.quick, "200 steps per level, for smoke tests (an explicit --steps-per-level wins)");
+    flags.quick_default("--steps-per-level", o.steps_per_level, decltype(o.steps_per_level){200});
+    return flags.run(argc, argv, "mi_bench", o.quick, [&] { return run(o); });
 }

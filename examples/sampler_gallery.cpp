@@ -21,7 +21,6 @@
 //
 //   sampler_gallery [--chains N] [--warmup N] [--steps N] [--leapfrog L] [--seed S]
 //                   [--threads T] [--out DIR] [--quick]
-#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -30,6 +29,8 @@
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "common/flags.hpp"
 
 namespace fs = std::filesystem;
 using ember::Index;
@@ -237,31 +238,18 @@ int run(const Options& o) {
 
 int main(int argc, char** argv) {
     Options o;
-    CLI::App app{"sampler_gallery: ULA, MALA and HMC on 2-D energies with known densities"};
-    app.add_option("--chains", o.chains, "chains per sampler")->check(CLI::Range(Index{2}, Index{1000000}))->capture_default_str();
-    app.add_option("--warmup", o.warmup, "warm-up steps (step-size adaptation for MALA and HMC)")
-        ->check(CLI::NonNegativeNumber)
-        ->capture_default_str();
-    app.add_option("--steps", o.steps, "recorded steps")->check(CLI::Range(Index{4}, Index{1000000}))->capture_default_str();
-    app.add_option("--leapfrog", o.leapfrog, "leapfrog steps per HMC transition")->check(CLI::Range(1, 1000))->capture_default_str();
-    app.add_option("--seed", o.seed, "random seed (starting points, chains)")->capture_default_str();
-    app.add_option("--threads", o.threads, "threads for ember's kernels")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--out", o.out, "output directory")->capture_default_str();
-    app.add_flag("--quick", o.quick, "200 chains, 50 warm-up and 50 recorded steps, for smoke tests");
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
-    if (o.quick) {
-        if (app.count("--chains") == 0) o.chains = 200;
-        if (app.count("--warmup") == 0) o.warmup = 50;
-        if (app.count("--steps") == 0) o.steps = 50;
-    }
-    try {
-        return run(o);
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "sampler_gallery: %s\n", e.what());
-        return 1;
-    }
+    ember_examples::Flags flags("sampler_gallery: ULA, MALA and HMC on 2-D energies with known densities");
+    using ember_examples::Check;
+    flags.add("--chains", o.chains, "chains per sampler", Check::range(2, 1000000));
+    flags.add("--warmup", o.warmup, "warm-up steps (step-size adaptation for MALA and HMC)", Check::non_negative);
+    flags.add("--steps", o.steps, "recorded steps", Check::range(4, 1000000));
+    flags.add("--leapfrog", o.leapfrog, "leapfrog steps per HMC transition", Check::range(1, 1000));
+    flags.add("--seed", o.seed, "random seed (starting points, chains)");
+    flags.add("--threads", o.threads, "threads for ember's kernels", Check::positive);
+    flags.add("--out", o.out, "output directory");
+    flags.flag("--quick", o.quick, "200 chains, 50 warm-up and 50 recorded steps, for smoke tests");
+    flags.quick_default("--chains", o.chains, Index{200})
+        .quick_default("--warmup", o.warmup, decltype(o.warmup){50})
+        .quick_default("--steps", o.steps, Index{50});
+    return flags.run(argc, argv, "sampler_gallery", o.quick, [&] { return run(o); });
 }

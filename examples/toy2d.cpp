@@ -61,7 +61,6 @@
 // models add a third panel, the learned -U(x) on a grid), samples.npy (float32 [N, 2]),
 // metrics.csv, loss.png, checkpoint.safetensors (every --ckpt-every iterations and at the
 // end; --resume continues from it bit for bit, including the replay buffer).
-#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -75,6 +74,7 @@
 #include <vector>
 
 #include "common/example.hpp"
+#include "common/flags.hpp"
 #include "common/latent_mala.hpp"
 
 namespace fs = std::filesystem;
@@ -658,60 +658,55 @@ int main(int argc, char** argv) {
     ember_examples::ExampleOptions o;
     o.name = "toy2d", o.out = "out/toy2d", o.batch = 256, o.lr = 1e-3, o.n_samples = 2500;
     ToyOptions t;
-    CLI::App app{"toy2d: GANs, f-GANs, MEG, EBGAN and an SGLD-trained EBM on 2-D toy distributions"};
-    app.add_option("--model", t.model, "gan, wgan_gp, meg, ebgan, ebm_sgld or fgan:<div> (div: kl, reverse_kl, "
-                   "pearson, neyman, hellinger, js, gan, tv)")->capture_default_str();
-    app.add_option("--dist", t.dist, "grid25, ring8, swiss_roll, two_moons, rings or checkerboard")
-        ->check(CLI::IsMember({"grid25", "ring8", "swiss_roll", "two_moons", "rings", "checkerboard"}))
-        ->capture_default_str();
-    app.add_option("--out", o.out, "output directory")->capture_default_str();
-    app.add_option("--iters", o.iters, "training iterations (default: per model, see the header)")->check(CLI::PositiveNumber);
-    app.add_option("--batch", o.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--lr", o.lr, "Adam learning rate (betas 0.5, 0.9)")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--seed", o.seed, "random seed (initialisation, data, noise)")->capture_default_str();
-    app.add_option("--threads", o.threads, "threads for ember's kernels and GEMM (default: all)")->check(CLI::PositiveNumber);
-    app.add_option("--n-samples", o.n_samples, "samples drawn for the picture, samples.npy and the metrics (ebm_sgld: at most --buffer chains)")
-        ->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_flag("--resume", o.resume, "continue from checkpoint.safetensors in --out");
-    app.add_flag("--quick", o.quick, "a short run for smoke tests (200 iterations, MLPs of 64 units; explicit flags win)");
-    app.add_option("--latent", t.latent, "generator noise dimension")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--hidden", t.hidden, "units of each of the 3 hidden layers")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--n-critic", t.n_critic, "critic (wgan_gp) or energy (meg) steps per generator step")
-        ->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--gp", t.gp, "weight of the WGAN-GP penalty (wgan_gp) or the zero-centred R1 penalty (meg)")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--beta", t.beta, "meg: weight of the entropy term β Î_JSD(G(z); z)")->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--margin", t.margin, "ebgan: margin m")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--pt-weight", t.pt_weight, "ebgan: weight of the pulling-away term")->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--sgld-steps", t.sgld_steps, "ebm_sgld: SGLD steps per iteration")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--final-sgld-steps", t.final_sgld_steps, "ebm_sgld: SGLD steps refining the final samples")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--sgld-step", t.sgld_step, "ebm_sgld: SGLD step size α")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--sgld-noise", t.sgld_noise, "ebm_sgld: SGLD noise σ (0: √(2α))")->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--buffer", t.buffer, "ebm_sgld: replay buffer size")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--magnitude", t.magnitude, "ebm_sgld: weight α_m of the energy-magnitude penalty")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--mcmc-warmup", t.mcmc_warmup, "meg: latent MALA warm-up steps on the final samples (step size adapted)")
-        ->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--mcmc-steps", t.mcmc_steps, "meg: latent MALA steps on the final samples after warm-up (0 and "
-                   "--mcmc-warmup 0: plain G(z))")->check(CLI::NonNegativeNumber)->capture_default_str();
-    app.add_option("--decay-iters", t.decay_iters, "iterations over which the lr decays linearly to --decay-floor · --lr "
-                   "(default: the model's default --iters)")->check(CLI::PositiveNumber);
-    app.add_option("--decay-floor", t.decay_floor, "final lr as a fraction of --lr (1: no decay)")
-        ->check(CLI::Range(0.0, 1.0))->capture_default_str();
-    app.add_option("--eval-every", t.eval_every, "iterations between mode metrics in metrics.csv")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--ckpt-every", t.ckpt_every, "iterations between checkpoints and pictures")->check(CLI::PositiveNumber)->capture_default_str();
-    CLI11_PARSE(app, argc, argv);
+    ember_examples::Flags flags("toy2d: GANs, f-GANs, MEG, EBGAN and an SGLD-trained EBM on 2-D toy distributions");
+    using ember_examples::Check;
+    flags.add("--model", t.model, "gan, wgan_gp, meg, ebgan, ebm_sgld or fgan:<div> (div: kl, reverse_kl, "
+              "pearson, neyman, hellinger, js, gan, tv)");
+    flags.choice("--dist", t.dist, {"grid25", "ring8", "swiss_roll", "two_moons", "rings", "checkerboard"},
+                 "grid25, ring8, swiss_roll, two_moons, rings or checkerboard");
+    flags.add("--out", o.out, "output directory");
+    flags.add("--iters", o.iters, "training iterations (default: per model, see the header)", Check::positive);
+    flags.add("--batch", o.batch, "batch size", Check::positive);
+    flags.add("--lr", o.lr, "Adam learning rate (betas 0.5, 0.9)", Check::positive);
+    flags.add("--seed", o.seed, "random seed (initialisation, data, noise)");
+    flags.add("--threads", o.threads, "threads for ember's kernels and GEMM (default: all)", Check::positive);
+    flags.add("--n-samples", o.n_samples, "samples drawn for the picture, samples.npy and the metrics (ebm_sgld: at most --buffer chains)",
+              Check::positive);
+    flags.flag("--resume", o.resume, "continue from checkpoint.safetensors in --out");
+    flags.flag("--quick", o.quick, "a short run for smoke tests (200 iterations, MLPs of 64 units; explicit flags win)");
+    flags.add("--latent", t.latent, "generator noise dimension", Check::positive);
+    flags.add("--hidden", t.hidden, "units of each of the 3 hidden layers", Check::positive);
+    flags.add("--n-critic", t.n_critic, "critic (wgan_gp) or energy (meg) steps per generator step", Check::positive);
+    flags.add("--gp", t.gp, "weight of the WGAN-GP penalty (wgan_gp) or the zero-centred R1 penalty (meg)", Check::non_negative);
+    flags.add("--beta", t.beta, "meg: weight of the entropy term β Î_JSD(G(z); z)", Check::non_negative);
+    flags.add("--margin", t.margin, "ebgan: margin m", Check::positive);
+    flags.add("--pt-weight", t.pt_weight, "ebgan: weight of the pulling-away term", Check::non_negative);
+    flags.add("--sgld-steps", t.sgld_steps, "ebm_sgld: SGLD steps per iteration", Check::positive);
+    flags.add("--final-sgld-steps", t.final_sgld_steps, "ebm_sgld: SGLD steps refining the final samples", Check::non_negative);
+    flags.add("--sgld-step", t.sgld_step, "ebm_sgld: SGLD step size α", Check::positive);
+    flags.add("--sgld-noise", t.sgld_noise, "ebm_sgld: SGLD noise σ (0: √(2α))", Check::non_negative);
+    flags.add("--buffer", t.buffer, "ebm_sgld: replay buffer size", Check::positive);
+    flags.add("--magnitude", t.magnitude, "ebm_sgld: weight α_m of the energy-magnitude penalty", Check::non_negative);
+    flags.add("--mcmc-warmup", t.mcmc_warmup, "meg: latent MALA warm-up steps on the final samples (step size adapted)",
+              Check::non_negative);
+    flags.add("--mcmc-steps", t.mcmc_steps, "meg: latent MALA steps on the final samples after warm-up (0 and "
+              "--mcmc-warmup 0: plain G(z))", Check::non_negative);
+    flags.add("--decay-iters", t.decay_iters, "iterations over which the lr decays linearly to --decay-floor · --lr "
+              "(0: the model's default --iters)", Check::non_negative);
+    flags.add("--decay-floor", t.decay_floor, "final lr as a fraction of --lr (1: no decay)", Check::unit_interval);
+    flags.add("--eval-every", t.eval_every, "iterations between mode metrics in metrics.csv", Check::positive);
+    flags.add("--ckpt-every", t.ckpt_every, "iterations between checkpoints and pictures", Check::positive);
+    if (const std::optional<int> exit = flags.parse(argc, argv)) return *exit;
     const std::int64_t default_iters = t.model == "wgan_gp" || t.model == "meg" ? 14000 : t.model == "ebm_sgld" ? 1500 : 5000;
     if (o.iters == 0) o.iters = default_iters;
     if (t.decay_iters == 0) t.decay_iters = default_iters;
     if (o.quick) {
-        if (app.count("--iters") == 0) o.iters = 200;
-        if (app.count("--hidden") == 0) t.hidden = 64;
-        if (app.count("--buffer") == 0) t.buffer = 1000;
-        if (app.count("--final-sgld-steps") == 0) t.final_sgld_steps = 20;
-        if (app.count("--eval-every") == 0) t.eval_every = 100;
-        if (app.count("--ckpt-every") == 0) t.ckpt_every = 100;
+        if (!flags.given("--iters")) o.iters = 200;
+        if (!flags.given("--hidden")) t.hidden = 64;
+        if (!flags.given("--buffer")) t.buffer = 1000;
+        if (!flags.given("--final-sgld-steps")) t.final_sgld_steps = 20;
+        if (!flags.given("--eval-every")) t.eval_every = 100;
+        if (!flags.given("--ckpt-every")) t.ckpt_every = 100;
     }
     return ember_examples::run_main(o.name, [&] { return run(o, t); });
 }

@@ -1,8 +1,6 @@
 // The examples' shared plumbing (common/run.hpp), compiled once for all of them.
 #include "run.hpp"
 
-#include <CLI/CLI.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,68 +13,6 @@
 #include "quality.hpp"
 
 namespace ember_examples {
-
-// ---- Flags ----------------------------------------------------------------------------------
-
-struct Flags::Cli {
-    explicit Cli(const std::string& description) : app(description) {}
-    CLI::App app;
-};
-
-namespace {
-CLI::Option* checked(CLI::Option* option, Check check) {
-    switch (check) {
-        case Check::none: break;
-        case Check::positive: option->check(CLI::PositiveNumber); break;
-        case Check::non_negative: option->check(CLI::NonNegativeNumber); break;
-        case Check::unit_interval: option->check(CLI::Range(0.0, 1.0)); break;
-    }
-    return option->capture_default_str();
-}
-}  // namespace
-
-Flags::Flags(const std::string& description, ExampleOptions& o) : cli_(std::make_unique<Cli>(description)), o_(o) {
-    add_common_options(cli_->app, o);
-}
-Flags::~Flags() = default;
-
-Flags& Flags::add(const std::string& name, double& value, const std::string& help, Check check) {
-    return checked(cli_->app.add_option(name, value, help), check), *this;
-}
-Flags& Flags::add(const std::string& name, int& value, const std::string& help, Check check) {
-    return checked(cli_->app.add_option(name, value, help), check), *this;
-}
-Flags& Flags::add(const std::string& name, std::int64_t& value, const std::string& help, Check check) {
-    return checked(cli_->app.add_option(name, value, help), check), *this;
-}
-Flags& Flags::add(const std::string& name, std::string& value, const std::string& help) {
-    return cli_->app.add_option(name, value, help)->capture_default_str(), *this;
-}
-Flags& Flags::add(const std::string& name, bool& value, const std::string& help) {
-    return cli_->app.add_option(name, value, help)->capture_default_str(), *this;
-}
-Flags& Flags::choice(const std::string& name, std::string& value, const std::vector<std::string>& allowed,
-                     const std::string& help) {
-    return cli_->app.add_option(name, value, help)->check(CLI::IsMember(allowed))->capture_default_str(), *this;
-}
-Flags& Flags::flag(const std::string& name, bool& value, const std::string& help) {
-    return cli_->app.add_flag(name, value, help), *this;
-}
-
-bool Flags::given(const std::string& name) const { return cli_->app.count(name) > 0; }
-
-int Flags::run(int argc, char** argv, QuickRun quick, const std::function<int()>& body) {
-    try {
-        cli_->app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return cli_->app.exit(e);
-    }
-    apply_quick(cli_->app, o_, quick.iters, quick.samples);
-    if (o_.quick)
-        for (const auto& set : quick_defaults_) set();
-    for (int i = 0; i < argc; ++i) o_.command += (i ? " " : "") + std::string(argv[i]);
-    return run_main(o_.name, body);
-}
 
 // ---- Fact -----------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 #pragma once
 // The plumbing every training example shares, so that an example's file shows its paper's
-// algorithm and little else. Compiled once (common/run.cpp, with CLI11 behind it) into the
-// examples' common library.
+// algorithm and little else. Compiled once (common/run.cpp) into the examples' common
+// library, with the command line (common/flags.hpp).
 //
 //   int main(int argc, char** argv) {
 //       Options o{...};                                     // ExampleOptions + the model's own
@@ -44,63 +44,11 @@
 #include <ember/train/progress.hpp>
 
 #include "example.hpp"
+#include "flags.hpp"
 
 namespace ember_examples {
 
 class MetricsWindowBase;
-
-// ---- the command line ---------------------------------------------------------------------
-
-// Value checks of a flag, as CLI11 words them in its errors.
-enum class Check { none, positive, non_negative, unit_interval };
-
-// What --quick changes when the user did not give the flag: the step and sample counts.
-struct QuickRun {
-    std::int64_t iters = 100;
-    ember::Index samples = 100;
-};
-
-// The flags of an example: those of ExampleOptions (registered by the constructor, with the
-// values already in `o` as defaults) and the example's own.
-class Flags {
-public:
-    Flags(const std::string& description, ExampleOptions& o);
-    ~Flags();
-    Flags(const Flags&) = delete;
-    Flags& operator=(const Flags&) = delete;
-
-    // An option with a value; `bool` options take 0 or 1.
-    Flags& add(const std::string& name, double& value, const std::string& help, Check check = Check::none);
-    Flags& add(const std::string& name, int& value, const std::string& help, Check check = Check::none);
-    Flags& add(const std::string& name, std::int64_t& value, const std::string& help, Check check = Check::none);
-    Flags& add(const std::string& name, std::string& value, const std::string& help);
-    Flags& add(const std::string& name, bool& value, const std::string& help);
-    // An option whose value must be one of `allowed`.
-    Flags& choice(const std::string& name, std::string& value, const std::vector<std::string>& allowed,
-                  const std::string& help);
-    // A flag without a value (true when given).
-    Flags& flag(const std::string& name, bool& value, const std::string& help);
-    // Under --quick, `value` becomes `quick` unless the user gave `name`.
-    template <class T>
-    Flags& quick_default(const std::string& name, T& value, T quick) {
-        quick_defaults_.push_back([this, name, &value, quick] {
-            if (!given(name)) value = quick;
-        });
-        return *this;
-    }
-
-    bool given(const std::string& name) const;
-
-    // Parses argv (help and errors print and return their exit code), applies --quick, then
-    // runs `body` through run_main.
-    int run(int argc, char** argv, QuickRun quick, const std::function<int()>& body);
-
-private:
-    struct Cli;
-    std::unique_ptr<Cli> cli_;
-    ExampleOptions& o_;
-    std::vector<std::function<void()>> quick_defaults_;
-};
 
 // ---- a training run -----------------------------------------------------------------------
 
