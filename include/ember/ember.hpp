@@ -1,6 +1,7 @@
 #pragma once
-// ember: tensors, fused SIMD expression templates and reverse-mode autodiff (with
-// gradients of gradients) for energy-based models and GANs. Include this one header.
+/// \file
+/// ember: tensors, fused SIMD expression templates and reverse-mode autodiff (with
+/// gradients of gradients) for energy-based models and GANs. Include this one header.
 #include "ember/core/error.hpp"
 #include "ember/core/random.hpp"
 #include "ember/core/shape.hpp"

@@ -1,8 +1,9 @@
 #pragma once
-// gradcheck / gradgradcheck, like PyTorch's: central finite differences in double
-// precision against the autodiff gradient. A non-scalar output y is reduced to the scalar
-// Σ y·r with a fixed random r, so every output element is exercised. On failure the
-// message names the worst element: input, flat index, analytic and numeric values.
+/// \file
+/// gradcheck / gradgradcheck, like PyTorch's: central finite differences in double
+/// precision against the autodiff gradient. A non-scalar output y is reduced to the scalar
+/// Σ y·r with a fixed random r, so every output element is exercised. On failure the
+/// message names the worst element: input, flat index, analytic and numeric values.
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -18,7 +19,7 @@ namespace ember {
 struct CheckResult {
     bool ok = true;
     std::string message;
-    double worst_error = 0;  // largest |analytic - numeric| / (atol + rtol·|numeric|)
+    double worst_error = 0;  ///< largest |analytic - numeric| / (atol + rtol·|numeric|)
     explicit operator bool() const { return ok; }
 };
 
@@ -76,8 +77,8 @@ inline CheckResult gradcheck(const VarFunction& f, const std::vector<Tensor<doub
     return res;
 }
 
-// Checks the gradient of the gradient: h(x) = Σ_i <∇_i f(x), v_i> (fixed random v_i),
-// with ∇f recorded by create_graph, must match finite differences of h.
+/// Checks the gradient of the gradient: h(x) = Σ_i <∇_i f(x), v_i> (fixed random v_i),
+/// with ∇f recorded by create_graph, must match finite differences of h.
 inline CheckResult gradgradcheck(const VarFunction& f, const std::vector<Tensor<double>>& inputs, GradcheckOptions o = {}) {
     VarFunction h = [&f](const std::vector<Var<double>>& xs) {
         Var<double> y = detail::project_to_scalar(f(xs), 7);

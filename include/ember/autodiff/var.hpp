@@ -1,9 +1,10 @@
 #pragma once
-// Var<T>: a tensor that records the operations applied to it, for reverse-mode autodiff.
-// A Var is a shared handle (copies refer to the same node of the graph). Each recorded
-// operation owns a Node that knows its inputs and how to turn the output's gradient into
-// the inputs' gradients, written with the same public ops, so that gradients of gradients
-// come from the same code (see engine.hpp for the backward walk).
+/// \file
+/// Var<T>: a tensor that records the operations applied to it, for reverse-mode autodiff.
+/// A Var is a shared handle (copies refer to the same node of the graph). Each recorded
+/// operation owns a Node that knows its inputs and how to turn the output's gradient into
+/// the inputs' gradients, written with the same public ops, so that gradients of gradients
+/// come from the same code (see engine.hpp for the backward walk).
 #include <array>
 #include <memory>
 #include <optional>
@@ -32,7 +33,7 @@ inline bool& grad_mode_flag() {
 
 inline bool grad_enabled() { return detail::grad_mode_flag(); }
 
-// Scope in which operations are not recorded (like torch.no_grad()).
+/// Scope in which operations are not recorded (like torch.no_grad()).
 class GradModeGuard {
 public:
     explicit GradModeGuard(bool enabled) : previous_(detail::grad_mode_flag()) {
@@ -53,11 +54,11 @@ struct NoGrad : GradModeGuard {
 template <Real T>
 struct VarImpl {
     Tensor<T> value;
-    Tensor<T> grad;               // accumulated by backward() on leaves
-    std::shared_ptr<Node<T>> fn;  // the operation that produced this value; null for leaves
+    Tensor<T> grad;               ///< accumulated by backward() on leaves
+    std::shared_ptr<Node<T>> fn;  ///< the operation that produced this value; null for leaves
     bool requires_grad = false;
 
-    // Scratch state of one backward walk (engine.hpp).
+    /// Scratch state of one backward walk (engine.hpp).
     std::uint64_t walk = 0;
     bool needed = false;
     std::shared_ptr<VarImpl> pending;
@@ -133,30 +134,30 @@ void drop_iteratively(InputList<ImplPtr<T>>& refs) {
 
 template <Real T>
 struct Node {
-    detail::InputList<ImplPtr<T>> inputs;  // positional inputs of the operation
+    detail::InputList<ImplPtr<T>> inputs;  ///< positional inputs of the operation
     bool released = false;
 
     virtual ~Node() { detail::drop_iteratively(inputs); }
     virtual const char* name() const = 0;
-    // Gradients of the inputs (undefined Var where need[i] is false) given the output's
-    // gradient `g`. Runs with grad mode = create_graph, so recorded only when asked.
+    /// Gradients of the inputs (undefined Var where need[i] is false) given the output's
+    /// gradient `g`. Runs with grad mode = create_graph, so recorded only when asked.
     virtual std::vector<Var<T>> backward(const Var<T>& g, std::span<const bool> need) = 0;
-    // Drops saved values and inputs after a backward pass that did not retain the graph.
+    /// Drops saved values and inputs after a backward pass that did not retain the graph.
     virtual void release() {
         released = true;
         detail::drop_iteratively(inputs);
     }
 
-    // Anomaly mode (anomaly.hpp), asked only once this node's backward has returned a
-    // non-finite gradient. Whether the forward values the backward reads are all finite
-    // (if not, the non-finite gradient may just propagate a non-finite leaf):
+    /// Anomaly mode (anomaly.hpp), asked only once this node's backward has returned a
+    /// non-finite gradient. Whether the forward values the backward reads are all finite
+    /// (if not, the non-finite gradient may just propagate a non-finite leaf):
     [[gnu::cold]] virtual bool anomaly_inputs_finite() const {
         for (std::size_t i = 0; i < inputs.size(); ++i)
             if (!detail::all_finite(inputs[i]->value)) return false;
         return true;
     }
-    // A node made of several ops (a fused expression) names the one whose derivative turned
-    // finite values into a non-finite one, given the incoming gradient `g`, and says where.
+    /// A node made of several ops (a fused expression) names the one whose derivative turned
+    /// finite values into a non-finite one, given the incoming gradient `g`, and says where.
     [[gnu::cold]] virtual bool anomaly_explain_backward(const Tensor<T>& /*g*/, std::string& /*op*/, std::string& /*detail*/) const {
         return false;
     }
@@ -178,10 +179,10 @@ public:
         p_->requires_grad = requires_grad;
     }
     explicit Var(ImplPtr<T> impl) : p_(std::move(impl)) {}
-    // A constant rank-0 Var.
+    /// A constant rank-0 Var.
     static Var constant(T v) { return Var(Tensor<T>::scalar(v)); }
 
-    // Evaluates an expression template in one fused pass; records one graph node.
+    /// Evaluates an expression template in one fused pass; records one graph node.
     template <expr::Expression E>
     Var(const E& e);  // NOLINT(google-explicit-constructor)
 
@@ -204,12 +205,12 @@ public:
     Index numel() const { return p_->value.numel(); }
     T item() const { return p_->value.item(); }
 
-    // Same value, cut from the graph (gradients stop here).
+    /// Same value, cut from the graph (gradients stop here).
     Var detach() const { return Var(p_->value); }
     void zero_grad() const { p_->grad = Tensor<T>(); }
     void set_grad(Tensor<T> g) const { p_->grad = std::move(g); }
 
-    // Accumulates d(this)/d(leaf) into every leaf's grad(); `this` must be a scalar.
+    /// Accumulates d(this)/d(leaf) into every leaf's grad(); `this` must be a scalar.
     void backward(BackwardOptions opts = {}) const;
 
 private:
@@ -249,9 +250,9 @@ template <Real T>
 }
 }  // namespace detail
 
-// Wraps `value` as the output of operation `name` applied to `inputs`. The graph is
-// recorded only when grad mode is on and some input requires grad. In anomaly mode the
-// value is checked for NaN/Inf (anomaly.hpp).
+/// Wraps `value` as the output of operation `name` applied to `inputs`. The graph is
+/// recorded only when grad mode is on and some input requires grad. In anomaly mode the
+/// value is checked for NaN/Inf (anomaly.hpp).
 template <Real T, class Backward>
 Var<T> record(const char* name, Tensor<T> value, std::initializer_list<Var<T>> inputs, Backward&& backward) {
     Var<T> out(std::move(value));

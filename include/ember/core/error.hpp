@@ -1,6 +1,7 @@
 #pragma once
-// ember::Error: every user-facing failure names the operation, the shapes and what was
-// expected, e.g. "matmul: inner dimensions differ: [64,784] x [512,10]".
+/// \file
+/// ember::Error: every user-facing failure names the operation, the shapes and what was
+/// expected, e.g. "matmul: inner dimensions differ: [64,784] x [512,10]".
 #include <sstream>
 #include <stdexcept>
 #include <string>

@@ -1,5 +1,6 @@
 #pragma once
-// Shape of a tensor (rank 0 to 4, row-major, N C H W) and NumPy broadcasting rules.
+/// \file
+/// Shape of a tensor (rank 0 to 4, row-major, N C H W) and NumPy broadcasting rules.
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -24,7 +25,7 @@ public:
     int rank() const { return rank_; }
     Index operator[](int i) const { return dims_[static_cast<std::size_t>(i)]; }
     Index& operator[](int i) { return dims_[static_cast<std::size_t>(i)]; }
-    // Negative axes count from the end, as in NumPy.
+    /// Negative axes count from the end, as in NumPy.
     Index dim(int axis) const { return (*this)[normalize_axis(axis, "shape")]; }
     Index numel() const {
         Index n = 1;
@@ -40,7 +41,7 @@ public:
         return a;
     }
 
-    // Row-major strides (in elements) of a contiguous tensor of this shape.
+    /// Row-major strides (in elements) of a contiguous tensor of this shape.
     std::array<Index, kMaxRank> contiguous_strides() const {
         std::array<Index, kMaxRank> s{};
         Index acc = 1;
@@ -88,7 +89,7 @@ private:
     int rank_ = 0;
 };
 
-// NumPy broadcasting: align trailing dimensions; each pair must be equal or contain a 1.
+/// NumPy broadcasting: align trailing dimensions; each pair must be equal or contain a 1.
 inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     int r = a.rank() > b.rank() ? a.rank() : b.rank();
     std::array<Index, kMaxRank> out{};

@@ -1,7 +1,8 @@
 #pragma once
-// 64-byte aligned tensor buffers drawn from a size-bucketed pool, so a repeated training
-// step reuses last step's buffers instead of calling malloc. Counters let tests prove how
-// many buffers an operation asked for.
+/// \file
+/// 64-byte aligned tensor buffers drawn from a size-bucketed pool, so a repeated training
+/// step reuses last step's buffers instead of calling malloc. Counters let tests prove how
+/// many buffers an operation asked for.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -15,9 +16,9 @@ namespace ember {
 inline constexpr std::size_t kAlignment = 64;
 
 struct PoolStats {
-    std::uint64_t requests = 0;       // buffers handed out (from the system or the pool)
-    std::uint64_t system_allocs = 0;  // of which needed a fresh aligned_alloc
-    std::size_t cached_bytes = 0;     // bytes currently held by the pool for reuse
+    std::uint64_t requests = 0;       ///< buffers handed out (from the system or the pool)
+    std::uint64_t system_allocs = 0;  ///< of which needed a fresh aligned_alloc
+    std::size_t cached_bytes = 0;     ///< bytes currently held by the pool for reuse
 };
 
 namespace detail {
@@ -97,8 +98,8 @@ inline PoolStats pool_stats() { return detail::BufferPool::instance().stats(); }
 inline void pool_trim() { detail::BufferPool::instance().trim(); }
 inline void set_pool_limit(std::size_t bytes) { detail::BufferPool::instance().set_limit(bytes); }
 
-// Owns one buffer of `size` elements: pooled, or for a few elements (scalars, small
-// vectors) held inline so that recording scalar operations never takes the pool's lock.
+/// Owns one buffer of `size` elements: pooled, or for a few elements (scalars, small
+/// vectors) held inline so that recording scalar operations never takes the pool's lock.
 template <class T>
 class Storage {
 public:

@@ -1,7 +1,8 @@
 #pragma once
-// Mini-batches over a data set held in memory: deterministic shuffling from a seed (epoch e
-// uses the permutation of Generator(seed + e), whatever the thread count), optional
-// drop_last, and the usual image transforms.
+/// \file
+/// Mini-batches over a data set held in memory: deterministic shuffling from a seed (epoch e
+/// uses the permutation of Generator(seed + e), whatever the thread count), optional
+/// drop_last, and the usual image transforms.
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -15,9 +16,9 @@ namespace ember {
 
 template <Real T>
 struct MiniBatch {
-    Tensor<T> x;                // rows of the data set
-    std::vector<Index> labels;  // their labels, when the data set has labels
-    std::vector<Index> rows;    // which rows of the data set these are
+    Tensor<T> x;                ///< rows of the data set
+    std::vector<Index> labels;  ///< their labels, when the data set has labels
+    std::vector<Index> rows;    ///< which rows of the data set these are
 };
 
 namespace detail {
@@ -64,8 +65,8 @@ public:
     }
     std::uint64_t epoch() const { return epoch_; }
 
-    // Restarts at the beginning of epoch `e`, or at its batch `first_batch` (for resuming a
-    // run mid-epoch: the batches that follow are the ones the interrupted run would have seen).
+    /// Restarts at the beginning of epoch `e`, or at its batch `first_batch` (for resuming a
+    /// run mid-epoch: the batches that follow are the ones the interrupted run would have seen).
     void start_epoch(std::uint64_t e, Index first_batch = 0) {
         EMBER_CHECK(first_batch >= 0 && first_batch <= batches_per_epoch(), "BatchIterator", "batch ", first_batch,
                     " out of range for an epoch of ", batches_per_epoch(), " batches");
@@ -80,7 +81,7 @@ public:
         }
     }
 
-    // The next batch of this epoch, or nothing when the epoch is over (call start_epoch).
+    /// The next batch of this epoch, or nothing when the epoch is over (call start_epoch).
     std::optional<MiniBatch<T>> next() {
         const Index n = samples(), left = n - pos_;
         if (left <= 0 || (o_.drop_last && left < o_.batch_size)) return std::nullopt;
@@ -90,9 +91,9 @@ public:
         return detail::gather_rows(data_, labels_, std::move(rows));
     }
 
-    // Positions the iterator after `consumed` batches counted from the start of epoch 0 (e.g.
-    // the steps a checkpoint has done), so that a resumed run sees the batches an
-    // uninterrupted one would have seen.
+    /// Positions the iterator after `consumed` batches counted from the start of epoch 0 (e.g.
+    /// the steps a checkpoint has done), so that a resumed run sees the batches an
+    /// uninterrupted one would have seen.
     void seek(std::int64_t consumed) {
         EMBER_CHECK(consumed >= 0, "BatchIterator", "cannot seek to batch ", consumed);
         const Index per_epoch = batches_per_epoch();
@@ -102,8 +103,8 @@ public:
         start_epoch(static_cast<std::uint64_t>(consumed / per_epoch), static_cast<Index>(consumed % per_epoch));
     }
 
-    // The next batch, going on into the next epoch when this one is over: an endless stream
-    // for training loops counted in steps.
+    /// The next batch, going on into the next epoch when this one is over: an endless stream
+    /// for training loops counted in steps.
     MiniBatch<T> next_wrapping() {
         std::optional<MiniBatch<T>> b = next();
         if (!b) {
@@ -124,7 +125,7 @@ private:
     std::uint64_t epoch_ = 0;
 };
 
-// Pixel transforms for data stored as 0..255.
+/// Pixel transforms for data stored as 0..255.
 template <Real T>
 Tensor<T> scale_to_unit(const Tensor<T>& pixels) {  // [0, 1]
     return Tensor<T>(pixels * T(1.0 / 255.0));
@@ -133,21 +134,21 @@ template <Real T>
 Tensor<T> scale_to_symmetric(const Tensor<T>& pixels) {  // [-1, 1]
     return Tensor<T>(pixels * T(2.0 / 255.0) - T(1));
 }
-// Back from [-1, 1] (a tanh generator's output) to [0, 1] for pictures and samples.npy,
-// clamped: a model's output can stray outside the data range.
+/// Back from [-1, 1] (a tanh generator's output) to [0, 1] for pictures and samples.npy,
+/// clamped: a model's output can stray outside the data range.
 template <Real T>
 Tensor<T> symmetric_to_unit(const Tensor<T>& x) {
     return Tensor<T>(clamp(x * T(0.5) + T(0.5), 0.0, 1.0));
 }
-// Dynamic binarisation: each value in [0, 1] becomes 1 with that probability.
+/// Dynamic binarisation: each value in [0, 1] becomes 1 with that probability.
 template <Real T>
 Tensor<T> binarize(const Tensor<T>& unit, Generator& gen) {
     const Tensor<T> u = uniform<T>(unit.shape(), gen);
     return Tensor<T>(u < unit);
 }
-// Uniform dequantisation (docs/math.md §6): (pixel + u) / 256 with u ~ U[0, 1), in [0, 1).
-// In float, 255 + u rounds to 256 when u is within 2^-17 of 1; the result is kept below 1
-// so that a logit of it stays finite.
+/// Uniform dequantisation (docs/math.md §6): (pixel + u) / 256 with u ~ U[0, 1), in [0, 1).
+/// In float, 255 + u rounds to 256 when u is within 2^-17 of 1; the result is kept below 1
+/// so that a logit of it stays finite.
 template <Real T>
 Tensor<T> dequantize(const Tensor<T>& pixels, Generator& gen) {
     const Tensor<T> u = uniform<T>(pixels.shape(), gen);

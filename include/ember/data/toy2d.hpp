@@ -1,6 +1,7 @@
 #pragma once
-// Built-in 2-D distributions, with the definitions used in the GAN/EBM literature. Each
-// returns n samples as a [n, 2] tensor drawn from `gen` (reproducible from its seed).
+/// \file
+/// Built-in 2-D distributions, with the definitions used in the GAN/EBM literature. Each
+/// returns n samples as a [n, 2] tensor drawn from `gen` (reproducible from its seed).
 #include <array>
 #include <cmath>
 #include <numbers>
@@ -13,20 +14,20 @@ namespace ember {
 
 enum class Toy2d { grid25, ring8, swiss_roll, two_moons, rings, checkerboard };
 
-// The mixture components of the two Gaussian mixtures, for mode-coverage metrics.
+/// The mixture components of the two Gaussian mixtures, for mode-coverage metrics.
 struct ToyModes {
     std::vector<std::array<double, 2>> centres;
     double std;
 };
 
-// 25 Gaussians: centres on the grid {-4,-2,0,2,4}², equal weights, std 0.05.
+/// 25 Gaussians: centres on the grid {-4,-2,0,2,4}², equal weights, std 0.05.
 inline ToyModes grid25_modes() {
     ToyModes m{{}, 0.05};
     for (int i = -2; i <= 2; ++i)
         for (int j = -2; j <= 2; ++j) m.centres.push_back({2.0 * i, 2.0 * j});
     return m;
 }
-// 8 Gaussians: centres at radius 2, angles k·π/4, equal weights, std 0.02.
+/// 8 Gaussians: centres at radius 2, angles k·π/4, equal weights, std 0.02.
 inline ToyModes ring8_modes() {
     ToyModes m{{}, 0.02};
     for (int k = 0; k < 8; ++k) m.centres.push_back({2 * std::cos(k * std::numbers::pi / 4), 2 * std::sin(k * std::numbers::pi / 4)});

@@ -1,19 +1,20 @@
 #pragma once
-// Ready-made coupling networks and coupling layers built with them.
-//
-//   mlp_conditioner(in, hidden, out):   Linear(in, hidden), SiLU, Linear(hidden, hidden),
-//                                       SiLU, Linear(hidden, out)           for vectors
-//   conv_conditioner(in, hidden, out):  Conv2d 3×3 (padding 1), SiLU, Conv2d 1×1, SiLU,
-//                                       Conv2d 3×3 (padding 1)              for images
-//                                       (RealNVP's and Glow's shape of network, shallower)
-// The last layer starts at zero, so a new coupling is the identity (s = t = 0): a deep flow
-// starts as a well-conditioned map and learns away from it (Glow, Kingma & Dhariwal 2018).
-// SiLU rather than ReLU: it is smooth, so log p(x) has continuous second derivatives in x
-// (score matching and gradient penalties on a flow's density differentiate it twice).
-//
-//   affine_coupling_mlp(D, hidden, flip, gen)            vectors, alternating halves
-//   affine_coupling_conv(mask, hidden, gen)              images, any [C,H,W] mask
-//   additive_coupling_mlp / additive_coupling_conv       the same for NICE's coupling
+/// \file
+/// Ready-made coupling networks and coupling layers built with them.
+///
+///   mlp_conditioner(in, hidden, out):   Linear(in, hidden), SiLU, Linear(hidden, hidden),
+///                                       SiLU, Linear(hidden, out)           for vectors
+///   conv_conditioner(in, hidden, out):  Conv2d 3×3 (padding 1), SiLU, Conv2d 1×1, SiLU,
+///                                       Conv2d 3×3 (padding 1)              for images
+///                                       (RealNVP's and Glow's shape of network, shallower)
+/// The last layer starts at zero, so a new coupling is the identity (s = t = 0): a deep flow
+/// starts as a well-conditioned map and learns away from it (Glow, Kingma & Dhariwal 2018).
+/// SiLU rather than ReLU: it is smooth, so log p(x) has continuous second derivatives in x
+/// (score matching and gradient penalties on a flow's density differentiate it twice).
+///
+///   affine_coupling_mlp(D, hidden, flip, gen)            vectors, alternating halves
+///   affine_coupling_conv(mask, hidden, gen)              images, any [C,H,W] mask
+///   additive_coupling_mlp / additive_coupling_conv       the same for NICE's coupling
 #include <memory>
 
 #include "ember/core/instances.hpp"
@@ -60,7 +61,7 @@ std::shared_ptr<nn::Module<T>> conv_conditioner(Index in_channels, Index hidden,
     return net;
 }
 
-// Vectors [N, D]: conditions on the first ⌈D/2⌉ features (flip: on the others).
+/// Vectors [N, D]: conditions on the first ⌈D/2⌉ features (flip: on the others).
 template <Real T>
 std::shared_ptr<AffineCoupling<T>> affine_coupling_mlp(Index features, Index hidden, bool flip, Generator& gen) {
     return std::make_shared<AffineCoupling<T>>(half_mask<T>(features, flip),
@@ -72,7 +73,7 @@ std::shared_ptr<AdditiveCoupling<T>> additive_coupling_mlp(Index features, Index
                                                  mlp_conditioner<T>(features, hidden, features, gen));
 }
 
-// Images [N,C,H,W] with a [C,H,W] mask (checkerboard_mask or channel_mask).
+/// Images [N,C,H,W] with a [C,H,W] mask (checkerboard_mask or channel_mask).
 template <Real T>
 std::shared_ptr<AffineCoupling<T>> affine_coupling_conv(const Tensor<T>& mask, Index hidden, Generator& gen) {
     EMBER_CHECK(mask.defined() && mask.rank() == 3, "affine_coupling_conv", "expected a [C,H,W] mask, got ",

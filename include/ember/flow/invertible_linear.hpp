@@ -1,21 +1,22 @@
 #pragma once
-// Invertible linear maps with the LU parameterisation (Glow, Kingma & Dhariwal 2018):
-//   W = P · L · (U + diag(sign ⊙ exp(log_abs_diag)))                         [C, C]
-// P a fixed permutation (buffer "permutation"), L unit lower-triangular (parameter
-// "lower", strictly lower part used), U strictly upper-triangular ("upper", strictly upper
-// part used), the diagonal of the upper factor as fixed signs ("sign_diag", a buffer) times
-// exp(log_abs_diag) ("log_abs_diag", [C]). Then det W = ±Π exp(log_abs_diag), so
-//   log|det W| = Σ log_abs_diag,
-// which costs O(C) instead of the O(C³) of a determinant, and W stays invertible for any
-// parameter values (its diagonal factor can never reach 0).
-//
-//   InvertibleLinear(D):    x [N, D],       y = x Wᵀ (y_i = W x_i),   log|det| = Σ log_abs_diag
-//   InvertibleConv1x1(C):   x [N, C, H, W], y[:, :, h, w] = W x[:, :, h, w] at each pixel,
-//                           log|det| = H·W · Σ log_abs_diag (one C×C block per pixel)
-// Both start from a random rotation (Q of the QR factorisation of a Gaussian matrix, with
-// the signs of R's diagonal folded in so that Q is uniformly distributed), decomposed as
-// Q = P L U by Eigen's partially pivoted LU: |det Q| = 1, so a new step has log-determinant
-// 0 and mixes all channels. The inverse pass uses W⁻¹ (inverse_matrix), differentiable.
+/// \file
+/// Invertible linear maps with the LU parameterisation (Glow, Kingma & Dhariwal 2018):
+///   W = P · L · (U + diag(sign ⊙ exp(log_abs_diag)))                         [C, C]
+/// P a fixed permutation (buffer "permutation"), L unit lower-triangular (parameter
+/// "lower", strictly lower part used), U strictly upper-triangular ("upper", strictly upper
+/// part used), the diagonal of the upper factor as fixed signs ("sign_diag", a buffer) times
+/// exp(log_abs_diag) ("log_abs_diag", [C]). Then det W = ±Π exp(log_abs_diag), so
+///   log|det W| = Σ log_abs_diag,
+/// which costs O(C) instead of the O(C³) of a determinant, and W stays invertible for any
+/// parameter values (its diagonal factor can never reach 0).
+///
+///   InvertibleLinear(D):    x [N, D],       y = x Wᵀ (y_i = W x_i),   log|det| = Σ log_abs_diag
+///   InvertibleConv1x1(C):   x [N, C, H, W], y[:, :, h, w] = W x[:, :, h, w] at each pixel,
+///                           log|det| = H·W · Σ log_abs_diag (one C×C block per pixel)
+/// Both start from a random rotation (Q of the QR factorisation of a Gaussian matrix, with
+/// the signs of R's diagonal folded in so that Q is uniformly distributed), decomposed as
+/// Q = P L U by Eigen's partially pivoted LU: |det Q| = 1, so a new step has log-determinant
+/// 0 and mixes all channels. The inverse pass uses W⁻¹ (inverse_matrix), differentiable.
 #include <Eigen/LU>
 #include <Eigen/QR>
 #include <cmath>

@@ -1,13 +1,14 @@
 #pragma once
-// Binary masks that split a sample into the part a coupling layer conditions on (mask 1,
-// copied unchanged) and the part it transforms (mask 0). Successive couplings flip the
-// mask, so every coordinate is transformed by some layer (RealNVP, Dinh et al. 2017):
-//   half_mask(D)              vectors [D]: 1 on the first ⌈D/2⌉ features ("alternating
-//                             halves" with flip = true on every other layer);
-//   checkerboard_mask(C,H,W)  images [C,H,W]: 1 where h + w is even, for every channel;
-//   channel_mask(C,H,W)       images [C,H,W]: 1 on the first ⌈C/2⌉ channels (after a
-//                             squeeze, so the two halves hold interleaved pixels).
-// flip = true gives 1 - mask.
+/// \file
+/// Binary masks that split a sample into the part a coupling layer conditions on (mask 1,
+/// copied unchanged) and the part it transforms (mask 0). Successive couplings flip the
+/// mask, so every coordinate is transformed by some layer (RealNVP, Dinh et al. 2017):
+///   half_mask(D)              vectors [D]: 1 on the first ⌈D/2⌉ features ("alternating
+///                             halves" with flip = true on every other layer);
+///   checkerboard_mask(C,H,W)  images [C,H,W]: 1 where h + w is even, for every channel;
+///   channel_mask(C,H,W)       images [C,H,W]: 1 on the first ⌈C/2⌉ channels (after a
+///                             squeeze, so the two halves hold interleaved pixels).
+/// flip = true gives 1 - mask.
 #include "ember/core/instances.hpp"
 #include "ember/core/tensor.hpp"
 

@@ -1,11 +1,12 @@
 #pragma once
-// Activation layers: parameter-free elementwise maps, each one fused expression node.
+/// \file
+/// Activation layers: parameter-free elementwise maps, each one fused expression node.
 #include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 
 namespace ember::nn {
 
-// An activation whose map is the stateless functor F (F::name, F::apply).
+/// An activation whose map is the stateless functor F (F::name, F::apply).
 template <Real T, class F>
 class Activation : public Module<T> {
 public:
@@ -45,7 +46,7 @@ struct Softplus {
     template <class X> auto operator()(const X& x) const { return softplus(x); }
     std::string describe() const { return "Softplus()"; }
 };
-// x·sigmoid(x), also called swish.
+/// x·sigmoid(x), also called swish.
 struct Silu {
     template <class X> auto operator()(const X& x) const { return x * sigmoid(x); }
     std::string describe() const { return "SiLU()"; }

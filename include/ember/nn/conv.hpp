@@ -1,10 +1,11 @@
 #pragma once
-// Conv2d and ConvTranspose2d layers over ember::conv2d / conv_transpose2d, with square
-// kernels and PyTorch's weight layouts and default initialisation:
-//   Conv2d:           weight [out, in, k, k], bias [out]
-//   ConvTranspose2d:  weight [in, out, k, k], bias [out]
-//   UpsampleConv2d:   weight [out, in, k, k], bias [out]: nn.Upsample(f) then nn.Conv2d with
-//                     "same" padding, computed by upsample_conv2d's phase decomposition
+/// \file
+/// Conv2d and ConvTranspose2d layers over ember::conv2d / conv_transpose2d, with square
+/// kernels and PyTorch's weight layouts and default initialisation:
+///   Conv2d:           weight [out, in, k, k], bias [out]
+///   ConvTranspose2d:  weight [in, out, k, k], bias [out]
+///   UpsampleConv2d:   weight [out, in, k, k], bias [out]: nn.Upsample(f) then nn.Conv2d with
+///                     "same" padding, computed by upsample_conv2d's phase decomposition
 #include "ember/core/instances.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"
@@ -58,9 +59,9 @@ private:
     Conv2dOptions o_;
 };
 
-// Nearest upsampling by `factor` followed by a k x k convolution (k odd, padding (k-1)/2):
-// the same function and parameters as Upsample(factor) then Conv2d(in, out, k, padding
-// (k-1)/2), at about half the cost for 3x3 kernels (ember/ops/upsample_conv.hpp).
+/// Nearest upsampling by `factor` followed by a k x k convolution (k odd, padding (k-1)/2):
+/// the same function and parameters as Upsample(factor) then Conv2d(in, out, k, padding
+/// (k-1)/2), at about half the cost for 3x3 kernels (ember/ops/upsample_conv.hpp).
 template <Real T>
 class UpsampleConv2d : public WeightedLayer<T> {
 public:
@@ -100,7 +101,7 @@ public:
         return conv_transpose2d(x, w, this->bias_,
                                 ember::ConvTranspose2dOptions{o_.stride, o_.padding, o_.output_padding, o_.dilation});
     }
-    // The weight is [in, out, k, k]: output features are axis 1 (PyTorch uses dim=1 too).
+    /// The weight is [in, out, k, k]: output features are axis 1 (PyTorch uses dim=1 too).
     int output_axis() const override { return 1; }
     std::string describe() const override {
         return ember::nn::detail::call_string("ConvTranspose2d", in_, out_, "kernel=" + std::to_string(k_),

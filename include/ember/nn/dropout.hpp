@@ -1,8 +1,9 @@
 #pragma once
-// Dropout(p): in training, zero each element with probability p and scale the rest by
-// 1/(1-p) (so the expected output is the input); in evaluation, the identity. The mask
-// comes from the layer's own Generator, seeded at construction, so a run is reproducible
-// and a checkpoint can save where the stream is (generator().offset()).
+/// \file
+/// Dropout(p): in training, zero each element with probability p and scale the rest by
+/// 1/(1-p) (so the expected output is the input); in evaluation, the identity. The mask
+/// comes from the layer's own Generator, seeded at construction, so a run is reproducible
+/// and a checkpoint can save where the stream is (generator().offset()).
 #include "ember/core/instances.hpp"
 #include "ember/core/random.hpp"
 #include "ember/nn/module.hpp"

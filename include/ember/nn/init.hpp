@@ -1,13 +1,14 @@
 #pragma once
-// Weight initialisers, with PyTorch's definitions (torch/nn/init.py), filling a tensor in
-// place from a seeded Generator:
-//   uniform_, normal_, constant_, zeros_, ones_
-//   xavier_uniform_ / xavier_normal_   (Glorot & Bengio 2010): std = gain·sqrt(2/(fan_in+fan_out))
-//   kaiming_uniform_ / kaiming_normal_ (He et al. 2015):       std = gain/sqrt(fan)
-//   dcgan_                              (Radford et al. 2016): N(0, 0.02) weights, as the DCGAN code does
-// fan_in and fan_out follow PyTorch: for a weight of shape [a, b, k...], fan_in = b·prod(k)
-// and fan_out = a·prod(k) (so for ConvTranspose2d, whose weight is [in, out, k, k], PyTorch's
-// "fan_in" is out·k·k; we keep that so that the defaults match PyTorch's exactly).
+/// \file
+/// Weight initialisers, with PyTorch's definitions (torch/nn/init.py), filling a tensor in
+/// place from a seeded Generator:
+///   uniform_, normal_, constant_, zeros_, ones_
+///   xavier_uniform_ / xavier_normal_   (Glorot & Bengio 2010): std = gain·sqrt(2/(fan_in+fan_out))
+///   kaiming_uniform_ / kaiming_normal_ (He et al. 2015):       std = gain/sqrt(fan)
+///   dcgan_                              (Radford et al. 2016): N(0, 0.02) weights, as the DCGAN code does
+/// fan_in and fan_out follow PyTorch: for a weight of shape [a, b, k...], fan_in = b·prod(k)
+/// and fan_out = a·prod(k) (so for ConvTranspose2d, whose weight is [in, out, k, k], PyTorch's
+/// "fan_in" is out·k·k; we keep that so that the defaults match PyTorch's exactly).
 #include <cmath>
 #include <string_view>
 
@@ -29,7 +30,7 @@ inline Fans fans(const Shape& s) {
 
 enum class FanMode { fan_in, fan_out };
 
-// PyTorch's calculate_gain for the nonlinearity that follows the layer.
+/// PyTorch's calculate_gain for the nonlinearity that follows the layer.
 inline double gain(std::string_view nonlinearity, double param = 0.01) {
     if (nonlinearity == "linear" || nonlinearity == "conv2d" || nonlinearity == "sigmoid" ||
         nonlinearity == "conv_transpose2d")
@@ -86,7 +87,7 @@ inline double kaiming_std(const Shape& s, double a, FanMode mode, std::string_vi
 }
 }  // namespace detail
 
-// a is the negative slope of the leaky ReLU that follows (only used for "leaky_relu").
+/// a is the negative slope of the leaky ReLU that follows (only used for "leaky_relu").
 template <Real T>
 void kaiming_uniform_(const Tensor<T>& t, Generator& gen, double a = 0, FanMode mode = FanMode::fan_in,
                       std::string_view nonlinearity = "leaky_relu") {
@@ -99,9 +100,9 @@ void kaiming_normal_(const Tensor<T>& t, Generator& gen, double a = 0, FanMode m
     normal_(t, gen, 0.0, detail::kaiming_std(t.shape(), a, mode, nonlinearity));
 }
 
-// PyTorch's default for Linear and convolution layers: kaiming_uniform_(a = sqrt(5)) for
-// the weight, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias
-// (undefined when the layer has none).
+/// PyTorch's default for Linear and convolution layers: kaiming_uniform_(a = sqrt(5)) for
+/// the weight, which is U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for the bias
+/// (undefined when the layer has none).
 template <Real T>
 void pytorch_default_(const Tensor<T>& weight, const Tensor<T>& bias, Generator& gen) {
     kaiming_uniform_(weight, gen, std::sqrt(5.0));

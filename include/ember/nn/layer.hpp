@@ -1,7 +1,8 @@
 #pragma once
-// Layers with a weight and an optional bias (Linear, Conv2d, ConvTranspose2d) share this
-// interface, so that a wrapper can transform the weight before the layer uses it:
-// spectral normalisation (spectral_norm.hpp) divides it by its largest singular value.
+/// \file
+/// Layers with a weight and an optional bias (Linear, Conv2d, ConvTranspose2d) share this
+/// interface, so that a wrapper can transform the weight before the layer uses it:
+/// spectral normalisation (spectral_norm.hpp) divides it by its largest singular value.
 #include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
 
@@ -11,13 +12,13 @@ template <Real T>
 class WeightedLayer : public Module<T> {
 public:
     const Var<T>& weight() const { return weight_; }
-    const Var<T>& bias() const { return bias_; }  // undefined when the layer has none
+    const Var<T>& bias() const { return bias_; }  ///< undefined when the layer has none
 
     Var<T> forward(const Var<T>& x) override { return forward_with_weight(x, weight_); }
-    // The layer's map with `w` (of the weight's shape) in place of its own weight.
+    /// The layer's map with `w` (of the weight's shape) in place of its own weight.
     virtual Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) = 0;
-    // The weight axis that indexes output features: the rows of the matrix whose largest
-    // singular value spectral normalisation divides by (PyTorch's `dim`).
+    /// The weight axis that indexes output features: the rows of the matrix whose largest
+    /// singular value spectral normalisation divides by (PyTorch's `dim`).
     virtual int output_axis() const { return 0; }
 
 protected:

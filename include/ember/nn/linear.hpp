@@ -1,6 +1,7 @@
 #pragma once
-// Linear(in, out): y = x Wᵀ + b with W [out, in] and b [out], PyTorch's layout, for x of
-// shape [..., in]. Default initialisation as PyTorch's: W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
+/// \file
+/// Linear(in, out): y = x Wᵀ + b with W [out, in] and b [out], PyTorch's layout, for x of
+/// shape [..., in]. Default initialisation as PyTorch's: W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
 #include "ember/core/instances.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"

@@ -1,21 +1,22 @@
 #pragma once
-// The base of every layer: a Module owns named parameters (Vars that require grad), named
-// buffers (tensors that are state but not trained, such as BatchNorm's running mean) and
-// named child modules, and knows whether it is in training or evaluation mode.
-//
-// Names compose with dots, as in PyTorch, so that optimisers, checkpoints and people can
-// find a tensor: a Sequential registered as "disc" whose first child is a Linear gives
-// "disc.0.weight" and "disc.0.bias". A checkpoint written from these names can be loaded
-// by a PyTorch model with the same structure, and the other way round.
-//
-// Modules are composed at run time (type-erased behind shared_ptr<Module<T>>), not as one
-// nested template type: a network's type stays short, errors stay readable and a network
-// compiles in the time of its layers.
-//
-// Parameters and buffers are handles (Var, Tensor): a layer keeps one in a member for its
-// forward and the registry keeps another to the same storage. Anything that changes them
-// from outside (optimisers, load_state_dict) writes into that storage in place, so the two
-// never diverge.
+/// \file
+/// The base of every layer: a Module owns named parameters (Vars that require grad), named
+/// buffers (tensors that are state but not trained, such as BatchNorm's running mean) and
+/// named child modules, and knows whether it is in training or evaluation mode.
+///
+/// Names compose with dots, as in PyTorch, so that optimisers, checkpoints and people can
+/// find a tensor: a Sequential registered as "disc" whose first child is a Linear gives
+/// "disc.0.weight" and "disc.0.bias". A checkpoint written from these names can be loaded
+/// by a PyTorch model with the same structure, and the other way round.
+///
+/// Modules are composed at run time (type-erased behind shared_ptr<Module<T>>), not as one
+/// nested template type: a network's type stays short, errors stay readable and a network
+/// compiles in the time of its layers.
+///
+/// Parameters and buffers are handles (Var, Tensor): a layer keeps one in a member for its
+/// forward and the registry keeps another to the same storage. Anything that changes them
+/// from outside (optimisers, load_state_dict) writes into that storage in place, so the two
+/// never diverge.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -41,7 +42,7 @@ public:
 
     Module() = default;
     virtual ~Module() = default;
-    // Copying would silently share parameters; moving keeps the handles.
+    /// Copying would silently share parameters; moving keeps the handles.
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
     Module(Module&&) noexcept = default;
@@ -50,18 +51,18 @@ public:
     virtual Var<T> forward(const Var<T>& x) = 0;
     Var<T> operator()(const Var<T>& x) { return forward(x); }
 
-    // Sequential runs this module and a LeakyReLU after it as one call of forward_leaky_relu
-    // when the module can fuse the two (Conv2d: conv2d_leaky_relu); the default cannot and
-    // returns an undefined Var.
+    /// Sequential runs this module and a LeakyReLU after it as one call of forward_leaky_relu
+    /// when the module can fuse the two (Conv2d: conv2d_leaky_relu); the default cannot and
+    /// returns an undefined Var.
     virtual Var<T> forward_leaky_relu(const Var<T>&, double /*slope*/) { return {}; }
-    // The negative slope when this module is a LeakyReLU, else nothing.
+    /// The negative slope when this module is a LeakyReLU, else nothing.
     virtual std::optional<double> leaky_relu_slope() const { return std::nullopt; }
 
-    // A one-line description with the constructor's arguments, e.g. "Linear(784, 512)".
+    /// A one-line description with the constructor's arguments, e.g. "Linear(784, 512)".
     virtual std::string describe() const = 0;
 
-    // Training mode (the default) or evaluation mode, for this module and all below it.
-    // It changes what BatchNorm, Dropout and spectral normalisation do.
+    /// Training mode (the default) or evaluation mode, for this module and all below it.
+    /// It changes what BatchNorm, Dropout and spectral normalisation do.
     void train(bool on = true) {
         training_ = on;
         for (auto& [name, child] : children_) child->train(on);
@@ -69,8 +70,8 @@ public:
     void eval() { train(false); }
     bool is_training() const { return training_; }
 
-    // forward(x) as samples and test metrics need it: no graph, evaluation mode (BatchNorm's
-    // running statistics, no dropout), then the module's own mode again, even on an error.
+    /// forward(x) as samples and test metrics need it: no graph, evaluation mode (BatchNorm's
+    /// running statistics, no dropout), then the module's own mode again, even on an error.
     Tensor<T> infer(const Tensor<T>& x) {
         struct Restore {
             Module& m;
@@ -82,7 +83,7 @@ public:
         return forward(Var<T>(x)).value();
     }
 
-    // Parameters in registration order, depth first, with dotted names.
+    /// Parameters in registration order, depth first, with dotted names.
     std::vector<std::pair<std::string, Var<T>>> named_parameters() const {
         std::vector<std::pair<std::string, Var<T>>> out;
         visit("", [&](const std::string& prefix, const Module& m) {
@@ -102,7 +103,7 @@ public:
         });
         return out;
     }
-    // Everything a checkpoint needs to rebuild this module: parameter values, then buffers.
+    /// Everything a checkpoint needs to rebuild this module: parameter values, then buffers.
     std::vector<std::pair<std::string, Tensor<T>>> state_dict() const {
         std::vector<std::pair<std::string, Tensor<T>>> out;
         for (auto& [name, p] : named_parameters()) out.emplace_back(name, p.value());
@@ -110,11 +111,11 @@ public:
         return out;
     }
 
-    // Copies `state` (tensors by dotted name, e.g. a loaded safetensors file) into the
-    // parameters and buffers, in place. Names are looked up under `prefix` (so one file
-    // can hold a generator under "gen." and a critic under "disc."). Every shape is
-    // checked before anything is written. With strict, a missing parameter or buffer is
-    // an error, and so is a tensor under `prefix` that this module does not have.
+    /// Copies `state` (tensors by dotted name, e.g. a loaded safetensors file) into the
+    /// parameters and buffers, in place. Names are looked up under `prefix` (so one file
+    /// can hold a generator under "gen." and a critic under "disc."). Every shape is
+    /// checked before anything is written. With strict, a missing parameter or buffer is
+    /// an error, and so is a tensor under `prefix` that this module does not have.
     void load_state_dict(const std::map<std::string, Tensor<T>>& state, const std::string& prefix = "",
                          bool strict = true) {
         const auto own = state_dict();
@@ -142,11 +143,11 @@ public:
         for (auto& [dst, src] : copies) dst.copy_from(src.contiguous());
     }
 
-    // Clears the gradients of all parameters (they become undefined).
+    /// Clears the gradients of all parameters (they become undefined).
     void zero_grad() {
         for (auto& [name, p] : named_parameters()) p.zero_grad();
     }
-    // Freezes (false) or unfreezes every parameter, e.g. a critic while its generator trains.
+    /// Freezes (false) or unfreezes every parameter, e.g. a critic while its generator trains.
     void requires_grad(bool on) {
         for (auto& [name, p] : named_parameters()) p.set_requires_grad(on);
     }
@@ -156,7 +157,7 @@ public:
         return n;
     }
 
-    // The module tree, one line per module, with parameter counts: what print(model) shows.
+    /// The module tree, one line per module, with parameter counts: what print(model) shows.
     std::string summary() const {
         std::ostringstream os;
         summary_into(os, "", 0);
@@ -164,7 +165,7 @@ public:
         return os.str();
     }
 
-    // Calls f(prefix, module) for this module and every module below it, depth first.
+    /// Calls f(prefix, module) for this module and every module below it, depth first.
     void visit(const std::string& prefix, const std::function<void(const std::string&, const Module&)>& f) const {
         f(prefix, *this);
         for (const auto& [name, child] : children_) child->visit(prefix + name + ".", f);
@@ -176,15 +177,15 @@ public:
     const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
 protected:
-    // A new parameter `name` holding `value`; the returned handle shares its storage.
+    /// A new parameter `name` holding `value`; the returned handle shares its storage.
     Var<T> register_parameter(std::string name, Tensor<T> value) {
         check_new_name(name);
         Var<T> p(std::move(value), true);
         params_.emplace_back(std::move(name), p);
         return p;
     }
-    // Registers an existing leaf Var as parameter `name` (a wrapper such as SpectralNorm
-    // adopts the parameters of the layer it wraps, under PyTorch's names).
+    /// Registers an existing leaf Var as parameter `name` (a wrapper such as SpectralNorm
+    /// adopts the parameters of the layer it wraps, under PyTorch's names).
     Var<T> register_parameter(std::string name, Var<T> p) {
         check_new_name(name);
         EMBER_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "Module::register",

@@ -1,5 +1,6 @@
 #pragma once
-// Layers: everything under include/ember/nn/.
+/// \file
+/// Layers: everything under include/ember/nn/.
 #include "ember/nn/activation.hpp"
 #include "ember/nn/conv.hpp"
 #include "ember/nn/dropout.hpp"

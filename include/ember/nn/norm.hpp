@@ -1,13 +1,14 @@
 #pragma once
-// Normalisation layers, with PyTorch's definitions:
-//   BatchNorm1d ([N,C] or [N,C,L]) and BatchNorm2d ([N,C,H,W]): in training, normalise
-//     each channel by the batch's mean and biased variance, and update the running
-//     statistics  running = (1 - momentum)·running + momentum·batch  (with the unbiased
-//     variance, n/(n-1)); in evaluation, normalise by the running statistics.
-//   LayerNorm(shape): normalise each sample over its trailing `shape` axes.
-// Both then scale and shift by learned per-feature weight (ones) and bias (zeros).
-// Twice differentiable, so gradient penalties pass through them; BatchNorm's normalisation
-// is one fused op (ember/ops/batch_norm.hpp).
+/// \file
+/// Normalisation layers, with PyTorch's definitions:
+///   BatchNorm1d ([N,C] or [N,C,L]) and BatchNorm2d ([N,C,H,W]): in training, normalise
+///     each channel by the batch's mean and biased variance, and update the running
+///     statistics  running = (1 - momentum)·running + momentum·batch  (with the unbiased
+///     variance, n/(n-1)); in evaluation, normalise by the running statistics.
+///   LayerNorm(shape): normalise each sample over its trailing `shape` axes.
+/// Both then scale and shift by learned per-feature weight (ones) and bias (zeros).
+/// Twice differentiable, so gradient penalties pass through them; BatchNorm's normalisation
+/// is one fused op (ember/ops/batch_norm.hpp).
 #include <numeric>
 #include <vector>
 
@@ -29,7 +30,7 @@ struct BatchNormOptions {
 template <Real T>
 class BatchNorm : public Module<T> {
 public:
-    // `ranks` lists the input ranks this layer accepts ({2,3} for 1d, {4} for 2d).
+    /// `ranks` lists the input ranks this layer accepts ({2,3} for 1d, {4} for 2d).
     BatchNorm(const char* name, std::vector<int> ranks, Index num_features, BatchNormOptions o)
         : name_(name), ranks_(std::move(ranks)), C_(num_features), o_(o) {
         EMBER_CHECK(num_features > 0, name, "num_features must be positive, got ", num_features);

@@ -1,6 +1,7 @@
 #pragma once
-// Layers that move data without parameters: Flatten, Reshape, nearest Upsample, and
-// average / max pooling.
+/// \file
+/// Layers that move data without parameters: Flatten, Reshape, nearest Upsample, and
+/// average / max pooling.
 #include <vector>
 
 #include "ember/core/instances.hpp"
@@ -10,7 +11,7 @@
 
 namespace ember::nn {
 
-// [N, d1, d2, ...] -> [N, d1·d2·...] (axes from `start_axis` on are merged).
+/// [N, d1, d2, ...] -> [N, d1·d2·...] (axes from `start_axis` on are merged).
 template <Real T>
 class Flatten : public Module<T> {
 public:
@@ -22,7 +23,7 @@ private:
     int start_;
 };
 
-// [N, ...] -> [N, shape...]: the batch axis is kept, one entry of `shape` may be -1.
+/// [N, ...] -> [N, shape...]: the batch axis is kept, one entry of `shape` may be -1.
 template <Real T>
 class Reshape : public Module<T> {
 public:
@@ -46,7 +47,7 @@ private:
     std::vector<Index> shape_;
 };
 
-// Nearest-neighbour upsampling of [N, C, H, W] by an integer factor.
+/// Nearest-neighbour upsampling of [N, C, H, W] by an integer factor.
 template <Real T>
 class Upsample : public Module<T> {
 public:
@@ -60,7 +61,7 @@ private:
     Index factor_;
 };
 
-// stride 0 means stride = kernel, as PyTorch's default.
+/// stride 0 means stride = kernel, as PyTorch's default.
 template <Real T>
 class AvgPool2d : public Module<T> {
 public:

@@ -1,13 +1,14 @@
 #pragma once
-// Batch normalisation without the affine part, as one op: for x [N, C, ...],
-//   y = (x - μ_c) · r_c,   μ_c = mean of channel c over every axis but 1,
-//   r_c = 1 / sqrt(σ²_c + eps),   σ²_c = the biased variance of channel c.
-// The forward pass is two sweeps over x (statistics, then y) instead of the seven
-// elementwise ops and four reductions of the composed formula, and the gradient
-//   ∂L/∂x = r_c · (g - mean_c(g) - y · mean_c(g · y))
-// is two more sweeps. When a backward pass builds a graph (create_graph, e.g. for a gradient
-// penalty), the same gradient is built from differentiable ops instead, so the op stays
-// twice differentiable.
+/// \file
+/// Batch normalisation without the affine part, as one op: for x [N, C, ...],
+///   y = (x - μ_c) · r_c,   μ_c = mean of channel c over every axis but 1,
+///   r_c = 1 / sqrt(σ²_c + eps),   σ²_c = the biased variance of channel c.
+/// The forward pass is two sweeps over x (statistics, then y) instead of the seven
+/// elementwise ops and four reductions of the composed formula, and the gradient
+///   ∂L/∂x = r_c · (g - mean_c(g) - y · mean_c(g · y))
+/// is two more sweeps. When a backward pass builds a graph (create_graph, e.g. for a gradient
+/// penalty), the same gradient is built from differentiable ops instead, so the op stays
+/// twice differentiable.
 #include <Eigen/Core>
 #include <cmath>
 #include <vector>
@@ -21,7 +22,7 @@ namespace ember {
 template <Real T>
 struct BatchNormalized {
     Var<T> y;
-    Tensor<T> mean, var;  // [C]: the batch mean and the biased variance, for running statistics
+    Tensor<T> mean, var;  ///< [C]: the batch mean and the biased variance, for running statistics
 };
 
 namespace detail {

@@ -1,15 +1,16 @@
 #pragma once
-// The optimiser base classes. An optimiser holds leaf parameters (Vars that require grad)
-// and, per parameter, a step count and named state tensors ("exp_avg", "momentum_buffer",
-// ... with PyTorch's names), created at the parameter's first update. step() updates every
-// parameter that has a gradient, in place, under NoGrad; a parameter whose grad() is
-// undefined is skipped, as in PyTorch (no update, no state, its step count unchanged).
-//
-// Update rules follow PyTorch 1.13's single-tensor implementations (torch/optim/*.py)
-// operation by operation: the same operands, scalar factors computed in double as Python
-// does, the same order of operations. Each state tensor and the parameter are rewritten by
-// one fused elementwise pass (ember::assign), so a step allocates nothing once the state
-// exists.
+/// \file
+/// The optimiser base classes. An optimiser holds leaf parameters (Vars that require grad)
+/// and, per parameter, a step count and named state tensors ("exp_avg", "momentum_buffer",
+/// ... with PyTorch's names), created at the parameter's first update. step() updates every
+/// parameter that has a gradient, in place, under NoGrad; a parameter whose grad() is
+/// undefined is skipped, as in PyTorch (no update, no state, its step count unchanged).
+///
+/// Update rules follow PyTorch 1.13's single-tensor implementations (torch/optim/*.py)
+/// operation by operation: the same operands, scalar factors computed in double as Python
+/// does, the same order of operations. Each state tensor and the parameter are rewritten by
+/// one fused elementwise pass (ember::assign), so a step allocates nothing once the state
+/// exists.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -25,20 +26,20 @@
 
 namespace ember {
 
-// What every optimiser offers independently of its scalar type: its learning rate (which
-// schedules, schedule.hpp, drive), step() and zero_grad(). Not copyable or movable:
-// schedules keep a pointer to it, and a copy would share the state tensors.
+/// What every optimiser offers independently of its scalar type: its learning rate (which
+/// schedules, schedule.hpp, drive), step() and zero_grad(). Not copyable or movable:
+/// schedules keep a pointer to it, and a copy would share the state tensors.
 class OptimizerBase {
 public:
     virtual ~OptimizerBase() = default;
     OptimizerBase(const OptimizerBase&) = delete;
     OptimizerBase& operator=(const OptimizerBase&) = delete;
 
-    // One update of every parameter that has a gradient.
+    /// One update of every parameter that has a gradient.
     virtual void step() = 0;
-    // Clears every parameter's gradient. set_to_none (the default, as in PyTorch 2) leaves
-    // grad() undefined, so the next backward() adopts its gradient buffer without adding;
-    // false fills the existing gradients with zeros (PyTorch 1.13's default).
+    /// Clears every parameter's gradient. set_to_none (the default, as in PyTorch 2) leaves
+    /// grad() undefined, so the next backward() adopts its gradient buffer without adding;
+    /// false fills the existing gradients with zeros (PyTorch 1.13's default).
     virtual void zero_grad(bool set_to_none = true) = 0;
 
     const char* name() const { return name_; }
@@ -48,9 +49,9 @@ public:
         lr_ = lr;
     }
 
-    // The learning rate schedules start from: the lr when the first schedule was attached
-    // (PyTorch's param_group["initial_lr"], set once by setdefault). A second schedule on
-    // the same optimiser therefore shares the first one's base, as in PyTorch.
+    /// The learning rate schedules start from: the lr when the first schedule was attached
+    /// (PyTorch's param_group["initial_lr"], set once by setdefault). A second schedule on
+    /// the same optimiser therefore shares the first one's base, as in PyTorch.
     double initial_lr() {
         if (!initial_lr_) initial_lr_ = lr_;
         return *initial_lr_;
@@ -69,14 +70,14 @@ private:
     std::optional<double> initial_lr_;
 };
 
-// The state of one parameter: how many updates it has had and its named state tensors, in
-// the order they were created. A checkpoint can save these and restore them (into an
-// optimiser built with the same options and parameters) by assigning `step` and the
-// buffers; a buffer that is absent is created, as zeros or as PyTorch initialises it, at
-// the parameter's next update.
+/// The state of one parameter: how many updates it has had and its named state tensors, in
+/// the order they were created. A checkpoint can save these and restore them (into an
+/// optimiser built with the same options and parameters) by assigning `step` and the
+/// buffers; a buffer that is absent is created, as zeros or as PyTorch initialises it, at
+/// the parameter's next update.
 template <Real T>
 struct ParamState {
-    std::int64_t step = 0;  // PyTorch's state["step"] (a count; kept exact as an integer)
+    std::int64_t step = 0;  ///< PyTorch's state["step"] (a count; kept exact as an integer)
     std::vector<std::pair<std::string, Tensor<T>>> buffers;
 
     const Tensor<T>* find(std::string_view key) const {
@@ -89,7 +90,7 @@ struct ParamState {
             if (k == key) return &t;
         return nullptr;
     }
-    // Inserts or replaces a buffer.
+    /// Inserts or replaces a buffer.
     void set(std::string_view key, Tensor<T> value) {
         if (Tensor<T>* t = find(key)) *t = std::move(value);
         else buffers.emplace_back(std::string(key), std::move(value));
@@ -102,7 +103,7 @@ public:
     using value_type = T;
 
     const std::vector<Var<T>>& params() const { return params_; }
-    // state()[i] belongs to params()[i].
+    /// state()[i] belongs to params()[i].
     std::vector<ParamState<T>>& state() { return state_; }
     const std::vector<ParamState<T>>& state() const { return state_; }
 
@@ -151,12 +152,12 @@ protected:
         }
     }
 
-    // Updates parameter `index` (value p, gradient g, state s, s.step already counting this
-    // update) in place.
+    /// Updates parameter `index` (value p, gradient g, state s, s.step already counting this
+    /// update) in place.
     virtual void update(std::size_t index, const Tensor<T>& p, const Tensor<T>& g, ParamState<T>& s) = 0;
 
-    // The state tensor `key` of parameter `index`: the existing one (step() has checked its
-    // shape) or a new one of zeros. Returned by value: a Tensor is a handle to the buffer.
+    /// The state tensor `key` of parameter `index`: the existing one (step() has checked its
+    /// shape) or a new one of zeros. Returned by value: a Tensor is a handle to the buffer.
     Tensor<T> zeros_state(std::size_t index, ParamState<T>& s, std::string_view key) {
         if (const Tensor<T>* t = s.find(key)) return *t;
         Tensor<T> t = Tensor<T>::zeros(params_[index].value().shape());

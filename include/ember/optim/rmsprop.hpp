@@ -1,12 +1,13 @@
 #pragma once
-// RMSprop: PyTorch 1.13's torch/optim/rmsprop.py (_single_tensor_rmsprop).
-//   d   = ±g + weight_decay·p
-//   s   = α·s + (1 − α)·d·d                               state "square_avg"
-//   a   = α·a + (1 − α)·d       (centered only)           state "grad_avg"
-//   avg = sqrt(s − a·a) + eps   (centered)   or   sqrt(s) + eps
-//   b   = momentum·b + d / avg  (momentum > 0)            state "momentum_buffer" (starts at 0)
-//   p   = p − lr·b              (momentum > 0)   or   p = p − lr·d / avg
-// eps is added outside the square root, as in PyTorch (TensorFlow adds it inside).
+/// \file
+/// RMSprop: PyTorch 1.13's torch/optim/rmsprop.py (_single_tensor_rmsprop).
+///   d   = ±g + weight_decay·p
+///   s   = α·s + (1 − α)·d·d                               state "square_avg"
+///   a   = α·a + (1 − α)·d       (centered only)           state "grad_avg"
+///   avg = sqrt(s − a·a) + eps   (centered)   or   sqrt(s) + eps
+///   b   = momentum·b + d / avg  (momentum > 0)            state "momentum_buffer" (starts at 0)
+///   p   = p − lr·b              (momentum > 0)   or   p = p − lr·d / avg
+/// eps is added outside the square root, as in PyTorch (TensorFlow adds it inside).
 #include "ember/core/instances.hpp"
 #include "ember/optim/optimizer.hpp"
 
@@ -14,11 +15,11 @@ namespace ember {
 
 struct RMSpropOptions {
     double lr = 1e-2;
-    double alpha = 0.99;  // smoothing constant of the running averages
+    double alpha = 0.99;  ///< smoothing constant of the running averages
     double eps = 1e-8;
     double weight_decay = 0;
     double momentum = 0;
-    bool centered = false;  // normalise by an estimate of the gradient's variance
+    bool centered = false;  ///< normalise by an estimate of the gradient's variance
     bool maximize = false;
 };
 

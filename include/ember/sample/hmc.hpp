@@ -1,17 +1,18 @@
 #pragma once
-// Hamiltonian Monte Carlo (Duane et al. 1987; Neal 2011) with unit mass, all chains in one
-// batch. Each transition draws a momentum p ~ N(0, I), follows the Hamiltonian
-// H(x, p) = U(x) + ½||p||² for L leapfrog steps of size ε,
-//   p ← p - (ε/2)∇U(x);  then L times: x ← x + ε p,  p ← p - ε∇U(x) (ε/2 on the last),
-// and accepts the end point per chain with probability min(1, exp(H(x, p) - H(x', p'))).
-// Leapfrog is volume-preserving and reversible, so this correction makes the target
-// exactly stationary; the energy error grows with ε, not with L, so long trajectories
-// move far at a good acceptance. Warm-up adapts ε toward an acceptance of 0.65 (optimal
-// as the dimension grows, Beskos et al. 2013; targets up to 0.8 trade speed for
-// robustness). A trajectory that meets a NaN or infinite energy is rejected.
-//
-// Cost: L energy-and-gradient evaluations per transition (the gradient at the start is
-// kept from the previous one).
+/// \file
+/// Hamiltonian Monte Carlo (Duane et al. 1987; Neal 2011) with unit mass, all chains in one
+/// batch. Each transition draws a momentum p ~ N(0, I), follows the Hamiltonian
+/// H(x, p) = U(x) + ½||p||² for L leapfrog steps of size ε,
+///   p ← p - (ε/2)∇U(x);  then L times: x ← x + ε p,  p ← p - ε∇U(x) (ε/2 on the last),
+/// and accepts the end point per chain with probability min(1, exp(H(x, p) - H(x', p'))).
+/// Leapfrog is volume-preserving and reversible, so this correction makes the target
+/// exactly stationary; the energy error grows with ε, not with L, so long trajectories
+/// move far at a good acceptance. Warm-up adapts ε toward an acceptance of 0.65 (optimal
+/// as the dimension grows, Beskos et al. 2013; targets up to 0.8 trade speed for
+/// robustness). A trajectory that meets a NaN or infinite energy is rejected.
+///
+/// Cost: L energy-and-gradient evaluations per transition (the gradient at the start is
+/// kept from the previous one).
 #include <cmath>
 #include <vector>
 
@@ -21,10 +22,10 @@
 namespace ember::sample {
 
 struct HmcOptions {
-    double step_size = 0.1;  // ε (warmup() adapts it)
-    int leapfrog_steps = 10;  // L
+    double step_size = 0.1;  ///< ε (warmup() adapts it)
+    int leapfrog_steps = 10;  ///< L
     std::uint64_t seed = 0;
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
+    bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
 template <Real T>

@@ -1,13 +1,14 @@
 #pragma once
-// Sampling in a generator's latent space (docs/math.md §7): the data-space energy U
-// pulled back through the generator G,
-//   U_z(z) = U(G(z))            or, with the prior,   U_z(z) = U(G(z)) + ½||z||²,
-// so that exp(-U_z) ∝ exp(-U(G(z))) N(z; 0, I) when the prior is on. Any sampler runs on
-// U_z; z is low-dimensional and G's image is smooth, so chains mix far better than in
-// pixel space. Gradients reach z only: G's and U's parameters get no grad().
-//
-//   auto uz = sample::latent_energy<float>(std::ref(G), std::ref(D));
-//   sample::Mala<float> mala(uz, normal<float>(Shape{64, 64}, gen));
+/// \file
+/// Sampling in a generator's latent space (docs/math.md §7): the data-space energy U
+/// pulled back through the generator G,
+///   U_z(z) = U(G(z))            or, with the prior,   U_z(z) = U(G(z)) + ½||z||²,
+/// so that exp(-U_z) ∝ exp(-U(G(z))) N(z; 0, I) when the prior is on. Any sampler runs on
+/// U_z; z is low-dimensional and G's image is smooth, so chains mix far better than in
+/// pixel space. Gradients reach z only: G's and U's parameters get no grad().
+///
+///   auto uz = sample::latent_energy<float>(std::ref(G), std::ref(D));
+///   sample::Mala<float> mala(uz, normal<float>(Shape{64, 64}, gen));
 #include <functional>
 
 #include "ember/core/instances.hpp"
