@@ -55,13 +55,16 @@ inline bool& anomaly_flag() {
 }
 }  // namespace detail
 
+/// Whether anomaly detection is on for this thread (off by default).
 inline bool anomaly_enabled() { return detail::anomaly_flag(); }
+/// Turns anomaly detection on or off for this thread.
 inline void set_detect_anomaly(bool enabled) { detail::anomaly_flag() = enabled; }
 
 /// Scope in which anomaly detection is on (or off, with DetectAnomaly(false)); the previous
 /// state comes back at the end of the scope.
 class DetectAnomaly {
 public:
+    /// Sets anomaly detection to `enabled` until the guard is destroyed.
     explicit DetectAnomaly(bool enabled = true) : previous_(detail::anomaly_flag()) {
         detail::anomaly_flag() = enabled;
     }

@@ -210,7 +210,9 @@ void Var<T>::backward(BackwardOptions opts) const {
     ember::backward(*this, Tensor<T>(), opts);
 }
 
+/// Options of grad().
 struct GradArgs {
+    /// Record the gradient computation, so that the results can be differentiated again.
     bool create_graph = false;
     std::optional<bool> retain_graph{};  ///< defaults to create_graph, as in PyTorch
 };

@@ -142,9 +142,13 @@ inline void uniform_lanes(std::uint64_t first_counter, std::uint64_t key, Unifor
 /// A stream of random numbers; each draw advances the counter by the number of blocks used.
 class Generator {
 public:
+    /// A stream at position 0 of the sequence selected by `seed`.
     explicit Generator(std::uint64_t seed = 0) : seed_(seed) {}
+    /// The seed this stream was created with.
     std::uint64_t seed() const { return seed_; }
+    /// The stream position: how many blocks (two uniforms each) have been drawn.
     std::uint64_t offset() const { return offset_; }
+    /// Moves the stream to position `o` (checkpoints restore a generator this way).
     void set_offset(std::uint64_t o) { offset_ = o; }
 
     /// Blocks [0, count) in groups of detail::kRandomLanes consecutive blocks, spread over
@@ -178,6 +182,7 @@ public:
             for (std::int64_t l = 0; l < n; ++l) fill(first + l, u.u0[l], u.u1[l]);
         });
     }
+    /// One uniform double in (0, 1).
     double uniform01() {
         double out = 0;
         blocks(1, [&](std::int64_t, double u, double) { out = u; });
@@ -194,6 +199,7 @@ private:
     std::uint64_t offset_ = 0;
 };
 
+/// A new tensor of `shape` with elements drawn uniformly between lo and hi.
 template <Real T>
 Tensor<T> uniform(const Shape& shape, Generator& gen, T lo = T(0), T hi = T(1)) {
     Tensor<T> t = Tensor<T>::empty(shape);
@@ -207,7 +213,8 @@ Tensor<T> uniform(const Shape& shape, Generator& gen, T lo = T(0), T hi = T(1)) 
 }
 
 /// Normal(mean, std) by the Box-Muller transform of each block's two uniforms,
-///   r = sqrt(-2 log u0), a = 2π u1:  r cos a, r sin a,
+///
+///     r = sqrt(-2 log u0), a = 2π u1:  r cos a, r sin a,
 /// in double and in SIMD over the lanes of a group (every block goes through the same
 /// vector code, so the draws do not depend on the grouping or the thread count). Element i
 /// of a draw is the cosine (i even) or sine (i odd) of block i/2.
@@ -244,6 +251,7 @@ void normal_elements(const Generator& gen, std::uint64_t at, std::int64_t begin,
         }
     });
 }
+/// A new tensor of `shape` with Normal(mean, std) elements (see normal_elements).
 template <Real T>
 Tensor<T> normal(const Shape& shape, Generator& gen, T mean = T(0), T std = T(1)) {
     Tensor<T> t = Tensor<T>::empty(shape);

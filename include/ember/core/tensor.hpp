@@ -23,6 +23,7 @@ namespace ember {
 template <class T>
 concept Real = std::same_as<T, float> || std::same_as<T, double>;
 
+/// Per-axis strides in elements (only the first rank() entries are used).
 using Strides = std::array<Index, kMaxRank>;
 
 namespace expr {
@@ -31,13 +32,18 @@ template <class E>
 concept Expression = requires { typename std::remove_cvref_t<E>::is_expression_tag; };
 }  // namespace expr
 
+/// A rank 0-4 array of float or double: a shared handle to a pooled, 64-byte aligned buffer
+/// plus a shape and strides. Copies share the buffer; reshape, slice, transpose and expand
+/// are views.
 template <Real T>
 class Tensor {
 public:
+    /// The element type.
     using value_type = T;
 
     Tensor() = default;  ///< an empty (rank 0, no buffer) tensor; defined() is false
 
+    /// A new uninitialised contiguous tensor of `shape`.
     static Tensor empty(const Shape& shape) {
         for (int i = 0; i < shape.rank(); ++i)
             EMBER_CHECK(shape[i] >= 0, "Tensor", "negative dimension in shape ", shape.str());
@@ -48,6 +54,7 @@ public:
         t.data_ = t.storage_->data();
         return t;
     }
+    /// A new contiguous tensor of `shape` with every element `value`.
     static Tensor full(const Shape& shape, T value) {
         Tensor t = empty(shape);
         std::fill_n(t.data_, shape.numel(), value);
@@ -67,12 +74,17 @@ public:
         if (shape.rank() > 0) t.strides_ = samples_innermost_strides(shape);
         return t;
     }
+    /// A new tensor of `shape` filled with 0.
     static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
+    /// A new tensor of `shape` filled with 1.
     static Tensor ones(const Shape& shape) { return full(shape, T(1)); }
+    /// A rank-0 tensor holding `value`.
     static Tensor scalar(T value) { return full(Shape{}, value); }
+    /// A new tensor of `shape` with `values` in row-major order (as many as shape.numel()).
     static Tensor from(const Shape& shape, std::initializer_list<T> values) {
         return from(shape, std::vector<T>(values));
     }
+    /// A new tensor of `shape` with `values` in row-major order (as many as shape.numel()).
     static Tensor from(const Shape& shape, const std::vector<T>& values) {
         EMBER_CHECK(static_cast<Index>(values.size()) == shape.numel(), "Tensor::from", "shape ",
                     shape.str(), " needs ", shape.numel(), " values, got ", values.size());
@@ -91,18 +103,28 @@ public:
     template <expr::Expression E>
     Tensor(const E& e);  // NOLINT(google-explicit-constructor): expressions convert implicitly
 
+    /// False only for a default-constructed tensor, which has no buffer.
     bool defined() const { return storage_ != nullptr; }
+    /// The dimensions.
     const Shape& shape() const { return shape_; }
+    /// The strides in elements, one per axis (0 along broadcast axes).
     const Strides& strides() const { return strides_; }
+    /// Number of dimensions.
     int rank() const { return shape_.rank(); }
+    /// Dimension `axis`; negative axes count from the end.
     Index dim(int axis) const { return shape_.dim(axis); }
+    /// Number of elements.
     Index numel() const { return shape_.numel(); }
+    /// Pointer to element 0 (the start of this view, not necessarily of the buffer).
     T* data() const { return data_; }
+    /// The shared buffer.
     const std::shared_ptr<Storage<T>>& storage() const { return storage_; }
+    /// True when both tensors view the same buffer.
     bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
     /// True when no other tensor shares this buffer, so it may be updated in place.
     bool unique() const { return storage_ && storage_.use_count() == 1; }
 
+    /// True when the layout is row-major with no gaps (axes of size 1 may have any stride).
     bool is_contiguous() const {
         const Strides c = shape_.contiguous_strides();
         for (int i = 0; i < rank(); ++i)
@@ -161,10 +183,12 @@ public:
     }
     /// Element `i` in row-major order (any layout).
     T flat(Index i) const { return data_[offset_of(i)]; }
+    /// The value of a one-element tensor; throws Error otherwise.
     T item() const {
         EMBER_CHECK(numel() == 1, "Tensor::item", "needs exactly one element, shape is ", shape_.str());
         return data_[0];
     }
+    /// The elements in row-major order.
     std::vector<T> to_vector() const {
         std::vector<T> v(static_cast<std::size_t>(numel()));
         for (Index i = 0; i < numel(); ++i) v[static_cast<std::size_t>(i)] = flat(i);
@@ -178,6 +202,7 @@ public:
         copy_strided(t.data_);
         return t;
     }
+    /// A contiguous copy with its own buffer.
     Tensor clone() const {
         Tensor t = empty(shape_);
         if (is_contiguous()) std::memcpy(t.data_, data_, sizeof(T) * static_cast<std::size_t>(numel()));
@@ -192,6 +217,7 @@ public:
         if (src.is_contiguous()) std::memmove(data_, src.data_, sizeof(T) * static_cast<std::size_t>(numel()));
         else src.copy_strided(data_);
     }
+    /// Sets every element to `value` (contiguous tensors only).
     void fill(T value) const {
         EMBER_CHECK(is_contiguous(), "Tensor::fill", "tensor must be contiguous");
         std::fill_n(data_, numel(), value);

@@ -26,8 +26,10 @@ inline int& thread_count() {
 }
 }  // namespace detail
 
+/// The number of threads ember's kernels use (OpenMP's default until set_num_threads).
 inline int num_threads() { return detail::thread_count(); }
 
+/// Sets the threads of ember's own kernels (OpenMP) and of Eigen's GEMM to `n` (at least 1).
 inline void set_num_threads(int n) {
     n = std::max(1, n);
     detail::thread_count() = n;

@@ -14,6 +14,7 @@
 
 namespace ember {
 
+/// One mini-batch: the rows, their labels and their indices in the data set.
 template <Real T>
 struct MiniBatch {
     Tensor<T> x;                ///< rows of the data set
@@ -40,16 +41,23 @@ MiniBatch<T> gather_rows(const Tensor<T>& data, const std::vector<Index>& labels
 }
 }  // namespace detail
 
+/// Mini-batches over a data set held in memory, shuffled deterministically from a seed.
 template <Real T>
 class BatchIterator {
 public:
+    /// How the batches are formed.
     struct Options {
+        /// Rows per batch.
         Index batch_size = 64;
+        /// Visit the rows in a new random order every epoch (Generator(seed + epoch)).
         bool shuffle = true;
+        /// Skip the last batch of an epoch when it would be smaller than batch_size.
         bool drop_last = false;
+        /// Seed of the shuffling.
         std::uint64_t seed = 0;
     };
 
+    /// Batches of the rows of `data` [n, ...] and their `labels` (one per row).
     BatchIterator(Tensor<T> data, std::vector<Index> labels, Options o) : data_(data.contiguous()), labels_(std::move(labels)), o_(o) {
         EMBER_CHECK(data_.rank() >= 1, "BatchIterator", "data must have a leading sample axis, shape is ", data_.shape().str());
         EMBER_CHECK(o_.batch_size > 0, "BatchIterator", "batch size must be positive, got ", o_.batch_size);
@@ -57,12 +65,16 @@ public:
                     labels_.size(), " labels for ", data_.dim(0), " samples");
         start_epoch(0);
     }
+    /// Batches of an unlabelled data set.
     BatchIterator(Tensor<T> data, Options o) : BatchIterator(std::move(data), {}, o) {}
 
+    /// Number of rows in the data set.
     Index samples() const { return data_.dim(0); }
+    /// Batches in one epoch (the last one may be partial unless drop_last).
     Index batches_per_epoch() const {
         return o_.drop_last ? samples() / o_.batch_size : (samples() + o_.batch_size - 1) / o_.batch_size;
     }
+    /// The current epoch.
     std::uint64_t epoch() const { return epoch_; }
 
     /// Restarts at the beginning of epoch `e`, or at its batch `first_batch` (for resuming a
@@ -91,8 +103,8 @@ public:
         return detail::gather_rows(data_, labels_, std::move(rows));
     }
 
-    /// Positions the iterator after `consumed` batches counted from the start of epoch 0 (e.g.
-    /// the steps a checkpoint has done), so that a resumed run sees the batches an
+    /// Positions the iterator after `consumed` batches counted from the start of epoch 0
+    /// (e.g.\ the steps a checkpoint has done), so that a resumed run sees the batches an
     /// uninterrupted one would have seen.
     void seek(std::int64_t consumed) {
         EMBER_CHECK(consumed >= 0, "BatchIterator", "cannot seek to batch ", consumed);
@@ -130,6 +142,7 @@ template <Real T>
 Tensor<T> scale_to_unit(const Tensor<T>& pixels) {  // [0, 1]
     return Tensor<T>(pixels * T(1.0 / 255.0));
 }
+/// Pixels 0..255 to [-1, 1] (the range of a tanh generator).
 template <Real T>
 Tensor<T> scale_to_symmetric(const Tensor<T>& pixels) {  // [-1, 1]
     return Tensor<T>(pixels * T(2.0 / 255.0) - T(1));

@@ -17,12 +17,15 @@
 
 namespace ember {
 
+/// An array read from an IDX file (the format of MNIST), still in the file's encoding.
 struct IdxArray {
     std::uint8_t type = 0;           ///< 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64
     std::vector<Index> dims;         ///< at least one, at most kMaxRank
     std::vector<std::uint8_t> data;  ///< raw big-endian payload
 
+    /// Bytes per element of `type`.
     std::size_t element_size() const;
+    /// Number of elements: the product of the dimensions.
     Index numel() const {
         Index n = 1;
         for (Index d : dims) n *= d;
@@ -173,7 +176,7 @@ Tensor<T> IdxArray::to_tensor() const {
     return t;
 }
 
-/// Writes an unsigned-byte IDX file (plain, or gzip-compressed when `gzip`), e.g. for tests.
+/// Writes an unsigned-byte IDX file (plain, or gzip-compressed when `gzip`), e.g.\ for tests.
 inline void write_idx_u8(const std::string& path, const std::vector<Index>& dims, std::span<const std::uint8_t> values,
                          bool gzip = false) {
     std::vector<std::uint8_t> bytes = {0, 0, 0x08, static_cast<std::uint8_t>(dims.size())};

@@ -14,8 +14,10 @@
 
 namespace ember {
 
+/// The two IDX image data sets ember knows.
 enum class Dataset { mnist, fashion_mnist };
 
+/// An image data set with its labels, as load_image_set returns it.
 struct ImageSet {
     Tensor<float> images;       ///< [N, 1, 28, 28], pixel values in [0, 255]
     std::vector<Index> labels;  ///< N class indices in [0, 10)

@@ -12,11 +12,16 @@
 
 namespace ember {
 
+/// The built-in distributions: grid25 (25 Gaussians on a grid), ring8 (8 Gaussians on a
+/// circle), swiss_roll, two_moons (scikit-learn's make_moons), rings (three concentric
+/// circles) and checkerboard (FFJORD's).
 enum class Toy2d { grid25, ring8, swiss_roll, two_moons, rings, checkerboard };
 
 /// The mixture components of the two Gaussian mixtures, for mode-coverage metrics.
 struct ToyModes {
+    /// Centre of each component.
     std::vector<std::array<double, 2>> centres;
+    /// Standard deviation of every component.
     double std;
 };
 
@@ -34,6 +39,7 @@ inline ToyModes ring8_modes() {
     return m;
 }
 
+/// The distribution called `name` (the enumerator's name; also "25gaussians", "8gaussians").
 inline Toy2d parse_toy2d(const std::string& name) {
     if (name == "grid25" || name == "25gaussians") return Toy2d::grid25;
     if (name == "ring8" || name == "8gaussians") return Toy2d::ring8;
@@ -45,6 +51,7 @@ inline Toy2d parse_toy2d(const std::string& name) {
                  "'; expected grid25, ring8, swiss_roll, two_moons, rings or checkerboard");
 }
 
+/// `n` samples [n, 2] of distribution `kind`, drawn from `gen`.
 template <Real T>
 Tensor<T> sample_toy2d(Toy2d kind, Index n, Generator& gen) {
     EMBER_CHECK(n >= 0, "sample_toy2d", "negative sample count ", n);

@@ -2,10 +2,10 @@
 /// \file
 /// Collectives on ember's tensors and modules:
 ///
-///   broadcast_parameters(comm, model)   parameters and buffers from rank 0, at start
-///   allreduce_gradients(comm, model)    average every gradient over the ranks, before step()
-///   gather(comm, t)                     concatenate along dim 0 on rank 0 (samples, traces)
-///   allreduce(comm, x, Op::mean)        scalars (losses, counters) for logging
+///     broadcast_parameters(comm, model)   parameters and buffers from rank 0, at start
+///     allreduce_gradients(comm, model)    average every gradient over the ranks, before step()
+///     gather(comm, t)                     concatenate along dim 0 on rank 0 (samples, traces)
+///     allreduce(comm, x, Op::mean)        scalars (losses, counters) for logging
 ///
 /// Every rank must make the same calls in the same order with the same parameter lists:
 /// these are MPI collectives. Each function checks what it cheaply can (counts and sizes
@@ -165,6 +165,7 @@ void allreduce_gradients(const Communicator& comm, const std::vector<Var<T>>& pa
     }
 }
 
+/// allreduce_gradients over the parameters of `model`.
 template <Real T>
 void allreduce_gradients(const Communicator& comm, const nn::Module<T>& model,
                          std::size_t bucket_bytes = kDefaultBucketBytes) {
@@ -228,6 +229,7 @@ Tensor<T> gather(const Communicator& comm, const Tensor<T>& local, int root = 0)
     return result;
 }
 
+/// How allreduce combines the ranks' values.
 enum class Op { sum, mean, max, min };
 
 /// Element-wise reduction of `values` over the ranks; every rank gets the result.
@@ -242,6 +244,7 @@ inline std::vector<double> allreduce(const Communicator& comm, std::vector<doubl
         for (double& v : values) v /= comm.size();
     return values;
 }
+/// The reduction of one value over the ranks; every rank gets the result.
 inline double allreduce(const Communicator& comm, double value, Op op = Op::sum) {
     return allreduce(comm, std::vector<double>{value}, op)[0];
 }

@@ -4,12 +4,12 @@
 /// finalisation, rank and size, and dist::run(), which turns an exception on any rank into
 /// the end of the whole job.
 ///
-///   int main(int argc, char** argv) {
-///       return ember::dist::run(argc, argv, [&](ember::dist::Communicator& comm) {
-///           ... comm.rank(), comm.size(), comm.is_root() ...
-///           return 0;
-///       });
-///   }
+///     int main(int argc, char** argv) {
+///         return ember::dist::run(argc, argv, [&](ember::dist::Communicator& comm) {
+///             ... comm.rank(), comm.size(), comm.is_root() ...
+///             return 0;
+///         });
+///     }
 ///
 /// Why MPI and not sockets of our own: research clusters already run Open MPI, with its
 /// launcher (mpirun/srun), its process placement and its fast shared-memory and network
@@ -70,6 +70,8 @@ inline int world_rank_or(int fallback) {
 
 }  // namespace detail
 
+/// ember's handle on MPI: initialises and finalises it, and holds the duplicate of
+/// MPI_COMM_WORLD that every ember collective runs on.
 class Communicator {
 public:
     /// Initialises MPI unless somebody already did (then it will not finalise it either).
@@ -105,17 +107,22 @@ public:
     Communicator(const Communicator&) = delete;
     Communicator& operator=(const Communicator&) = delete;
 
+    /// This process's rank, 0 to size() - 1.
     int rank() const { return rank_; }
+    /// Number of ranks.
     int size() const { return size_; }
+    /// True on rank 0.
     bool is_root() const { return rank_ == 0; }
     /// Whether this object initialised MPI (and will finalise it).
     bool owns_mpi() const { return owns_mpi_; }
+    /// The MPI communicator (a duplicate of MPI_COMM_WORLD).
     MPI_Comm comm() const { return comm_; }
 
+    /// Waits until every rank has reached this call.
     void barrier() const { detail::check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
     /// How many ranks share this machine (this one included): to divide its cores among
-    /// them, e.g. threads per process = hardware threads / ranks_on_node().
+    /// them, e.g.\ threads per process = hardware threads / ranks_on_node().
     int ranks_on_node() const {
         MPI_Comm node = MPI_COMM_NULL;
         detail::check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),

@@ -5,7 +5,7 @@
 /// same averaged gradients), so rank 0's copy is the model; K ranks writing the same file
 /// would race and K progress lines would interleave.
 ///
-///   dist::on_root(comm, [&] { ckpt.save(path); save_pictures(); });
+///     dist::on_root(comm, [&] { ckpt.save(path); save_pictures(); });
 ///
 /// If the write throws on rank 0, dist::run aborts the job: the other ranks, already in the
 /// next step's collectives, are released instead of waiting forever.

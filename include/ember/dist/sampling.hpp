@@ -3,12 +3,12 @@
 /// Samplers across processes: the chains are sharded (each rank runs its own batch of
 /// chains with its own random stream), and the statistics are combined afterwards.
 ///
-///   const auto seed = dist::rank_seed(base_seed, comm.rank());
-///   sample::Mala<double> mala(energy, my_initial_states, {.step_size = 0.1, .seed = seed});
-///   mala.warmup(500);
-///   ChainStats local = mala.run(1000, record_into(my_traces));     // my_traces [my chains, draws]
-///   ChainStats all = dist::reduce_chain_stats(comm, local);        // over every chain
-///   double e = dist::ess(comm, my_traces), r = dist::rhat(comm, my_traces);
+///     const auto seed = dist::rank_seed(base_seed, comm.rank());
+///     sample::Mala<double> mala(energy, my_initial_states, {.step_size = 0.1, .seed = seed});
+///     mala.warmup(500);
+///     ChainStats local = mala.run(1000, record_into(my_traces));     // my_traces [my chains, draws]
+///     ChainStats all = dist::reduce_chain_stats(comm, local);        // over every chain
+///     double e = dist::ess(comm, my_traces), r = dist::rhat(comm, my_traces);
 ///
 /// Chains of different ranks never interact, so a K-process run is exactly K independent
 /// sets of chains; R-hat over all of them is then a real test that they agree.
@@ -26,6 +26,7 @@ namespace ember::dist {
 /// keys are independent, and the 2^32 spacing keeps the ranks' seeds away from the small
 /// offsets (seed + 1, seed + 2, ...) that programs use for their other streams.
 inline constexpr std::uint64_t kRankSeedStride = std::uint64_t{1} << 32;
+/// seed + rank · kRankSeedStride: the seed of rank `rank`'s chains.
 inline std::uint64_t rank_seed(std::uint64_t seed, int rank) {
     return seed + static_cast<std::uint64_t>(rank) * kRankSeedStride;
 }
@@ -84,6 +85,7 @@ inline double ess(const Communicator& comm, const Tensor<double>& traces) {
     const Tensor<double> all = gather(comm, traces);
     return broadcast(comm, comm.is_root() ? sample::ess(all) : 0.0);
 }
+/// Split R-hat over the chains of every rank, as ess() does it.
 inline double rhat(const Communicator& comm, const Tensor<double>& traces) {
     const Tensor<double> all = gather(comm, traces);
     return broadcast(comm, comm.is_root() ? sample::rhat(all) : 0.0);

@@ -23,6 +23,8 @@
 
 namespace ember::dist {
 
+/// This rank's shard of every global mini-batch: the batches of BatchIterator, each cut into
+/// one equal part per rank (see the file description).
 template <Real T>
 class ShardedBatchIterator {
 public:
@@ -41,14 +43,21 @@ public:
                     " labels for ", data_.dim(0), " samples");
         start_epoch(0);
     }
+    /// A sharded iterator over an unlabelled data set.
     ShardedBatchIterator(int rank, int size, Tensor<T> data, Options o)
         : ShardedBatchIterator(rank, size, std::move(data), {}, o) {}
 
+    /// Number of rows in the data set.
     Index samples() const { return data_.dim(0); }
+    /// Rows per step over all ranks (Options::batch_size).
     Index global_batch_size() const { return o_.batch_size; }
+    /// Rows per step on this rank: global_batch_size() / size().
     Index local_batch_size() const { return o_.batch_size / size_; }
+    /// This process's rank.
     int rank() const { return rank_; }
+    /// Number of ranks.
     int size() const { return size_; }
+    /// The current epoch.
     std::uint64_t epoch() const { return epoch_; }
 
     /// Steps per epoch, the same on every rank.

@@ -4,13 +4,13 @@
 /// the softmax cross-entropy, softmax probabilities, the class histogram of the predictions
 /// and its KL divergence to the uniform distribution over the classes.
 ///
-///   Var<float> loss = ember::softmax_cross_entropy(logits, labels);    // training
-///   Tensor<float> p = ember::softmax_rows(logits.value());              // [N, K]
-///   std::vector<double> h = ember::class_histogram(ember::argmax(p, 1), 10);
-///   double kl = ember::kl_to_uniform(h);     // 0 when every class is equally frequent
+///     Var<float> loss = ember::softmax_cross_entropy(logits, labels);    // training
+///     Tensor<float> p = ember::softmax_rows(logits.value());              // [N, K]
+///     std::vector<double> h = ember::class_histogram(ember::argmax(p, 1), 10);
+///     double kl = ember::kl_to_uniform(h);     // 0 when every class is equally frequent
 ///
-///   cross-entropy    L = (1/N) Σ_i [ logsumexp_k z_ik - z_{i,y_i} ]    (= -mean log softmax(z)_{y})
-///   KL to uniform    KL(h || U_K) = Σ_k h_k log(K h_k),  0 log 0 = 0,  in [0, log K]
+///     cross-entropy    L = (1/N) Σ_i [ logsumexp_k z_ik - z_{i,y_i} ]    (= -mean log softmax(z)_{y})
+///     KL to uniform    KL(h || U_K) = Σ_k h_k log(K h_k),  0 log 0 = 0,  in [0, log K]
 /// KL(h || U) = log K - H(h): 0 when all K classes are predicted equally often, log K when
 /// every sample falls into one class (mode collapse).
 #include <cmath>

@@ -1,11 +1,11 @@
 #pragma once
 /// \file
 /// The Fréchet distance between Gaussian fits of two sets of feature rows: the distance
-/// behind FID (Heusel et al. 2017), here on any features (ember's examples use a small MNIST
+/// behind FID (Heusel et al.\ 2017), here on any features (ember's examples use a small MNIST
 /// classifier's penultimate layer).
 ///
-///   N(μ1, Σ1), N(μ2, Σ2) fitted to the rows of A [n1, d] and B [n2, d]:
-///   d² = |μ1 - μ2|² + tr(Σ1 + Σ2 - 2 (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2})
+///     N(μ1, Σ1), N(μ2, Σ2) fitted to the rows of A [n1, d] and B [n2, d]:
+///     d² = |μ1 - μ2|² + tr(Σ1 + Σ2 - 2 (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2})
 ///
 /// (the squared 2-Wasserstein distance between the two Gaussians). The covariances are the
 /// unbiased ones (divided by n - 1, as numpy.cov and the FID reference code). Everything is
@@ -17,9 +17,9 @@
 /// tr((S Σ2 S)^{1/2}) = Σ_i √μ_i over the eigenvalues μ_i of the symmetric S Σ2 S. Eigenvalues
 /// that rounding makes slightly negative are taken as 0, and so is a slightly negative d².
 ///
-///   ember::GaussianFit g1 = ember::fit_gaussian(features_a);   // [n, d], n >= 2
-///   double d2 = ember::frechet_distance(g1, ember::fit_gaussian(features_b));
-///   double same = ember::frechet_distance(features_a, features_b);  // the two steps at once
+///     ember::GaussianFit g1 = ember::fit_gaussian(features_a);   // [n, d], n >= 2
+///     double d2 = ember::frechet_distance(g1, ember::fit_gaussian(features_b));
+///     double same = ember::frechet_distance(features_a, features_b);  // the two steps at once
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -35,8 +35,11 @@ namespace ember {
 
 /// A Gaussian fitted to feature rows: mean, unbiased covariance and the number of rows.
 struct GaussianFit {
+    /// Mean of the rows, [d].
     Eigen::VectorXd mean;
+    /// Unbiased covariance of the rows, [d, d].
     Eigen::MatrixXd cov;
+    /// Number of rows fitted.
     Index n = 0;
 };
 

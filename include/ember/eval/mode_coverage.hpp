@@ -2,8 +2,8 @@
 /// \file
 /// Mode-coverage metrics for samples of a generative model trained on a mixture of K
 /// isotropic Gaussians with equal weights (the 25-Gaussian grid and the 8-Gaussian ring of
-/// data/toy2d.hpp), as in the mode-collapse literature (VEEGAN, Srivastava et al. 2017;
-/// PacGAN, Lin et al. 2018; MEG, Kumar et al. 2019):
+/// data/toy2d.hpp), as in the mode-collapse literature (VEEGAN, Srivastava et al.\ 2017;
+/// PacGAN, Lin et al.\ 2018; MEG, Kumar et al.\ 2019):
 ///
 ///   * every sample x_i is assigned to its nearest centre k(i) = argmin_k ||x_i - c_k||
 ///     (Euclidean; ties go to the centre listed first);
@@ -26,9 +26,9 @@
 /// Samples with a NaN or infinite coordinate are assigned to no mode and are never
 /// high-quality (they still count in N).
 ///
-///   const ModeCoverage m = mode_coverage(samples, grid25_modes());
-///   std::printf("%d/%d modes, %.1f%% high quality, KL %.3f\n", m.modes_covered, m.modes,
-///               100 * m.high_quality_share, m.reverse_kl);
+///     const ModeCoverage m = mode_coverage(samples, grid25_modes());
+///     std::printf("%d/%d modes, %.1f%% high quality, KL %.3f\n", m.modes_covered, m.modes,
+///                 100 * m.high_quality_share, m.reverse_kl);
 #include <array>
 #include <cmath>
 #include <limits>
@@ -40,6 +40,7 @@
 
 namespace ember {
 
+/// The mode-coverage metrics of a set of samples (see the file description).
 struct ModeCoverage {
     Index samples = 0;                 ///< N
     Index high_quality = 0;            ///< Σ_k n_k
@@ -51,6 +52,7 @@ struct ModeCoverage {
     std::vector<Index> nearest;        ///< every sample's nearest mode, -1 for non-finite ones
 };
 
+/// Thresholds of the mode-coverage metrics.
 struct ModeCoverageOptions {
     double radius_in_std = 3.0;  ///< r: high-quality within r·σ of the nearest centre
     Index min_count = 1;         ///< high-quality samples a mode needs to count as covered

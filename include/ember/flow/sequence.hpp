@@ -2,19 +2,20 @@
 /// \file
 /// Flow: a sequence of invertible steps f = f_K ∘ … ∘ f_1 over a standard normal base
 /// density (docs/math.md §6):
-///   forward_and_logdet(x) = (z, Σ_k logdet_k)      z = f(x), per-sample sums [N]
-///   inverse(z)            = f_1⁻¹(…f_K⁻¹(z))
-///   log_prob(x)           = log N(f(x); 0, I) + Σ_k log|det ∂f_k|        [N]
-///   sample(n, gen, τ)     = f⁻¹(τ ε),  ε ~ N(0, I)
+///
+///     forward_and_logdet(x) = (z, Σ_k logdet_k)      z = f(x), per-sample sums [N]
+///     inverse(z)            = f_1⁻¹(…f_K⁻¹(z))
+///     log_prob(x)           = log N(f(x); 0, I) + Σ_k log|det ∂f_k|        [N]
+///     sample(n, gen, τ)     = f⁻¹(τ ε),  ε ~ N(0, I)
 /// Sampling with a temperature τ < 1 draws from the base density narrowed to N(0, τ² I),
 /// trading diversity for typical-looking samples (Glow); τ = 1 samples the model itself.
 /// Train by maximising mean(log_prob(x)) (or minimising bits_per_dim, image.hpp).
 ///
-///   flow::Flow<float> f(Shape{2});                       // per-sample shape of x
-///   f.add<flow::ActNorm>(2);
-///   f.add(flow::affine_coupling_mlp<float>(2, 64, false, gen));
-///   f.add(flow::affine_coupling_mlp<float>(2, 64, true, gen));
-///   Var<float> nll = mean(Var<float>(-f.log_prob(Var<float>(x))));
+///     flow::Flow<float> f(Shape{2});                       // per-sample shape of x
+///     f.add<flow::ActNorm>(2);
+///     f.add(flow::affine_coupling_mlp<float>(2, 64, false, gen));
+///     f.add(flow::affine_coupling_mlp<float>(2, 64, true, gen));
+///     Var<float> nll = mean(Var<float>(-f.log_prob(Var<float>(x))));
 ///
 /// A Flow is itself a step, so flows nest. Its steps are children "0", "1", ..., so their
 /// parameters are "0.bias", "2.net.0.weight", ...
@@ -31,10 +32,12 @@
 
 namespace ember::flow {
 
+/// A sequence of steps over a standard normal base density, with log_prob and sampling; itself
+/// a step, so flows nest (see the file description).
 template <Real T>
 class Flow : public FlowStep<T> {
 public:
-    /// event_shape: the per-sample shape of x, e.g. {2} for points, {1, 28, 28} for images.
+    /// event_shape: the per-sample shape of x, e.g.\ {2} for points, {1, 28, 28} for images.
     explicit Flow(const Shape& event_shape) : event_(event_shape), latent_(event_shape) {
         bool ok = event_shape.rank() >= 1 && event_shape.rank() < kMaxRank;
         for (int d = 0; ok && d < event_shape.rank(); ++d) ok = event_shape[d] > 0;
@@ -56,7 +59,9 @@ public:
         return this->register_module(std::to_string(steps_.size() - 1), std::move(step));
     }
 
+    /// Number of steps.
     std::size_t size() const { return steps_.size(); }
+    /// Step `i`, in the order they were added.
     FlowStep<T>& operator[](std::size_t i) const {
         EMBER_CHECK(i < steps_.size(), "Flow", "step ", i, " out of range for ", steps_.size(), " steps");
         return *steps_[i];

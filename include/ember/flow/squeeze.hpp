@@ -2,7 +2,8 @@
 /// \file
 /// Squeeze (space-to-depth, RealNVP), and Unsqueeze, the same map as a step in the other
 /// direction. Squeeze turns each 2×2 block of pixels into 4 channels,
-///   [N, C, H, W] -> [N, 4C, H/2, W/2],   y[n, 4c + 2i + j, h, w] = x[n, c, 2h + i, 2w + j]
+///
+///     [N, C, H, W] -> [N, 4C, H/2, W/2],   y[n, 4c + 2i + j, h, w] = x[n, c, 2h + i, 2w + j]
 /// (i, j ∈ {0, 1}: Glow's channel order). It only moves values, so its Jacobian is a
 /// permutation matrix: log|det| = 0. After a squeeze, a channel mask splits each 2×2 block
 /// between the two halves, which is what lets couplings at coarser scales mix neighbouring
@@ -55,6 +56,7 @@ Var<T> unsqueeze2d(const Var<T>& y) {
                 Shape{s[0], s[1] / 4, 2 * s[2], 2 * s[3]});
 }
 
+/// Space-to-depth as a step: squeeze2d forward, unsqueeze2d inverse, log|det| = 0.
 template <Real T>
 class Squeeze : public FlowStep<T> {
 public:

@@ -24,7 +24,8 @@ namespace ember::info {
 // ---- Gaussian closed forms ----------------------------------------------------------------
 
 /// Entropy of N(μ, diag(σ²)) over the last axis of `variance` (σ_j², all > 0):
-///   H = ½ Σ_j log(2πe σ_j²) = ½ Σ_j (log σ_j² + 1 + log 2π).
+///
+///     H = ½ Σ_j log(2πe σ_j²) = ½ Σ_j (log σ_j² + 1 + log 2π).
 /// variance [d] gives a scalar, [B, d] one entropy per row [B]. Differentiable (for a VAE's
 /// encoder, pass exp(log_var)). For N(0, I_d): (d/2) log(2πe) ≈ 1.4189·d.
 template <Real T>
@@ -39,13 +40,15 @@ Var<T> gaussian_entropy_diag(const Var<T>& variance) {
     const T c = static_cast<T>(0.5 * (1 + std::log(2 * std::numbers::pi)));
     return sum(Var<T>(T(0.5) * log(variance) + c), -1);
 }
+/// gaussian_entropy_diag on a tensor of variances, without recording.
 template <Real T>
 Tensor<T> gaussian_entropy_diag(const Tensor<T>& variance) {
     return gaussian_entropy_diag(Var<T>(variance)).value();
 }
 
 /// Entropy of N(μ, Σ) for a full covariance Σ [d,d]:
-///   H = ½ log det(2πe Σ) = (d/2)(1 + log 2π) + Σ_i log L_ii,  Σ = L Lᵀ (Cholesky, Eigen LLT).
+///
+///     H = ½ log det(2πe Σ) = (d/2)(1 + log 2π) + Σ_i log L_ii,  Σ = L Lᵀ (Cholesky, Eigen LLT).
 /// Computed in double. Σ must be symmetric (to √ε of its largest entry; it is symmetrised
 /// before factoring) and positive definite, else ember::Error says which.
 template <Real T>
@@ -156,7 +159,8 @@ std::vector<double> knn_log_distances(const Tensor<T>& samples, Index k = 1) {
 
 /// Kozachenko-Leonenko estimate of the differential entropy (nats) of the density the rows
 /// of `samples` [N, d] were drawn from:
-///   Ĥ = ψ(N) - ψ(k) + log V_d + (d/N) Σ_i log ε_i,
+///
+///     Ĥ = ψ(N) - ψ(k) + log V_d + (d/N) Σ_i log ε_i,
 /// ε_i the Euclidean DISTANCE (a radius, not 2× it) from x_i to its k-th nearest neighbour
 /// and V_d the volume of the unit ball of radius 1 (log_unit_ball_volume). Kraskov et al.
 /// (2004, eq. 20) write the same estimator with the diameter 2ε_i and c_d = V_d / 2^d; the

@@ -22,12 +22,12 @@
 ///
 /// With sp = softplus, E_joint / E_marg batch means over the joint / marginal scores:
 ///
-///   jsd      Î_JSD = E_joint[-sp(-T)] - E_marg[sp(T)]                 Deep InfoMax; MEG
-///   dv       Î_DV  = E_joint[T] - log E_marg[e^T]                      Donsker-Varadhan
-///   Mine     DV's value, gradient with a moving average in the denominator (Belghazi 2018)
-///   nwj      Î_NWJ = E_joint[T] - e^{-1} E_marg[e^T]                   NWJ, f-GAN KL, MINE-f
-///   infonce  Î_NCE = mean_i [T_ii - log((1/B) Σ_j e^{T_ij})] ≤ log B   van den Oord 2018
-///   jsd_nwj  value NWJ(T + 1), gradient of JSD                         Poole et al. 2019 "JS"
+///     jsd      Î_JSD = E_joint[-sp(-T)] - E_marg[sp(T)]                 Deep InfoMax; MEG
+///     dv       Î_DV  = E_joint[T] - log E_marg[e^T]                      Donsker-Varadhan
+///     Mine     DV's value, gradient with a moving average in the denominator (Belghazi 2018)
+///     nwj      Î_NWJ = E_joint[T] - e^{-1} E_marg[e^T]                   NWJ, f-GAN KL, MINE-f
+///     infonce  Î_NCE = mean_i [T_ii - log((1/B) Σ_j e^{T_ij})] ≤ log B   van den Oord 2018
+///     jsd_nwj  value NWJ(T + 1), gradient of JSD                         Poole et al. 2019 "JS"
 ///
 /// plus the Barber-Agakov / InfoGAN latent-reconstruction bound, and the helpers that build
 /// joint and marginal pairs. Every log E[e^T] is a log-mean-exp (logsumexp - log n), so no
@@ -97,9 +97,11 @@ Var<T> log_mean_exp(const Var<T>& t) {
 /// order. Every matrix form of an estimator below is its (t_joint, t_marg) form on these.
 template <Real T>
 struct SplitScores {
-    Var<T> joint, marginal;
+    /// The joint scores (the diagonal, [B]).
+    Var<T> joint, marginal;  ///< the marginal scores (off the diagonal, row-major, [B(B-1)])
 };
 
+/// Splits a score matrix [B,B] (scores(i,j) = T(x_i, z_j)) into joint and marginal scores.
 template <Real T>
 SplitScores<T> split_scores(const Var<T>& scores) {
     const Index B = detail::check_score_matrix(scores, "split_scores");
@@ -131,6 +133,7 @@ inline std::vector<Index> derangement(Index n, Generator& gen) {
     }
 }
 
+/// A batch of marginal pairs made from joint pairs, as shuffled_pairs returns it.
 template <Real T>
 struct ShuffledPairs {
     Var<T> x;                ///< the batch x, unchanged
@@ -184,8 +187,9 @@ Var<T> all_pairs(const Var<T>& x, const Var<T>& z) {
 
 // ---- estimators -------------------------------------------------------------------------
 
-/// Jensen-Shannon estimator (Deep InfoMax, Hjelm et al. 2019; the one MEG uses, docs/math.md §2):
-///   Î_JSD = E_joint[-sp(-T)] - E_marg[sp(T)].
+/// Jensen-Shannon estimator (Deep InfoMax, Hjelm et al.\ 2019; the one MEG uses, docs/math.md §2):
+///
+///     Î_JSD = E_joint[-sp(-T)] - E_marg[sp(T)].
 /// Not a bound on I itself but a monotone surrogate: it is 2·JSD(p(x,z) || p(x)p(z)) - log 4
 /// at its optimum T* = log p(x,z)/(p(x)p(z)), whose gradients are bounded and low-variance
 /// (sp, not exp). sp(x) = max(x,0) + log1p(e^{-|x|}) is ember's stable softplus.
@@ -195,6 +199,7 @@ Var<T> jsd(const Var<T>& t_joint, const Var<T>& t_marg) {
     const Var<T> tm = detail::score_vector(t_marg, "jsd", "t_marg");
     return Var<T>(-mean(Var<T>(softplus(-tj))) - mean(Var<T>(softplus(tm))));
 }
+/// jsd on a score matrix [B,B]: the diagonal are the joint scores, the rest the marginal ones.
 template <Real T>
 Var<T> jsd(const Var<T>& scores) {
     detail::check_score_matrix(scores, "jsd");
@@ -203,7 +208,8 @@ Var<T> jsd(const Var<T>& scores) {
 }
 
 /// Donsker-Varadhan lower bound (the bound MINE estimates):
-///   Î_DV = E_joint[T] - log E_marg[e^T],  log E_marg[e^T] = logsumexp(t_marg) - log M.
+///
+///     Î_DV = E_joint[T] - log E_marg[e^T],  log E_marg[e^T] = logsumexp(t_marg) - log M.
 /// Tight at T* = log p(x,z)/(p(x)p(z)) + c for any constant c. The minibatch log-mean-exp
 /// makes its gradient biased; Mine below corrects that.
 template <Real T>
@@ -212,6 +218,7 @@ Var<T> dv(const Var<T>& t_joint, const Var<T>& t_marg) {
     const Var<T> tm = detail::score_vector(t_marg, "dv", "t_marg");
     return Var<T>(mean(tj) - detail::log_mean_exp(tm));
 }
+/// dv on a score matrix [B,B]: the diagonal are the joint scores, the rest the marginal ones.
 template <Real T>
 Var<T> dv(const Var<T>& scores) {
     detail::check_score_matrix(scores, "dv");
@@ -220,7 +227,8 @@ Var<T> dv(const Var<T>& scores) {
 }
 
 /// Nguyen-Wainwright-Jordan lower bound (f-GAN KL, MINE-f):
-///   Î_NWJ = E_joint[T] - e^{-1} E_marg[e^T],  computed as mean(t_joint) - exp(lme(t_marg) - 1)
+///
+///     Î_NWJ = E_joint[T] - e^{-1} E_marg[e^T],  computed as mean(t_joint) - exp(lme(t_marg) - 1)
 /// with lme the log-mean-exp, so e^T is never formed. Tight at T* = 1 + log p(x,z)/(p(x)p(z)).
 /// Unbiased per batch (no log of a mean), at the price of a variance that grows like e^I.
 template <Real T>
@@ -229,6 +237,7 @@ Var<T> nwj(const Var<T>& t_joint, const Var<T>& t_marg) {
     const Var<T> tm = detail::score_vector(t_marg, "nwj", "t_marg");
     return Var<T>(mean(tj) - exp(detail::log_mean_exp(tm) - T(1)));
 }
+/// nwj on a score matrix [B,B]: the diagonal are the joint scores, the rest the marginal ones.
 template <Real T>
 Var<T> nwj(const Var<T>& scores) {
     detail::check_score_matrix(scores, "nwj");
@@ -236,8 +245,9 @@ Var<T> nwj(const Var<T>& scores) {
     return nwj(s.joint, s.marginal);
 }
 
-/// InfoNCE (van den Oord et al. 2018), score-matrix form only:
-///   Î_NCE = mean_i [T_ii - log((1/B) Σ_j e^{T_ij})] = log B + mean_i [T_ii - logsumexp_j T_ij].
+/// InfoNCE (van den Oord et al.\ 2018), score-matrix form only:
+///
+///     Î_NCE = mean_i [T_ii - log((1/B) Σ_j e^{T_ij})] = log B + mean_i [T_ii - logsumexp_j T_ij].
 /// Each term T_ii - logsumexp_j T_ij is a log-softmax, ≤ 0, so Î_NCE ≤ log B whatever the
 /// critic (it saturates at log B once the diagonal dominates): low variance, but biased low
 /// whenever I > log B. The sum over j includes the joint pair j = i, by definition.
@@ -248,10 +258,11 @@ Var<T> infonce(const Var<T>& scores) {
     return Var<T>(mean(Var<T>(s.joint - logsumexp(scores, 1))) + static_cast<T>(std::log(static_cast<double>(B))));
 }
 
-/// The "JS" estimator of Poole et al. 2019 (their Fig. 2): train the critic with the JSD
+/// The "JS" estimator of Poole et al.\ 2019 (their Fig.\ 2): train the critic with the JSD
 /// objective (stable gradients), report the NWJ bound evaluated on the same critic.
-///   value:    Î = NWJ(T + shift) = E_joint[T] + shift - e^{shift-1} E_marg[e^T]
-///   gradient: ∇Î_JSD                 (returned as  jsd + detach(value - jsd))
+///
+///     value:    Î = NWJ(T + shift) = E_joint[T] + shift - e^{shift-1} E_marg[e^T]
+///     gradient: ∇Î_JSD                 (returned as  jsd + detach(value - jsd))
 /// Why shift = 1 (the default): the JSD optimum is T* = log r with r = p(x,z)/(p(x)p(z)),
 /// while NWJ's optimum is 1 + log r; NWJ(T* + 1) = E_joint[log r] + 1 - E_marg[r] = I exactly,
 /// whereas NWJ(T*) = I - 1/e. NWJ is a lower bound for every function, so both are valid
@@ -267,6 +278,7 @@ Var<T> jsd_nwj(const Var<T>& t_joint, const Var<T>& t_marg, double shift = 1.0) 
     const Var<T> est(mean(tj) + static_cast<T>(shift) - exp(detail::log_mean_exp(tm) + static_cast<T>(shift - 1)));
     return Var<T>(js + Var<T>(est - js).detach());
 }
+/// jsd_nwj on a score matrix [B,B].
 template <Real T>
 Var<T> jsd_nwj(const Var<T>& scores, double shift = 1.0) {
     detail::check_score_matrix(scores, "jsd_nwj");
@@ -274,28 +286,33 @@ Var<T> jsd_nwj(const Var<T>& scores, double shift = 1.0) {
     return jsd_nwj(s.joint, s.marginal, shift);
 }
 
-/// MINE (Belghazi et al. 2018, "Mutual Information Neural Estimation", §3.2 "Correcting
+/// MINE (Belghazi et al.\ 2018, "Mutual Information Neural Estimation", §3.2 "Correcting
 /// the bias from the stochastic gradients"). The DV gradient is
-///   ∇Î_DV = E_joint[∇T] - E_marg[e^T ∇T] / E_marg[e^T],
+///
+///     ∇Î_DV = E_joint[∇T] - E_marg[e^T ∇T] / E_marg[e^T],
 /// and replacing the full expectation in the denominator by its minibatch estimate biases
 /// it. MINE keeps an exponential moving average instead,
-///   ema ← (1 - rate)·ema + rate·E_batch,marg[e^T]   (the first batch initialises it),
+///
+///     ema ← (1 - rate)·ema + rate·E_batch,marg[e^T]   (the first batch initialises it),
 /// and steps along  E_joint[∇T] - E_marg[e^T ∇T] / ema.
 ///
 /// surrogate() first folds the current batch into the average, then uses it. It returns a
 /// scalar whose VALUE is this batch's DV estimate and whose GRADIENT is exactly the
 /// corrected gradient above:
-///   g = E_joint[T] - E_marg[e^T] / detach(ema),  surrogate = detach(Î_DV) + g - detach(g).
+///
+///     g = E_joint[T] - E_marg[e^T] / detach(ema),  surrogate = detach(Î_DV) + g - detach(g).
 /// Maximise it (or minimise loss() = -surrogate()); call one of the two once per step.
 /// rate = 1 makes ema the batch mean, i.e. the plain DV gradient. The average is kept in
 /// log space (log-add-exp update) so e^T is never formed. estimate() reports Î_DV.
 template <Real T>
 class Mine {
 public:
+    /// A MINE estimator whose moving average of E_marg[e^T] moves by `rate` per step, in (0, 1].
     explicit Mine(double rate = 0.01) : rate_(rate) {
         EMBER_CHECK(rate > 0 && rate <= 1, "Mine", "the moving-average rate must be in (0, 1], got ", rate);
     }
 
+    /// The surrogate from joint scores [n] and marginal scores [m] (advances the moving average).
     Var<T> surrogate(const Var<T>& t_joint, const Var<T>& t_marg) {
         const Var<T> tj = detail::score_vector(t_joint, "Mine::surrogate", "t_joint");
         const Var<T> tm = detail::score_vector(t_marg, "Mine::surrogate", "t_marg");
@@ -313,30 +330,38 @@ public:
         const Var<T> g(mean(tj) - exp(lme - static_cast<T>(log_ema_)));          // E_j[T] - E_m[e^T]/ema
         return Var<T>(est.detach() + Var<T>(g - g.detach()));
     }
+    /// The surrogate from a score matrix [B,B] (advances the moving average).
     Var<T> surrogate(const Var<T>& scores) {
         detail::check_score_matrix(scores, "Mine::surrogate");
         const SplitScores<T> s = split_scores(scores);
         return surrogate(s.joint, s.marginal);
     }
+    /// -surrogate(t_joint, t_marg), to minimise.
     Var<T> loss(const Var<T>& t_joint, const Var<T>& t_marg) { return Var<T>(-surrogate(t_joint, t_marg)); }
+    /// -surrogate(scores), to minimise.
     Var<T> loss(const Var<T>& scores) { return Var<T>(-surrogate(scores)); }
 
     /// The DV estimate (no state change).
     static Var<T> estimate(const Var<T>& t_joint, const Var<T>& t_marg) { return dv(t_joint, t_marg); }
+    /// The DV estimate from a score matrix (no state change).
     static Var<T> estimate(const Var<T>& scores) { return dv(scores); }
 
+    /// The moving-average rate.
     double rate() const { return rate_; }
+    /// Number of batches folded into the moving average.
     std::int64_t updates() const { return updates_; }
     /// The moving average of E_marg[e^T] (and its log); meaningful once updates() > 0.
     double moving_average() const { return std::exp(log_ema_); }
+    /// The log of the moving average.
     double log_moving_average() const { return log_ema_; }
-    /// Restores a saved state (e.g. from a checkpoint).
+    /// Restores a saved state (e.g.\ from a checkpoint).
     void set_state(double log_moving_average, std::int64_t updates) {
         EMBER_CHECK(updates >= 0 && std::isfinite(log_moving_average), "Mine::set_state",
                     "needs a finite log average and updates >= 0, got ", log_moving_average, " and ", updates);
         log_ema_ = log_moving_average;
         updates_ = updates;
     }
+    /// Forgets the moving average: the next batch initialises it again.
     void reset() { updates_ = 0, log_ema_ = 0; }
 
 private:
@@ -362,7 +387,8 @@ Var<T> latent_reconstruction_loss(const Var<T>& z, const Var<T>& z_hat) {
 
 /// Barber-Agakov lower bound with the Gaussian decoder p(z|x) = N(E(x), σ²I) in d = numel/B
 /// dimensions (InfoGAN's L_I):
-///   I(X; Z) ≥ H(Z) + E log p(z|x) = H(Z) - (d/2) log(2πσ²) - E||z - E(G(z))||² / (2σ²).
+///
+///     I(X; Z) ≥ H(Z) + E log p(z|x) = H(Z) - (d/2) log(2πσ²) - E||z - E(G(z))||² / (2σ²).
 /// `entropy_z` is H(Z) in nats (for z ~ N(0, I_d): (d/2) log(2πe), see gaussian_entropy_diag
 /// in entropy.hpp); it is tight when N(E(x), σ²I) is the true posterior of z given x.
 template <Real T>

@@ -3,7 +3,7 @@
 /// The mathematics of variational auto-encoders (docs/math.md §5) and the Gaussian closed forms
 /// used to test and evaluate them (docs/math.md §8).
 ///
-///   log p(x) = ELBO + KL(q(z|x) || p(z|x)),   ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))
+///     log p(x) = ELBO + KL(q(z|x) || p(z|x)),   ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))
 ///
 /// The encoder outputs μ and logvar = log σ² of a diagonal Gaussian q(z|x); the prior is
 /// p(z) = N(0, I). Everything that takes a Var is built from ember's differentiable ops, so
@@ -125,7 +125,7 @@ Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Generator& gen) {
     return reparameterize(mu, logvar, normal<T>(mu.shape(), gen));
 }
 
-/// K samples per input, ε ~ N(0, I) drawn from `gen`: z is [K, ...μ's shape], e.g. [K, B, d].
+/// K samples per input, ε ~ N(0, I) drawn from `gen`: z is [K, ...μ's shape], e.g.\ [K, B, d].
 template <Real T>
 Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Index K, Generator& gen) {
     detail::vae::check_same_shape("reparameterize", "mu", mu.shape(), "logvar", logvar.shape());
@@ -140,7 +140,8 @@ Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Index K, Generator
 // ---- KL divergences between diagonal Gaussians --------------------------------------------
 
 /// KL(N(μ, σ²) || N(0, I)) per sample (docs/math.md §5):
-///   -½ Σ_j (1 + logvar_j - μ_j² - exp(logvar_j)) = ½ Σ_j (μ_j² + expm1(logvar_j) - logvar_j).
+///
+///     -½ Σ_j (1 + logvar_j - μ_j² - exp(logvar_j)) = ½ Σ_j (μ_j² + expm1(logvar_j) - logvar_j).
 /// The expm1 form is the same number without the cancellation of exp(l) - 1 near l = 0.
 /// mu and logvar must have the same shape; [B, d] -> [B].
 template <Real T>
@@ -156,14 +157,16 @@ template <Real T>
 Var<T> kl_normal_std_mean(const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     return mean(kl_normal_std(mu, logvar, event_dims));
 }
+/// The sum of kl_normal_std over the batch (rank 0).
 template <Real T>
 Var<T> kl_normal_std_sum(const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     return sum(kl_normal_std(mu, logvar, event_dims));
 }
 
 /// KL(N(μ₁, diag e^{logvar₁}) || N(μ₂, diag e^{logvar₂})) per sample:
-///   ½ Σ [logvar₂ - logvar₁ + (exp(logvar₁) + (μ₁-μ₂)²) / exp(logvar₂) - 1]
-///   = ½ Σ [(logvar₂ - logvar₁) + expm1(logvar₁ - logvar₂) + (μ₁-μ₂)² exp(-logvar₂)].
+///
+///     ½ Σ [logvar₂ - logvar₁ + (exp(logvar₁) + (μ₁-μ₂)²) / exp(logvar₂) - 1]
+///     = ½ Σ [(logvar₂ - logvar₁) + expm1(logvar₁ - logvar₂) + (μ₁-μ₂)² exp(-logvar₂)].
 /// The second form never forms exp(logvar₁) and exp(logvar₂) separately (no overflow when
 /// both are large) and is exactly 0 for identical arguments. All four broadcast (a learned
 /// prior may be [d]); the result is the broadcast shape without its event axes.
@@ -196,7 +199,8 @@ Var<T> bernoulli_log_prob(const Var<T>& x, const Var<T>& logits, int event_dims 
 }
 
 /// Diagonal Gaussian log density, per sample:
-///   log N(x; μ, diag e^{logvar}) = -½ Σ [log 2π + logvar + (x-μ)² exp(-logvar)].
+///
+///     log N(x; μ, diag e^{logvar}) = -½ Σ [log 2π + logvar + (x-μ)² exp(-logvar)].
 /// This is the helper for log q(z|x) of a Gaussian encoder (x = z, μ, logvar from the
 /// encoder) and for a Gaussian decoder's log p(x|z). x, mu, logvar broadcast.
 template <Real T>
@@ -255,8 +259,9 @@ Var<T> iwae_log_weights(const Var<T>& log_px_given_z, const Var<T>& z, const Var
     return Var<T>(log_px_given_z + standard_normal_log_prob(z, event_dims) - log_qz);
 }
 
-/// Importance-weighted bound (IWAE, Burda et al. 2016; docs/math.md §5):
-///   IWAE_K = log (1/K) Σ_k exp(log w_k) = logsumexp_k(log w_k) - log K,
+/// Importance-weighted bound (IWAE, Burda et al.\ 2016; docs/math.md §5):
+///
+///     IWAE_K = log (1/K) Σ_k exp(log w_k) = logsumexp_k(log w_k) - log K,
 /// with the K log-weights along `axis` (default 0: [K, B] -> [B]). logsumexp subtracts the
 /// maximum, so weights like exp(-1000) do not underflow. E[IWAE_K] <= log p(x), increases
 /// with K, and tends to log p(x) as K -> ∞; IWAE_1 is the ELBO.
@@ -271,7 +276,8 @@ Var<T> iwae_bound(const Var<T>& log_w, int axis = 0) {
 // ---- full-covariance Gaussians (evaluation; double precision, no autodiff) ----------------
 
 /// KL between two full-covariance Gaussians in d dimensions (docs/math.md §8):
-///   KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
+///
+///     KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
 /// Through Cholesky factors Σ = L Lᵀ: tr(Σ₂⁻¹Σ₁) = ||L₂⁻¹L₁||²_F, the quadratic form is
 /// ||L₂⁻¹(μ₂-μ₁)||², log det Σ = 2 Σ log L_ii; no inverse is formed. For evaluation and tests
 /// (not differentiable). A covariance that is not symmetric positive definite is an error.
@@ -279,7 +285,8 @@ EMBER_INLINE double kl_gaussian_full(const Eigen::VectorXd& mu1, const Eigen::Ma
                                      const Eigen::VectorXd& mu2, const Eigen::MatrixXd& cov2);
 
 /// Full-covariance Gaussian log density of each row of x [N, d]:
-///   log N(x; μ, Σ) = -½[d log 2π + log det Σ + (x-μ)ᵀΣ⁻¹(x-μ)]   (via Σ = L Lᵀ).
+///
+///     log N(x; μ, Σ) = -½[d log 2π + log det Σ + (x-μ)ᵀΣ⁻¹(x-μ)]   (via Σ = L Lᵀ).
 /// For evaluation, e.g. the exact log p(x) of a linear-Gaussian model. Returns [N].
 EMBER_INLINE Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, const Eigen::VectorXd& mu,
                                                     const Eigen::MatrixXd& cov);

@@ -55,6 +55,7 @@ public:
     AtomicWriter(const AtomicWriter&) = delete;
     AtomicWriter& operator=(const AtomicWriter&) = delete;
 
+    /// Appends `n` bytes from `data`.
     void write(const void* data, std::size_t n) {
         const auto* p = static_cast<const std::byte*>(data);
         if (buf_.size() + n > kBufferSize) flush();
@@ -62,7 +63,9 @@ public:
         else buf_.insert(buf_.end(), p, p + n);
         written_ += n;
     }
+    /// Appends the characters of `s`.
     void write(std::string_view s) { write(s.data(), s.size()); }
+    /// Bytes written so far.
     std::uint64_t bytes_written() const { return written_; }
 
 private:

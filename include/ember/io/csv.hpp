@@ -3,8 +3,8 @@
 /// Reading numeric CSV files such as training metrics logs (ember/train/metrics.hpp):
 /// a header row of column names, then rows of numbers.
 ///
-///   CsvTable t = read_numeric_csv("out/metrics.csv");
-///   const std::vector<double>& loss = t.column("loss");   // one value per row
+///     CsvTable t = read_numeric_csv("out/metrics.csv");
+///     const std::vector<double>& loss = t.column("loss");   // one value per row
 ///
 /// The dialect is the plain one ember writes: fields separated by ',', no quoting, lines
 /// ended by "\n" or "\r\n", spaces around fields ignored, blank lines skipped. A field is
@@ -28,11 +28,14 @@
 
 namespace ember {
 
+/// A numeric CSV file in memory: column names and, per column, one value per data row.
 struct CsvTable {
     std::vector<std::string> columns;         ///< names, in file order
     std::vector<std::vector<double>> values;  ///< values[c][r]: column c, data row r
 
+    /// Number of data rows.
     std::size_t rows() const { return values.empty() ? 0 : values.front().size(); }
+    /// Whether a column is called `name`.
     bool has(std::string_view name) const { return std::find(columns.begin(), columns.end(), name) != columns.end(); }
     /// "step, loss, lr": the names for an error message.
     std::string column_list() const {
@@ -121,6 +124,7 @@ inline CsvTable parse_numeric_csv(std::string_view text, std::string_view label 
     return table;
 }
 
+/// Reads the numeric CSV file at `path` (see the file description for the dialect).
 inline CsvTable read_numeric_csv(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) detail::fail("read_numeric_csv", path.string(), ": cannot open the file");

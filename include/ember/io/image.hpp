@@ -3,11 +3,11 @@
 /// 8-bit RGB images in memory and as PNG files: the canvas that ember's picture helpers
 /// (image_grid.hpp, plot2d.hpp, line_plot.hpp) draw on.
 ///
-///   Image img(200, 100);                         // white
-///   img.fill_rect(10, 10, 50, 20, {255, 0, 0});
-///   draw_text(img, 10, 40, "loss 0.25", colours::black, 2);
-///   Image both = hstack({img, other});           // panels side by side
-///   save_png("out/picture.png", both);           // atomic (ember/io/atomic_file.hpp)
+///     Image img(200, 100);                         // white
+///     img.fill_rect(10, 10, 50, 20, {255, 0, 0});
+///     draw_text(img, 10, 40, "loss 0.25", colours::black, 2);
+///     Image both = hstack({img, other});           // panels side by side
+///     save_png("out/picture.png", both);           // atomic (ember/io/atomic_file.hpp)
 ///
 /// PNG encoding uses stb_image_write and text uses stb_easy_font, from libstb-dev; see
 /// ember/io/detail/stb.hpp for how a header-only library includes them (programs need no
@@ -30,16 +30,27 @@
 
 namespace ember {
 
+/// A colour: red, green and blue, 0 to 255 each.
 struct Rgb {
+    ///@{
+    /// One channel, 0 to 255.
     std::uint8_t r = 0, g = 0, b = 0;
+    ///@}
+    /// Equal channels.
     friend bool operator==(Rgb, Rgb) = default;
 };
 
+/// Named colours of the plots.
 namespace colours {
+/// (255, 255, 255).
 inline constexpr Rgb white{255, 255, 255};
+/// (0, 0, 0).
 inline constexpr Rgb black{0, 0, 0};
+/// (128, 128, 128): legend frames.
 inline constexpr Rgb grey{128, 128, 128};
+/// (225, 225, 225): grid lines.
 inline constexpr Rgb light_grey{225, 225, 225};
+/// (228, 26, 28): the default colour of mode markers.
 inline constexpr Rgb red{228, 26, 28};
 /// Marks NaN pixels and cells in image grids and heat maps: no colour map produces it.
 inline constexpr Rgb nan_magenta{255, 0, 255};
@@ -47,7 +58,11 @@ inline constexpr Rgb nan_magenta{255, 0, 255};
 
 /// A rectangle of pixels: columns [x, x + w), rows [y, y + h).
 struct Rect {
+    ///@{
+    /// Position and size in pixels (see the struct description).
     int x = 0, y = 0, w = 0, h = 0;
+    ///@}
+    /// Whether pixel (px, py) lies inside.
     bool contains(int px, int py) const { return px >= x && py >= y && px < x + w && py < y + h; }
 };
 
@@ -57,6 +72,7 @@ public:
     /// stb_image_write computes byte offsets in `int`; 16384² RGB pixels stay well below 2^31.
     static constexpr int kMaxSide = 16384;
 
+    /// A `width` x `height` image (each side 1 to kMaxSide) filled with `background`.
     Image(int width, int height, Rgb background = colours::white) : width_(width), height_(height) {
         EMBER_CHECK(width >= 1 && height >= 1 && width <= kMaxSide && height <= kMaxSide, "Image", "size ", width,
                     "x", height, " is out of range; each side must be in [1, ", kMaxSide, "]");
@@ -64,8 +80,11 @@ public:
         fill(background);
     }
 
+    /// Width in pixels.
     int width() const { return width_; }
+    /// Height in pixels.
     int height() const { return height_; }
+    /// The whole image as a rectangle.
     Rect bounds() const { return {0, 0, width_, height_}; }
     /// width() * height() * 3 bytes: R, G, B of pixel (0,0), then (1,0), ...
     const std::uint8_t* data() const { return pixels_.data(); }
@@ -83,7 +102,9 @@ public:
         std::uint8_t* p = &pixels_[offset(x, y)];
         p[0] = c.r, p[1] = c.g, p[2] = c.b;
     }
+    /// Sets every pixel to `c`.
     void fill(Rgb c) { fill_rect(0, 0, width_, height_, c); }
+    /// Sets the pixels of a rectangle (clipped to the image) to `c`.
     void fill_rect(int x, int y, int w, int h, Rgb c) {
         // In long long: x + w must not overflow for a rectangle far off the image.
         const int x0 = std::max(x, 0), y0 = std::max(y, 0);
@@ -105,6 +126,7 @@ public:
     void draw_line(double x0, double y0, double x1, double y1, Rgb c, int thickness = 1) {
         draw_line(x0, y0, x1, y1, c, thickness, bounds());
     }
+    /// draw_line drawing only inside `clip`.
     void draw_line(double x0, double y0, double x1, double y1, Rgb c, int thickness, Rect clip) {
         thickness = std::max(thickness, 1);
         // Cut the segment to the clip rectangle (widened by the pen) first: an end point far

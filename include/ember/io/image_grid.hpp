@@ -2,14 +2,15 @@
 /// \file
 /// A batch of images as one picture, laid out like torchvision.utils.make_grid / save_image:
 ///
-///   save_image_grid("samples.png", x, 8, -1.0, 1.0);   // x: [N, C, H, W], C = 1 or 3
+///     save_image_grid("samples.png", x, 8, -1.0, 1.0);   // x: [N, C, H, W], C = 1 or 3
 ///
 /// Images go left to right, `nrow` per row (torchvision's name: it is the number of
 /// COLUMNS), each with `padding` pixels of black around it; with N images the grid has
 /// min(nrow, N) columns and ceil(N / nrow) rows, and the unused cells of the last row stay
 /// black. So the picture is (H + padding) * rows + padding pixels high and
 /// (W + padding) * columns + padding wide, and image i's top-left pixel is at
-///   x = (i % columns) * (W + padding) + padding,  y = (i / columns) * (H + padding) + padding.
+///
+///     x = (i % columns) * (W + padding) + padding,  y = (i / columns) * (H + padding) + padding.
 ///
 /// Values are clamped to [lo, hi] and mapped linearly to 0..255 (rounded to nearest, as
 /// torchvision's save_image does). Grey images (C = 1) are written as RGB with R = G = B.
@@ -27,6 +28,8 @@
 
 namespace ember {
 
+/// The images [N, C, H, W] (C = 1 or 3) as one grid picture, values in [lo, hi] mapped to
+/// 0..255 (see the file description).
 template <Real T>
 Image image_grid(const Tensor<T>& images, int nrow, double lo, double hi, int padding = 2) {
     constexpr const char* op = "image_grid";

@@ -4,9 +4,9 @@
 /// ticks, a legend and optionally a logarithmic y axis; and the same for the columns of a
 /// metrics CSV file (ember/train/metrics.hpp) against its "step" column.
 ///
-///   save_line_plot("loss.png", {{"train", steps, train_loss}, {"test", steps, test_loss}},
-///                  {.title = "NLL", .log_y = true});
-///   save_metrics_plot("out/metrics.csv", "out/metrics.png", {"loss", "test_nll"});
+///     save_line_plot("loss.png", {{"train", steps, train_loss}, {"test", steps, test_loss}},
+///                    {.title = "NLL", .log_y = true});
+///     save_metrics_plot("out/metrics.csv", "out/metrics.png", {"loss", "test_nll"});
 ///
 /// Points whose x or y is not finite (a missing value in the CSV is NaN) are skipped and
 /// the line joins their neighbours, so a metric logged every 100 steps next to one logged
@@ -26,20 +26,36 @@
 
 namespace ember {
 
+/// One named line of a line plot: its points (x[i], y[i]).
 struct Series {
+    /// The name in the legend.
     std::string name;
+    ///@{
+    /// The coordinates of the points.
     std::vector<double> x, y;  ///< the same length
+    ///@}
 };
 
+/// What a line plot shows and how.
 struct LinePlotOptions {
+    /// Title above the plot (none when empty).
     std::string title{};
+    ///@{
+    /// Axis labels.
     std::string x_label = "step", y_label{};
+    ///@}
+    ///@{
     int width = 640, height = 400;  ///< the whole picture, in pixels
+    ///@}
+    /// Plot log10(y) (values <= 0 are skipped).
     bool log_y = false;
+    ///@{
     /// Default: the finite data with 5% margins (log_y: in log10, positive values only).
     std::optional<AxisRange> x_range{}, y_range{};
+    ///@}
     bool legend = true;  ///< names and colours, in the top right corner of the data area
     bool grid = true;    ///< light lines at the ticks
+    /// Width of the lines in pixels.
     int line_width = 2;
 };
 
@@ -116,6 +132,7 @@ inline Image line_plot(const std::vector<Series>& series, const LinePlotOptions&
     return img;
 }
 
+/// Writes line_plot(series, o) as a PNG file at `path`.
 inline void save_line_plot(const std::filesystem::path& path, const std::vector<Series>& series,
                            const LinePlotOptions& o = {}) {
     save_png(path, line_plot(series, o));
@@ -145,6 +162,7 @@ inline Image plot_metrics_csv(const std::filesystem::path& csv, const std::vecto
     return metrics_plot(read_numeric_csv(csv), columns, o);
 }
 
+/// Reads the metrics CSV file `csv` and writes metrics_plot of it as a PNG file at `png`.
 inline void save_metrics_plot(const std::filesystem::path& csv, const std::filesystem::path& png,
                               const std::vector<std::string>& columns = {}, const LinePlotOptions& o = {}) {
     save_png(png, plot_metrics_csv(csv, columns, o));

@@ -3,10 +3,10 @@
 /// NumPy .npy files (format versions 1.0, 2.0 and 3.0) of float32, float64 or uint8 arrays,
 /// rank 0 to 4, in C order.
 ///
-///   Tensor<float> x = load_npy<float>("x.npy");        // converts from any of the 3 dtypes
-///   save_npy("y.npy", y);                               // float32 for Tensor<float>
-///   save_npy("img.npy", img, DType::U8);                // values must lie in [0, 255]
-///   Tensor<double> z = npy_from_bytes<double>(bytes);   // the same parser, from memory
+///     Tensor<float> x = load_npy<float>("x.npy");        // converts from any of the 3 dtypes
+///     save_npy("y.npy", y);                               // float32 for Tensor<float>
+///     save_npy("img.npy", img, DType::U8);                // values must lie in [0, 255]
+///     Tensor<double> z = npy_from_bytes<double>(bytes);   // the same parser, from memory
 ///
 /// Reading is strict: the header dict must have exactly 'descr', 'fortran_order' and
 /// 'shape'; big-endian, Fortran-order and other dtypes are refused, and the data must be
@@ -47,6 +47,7 @@ namespace ember {
 /// float/double; writing converts from it.
 enum class DType { F32, F64, U8 };
 
+/// NumPy's name of the type: "float32", "float64" or "uint8".
 inline const char* dtype_name(DType d) {
     switch (d) {
         case DType::F32: return "float32";
@@ -55,6 +56,7 @@ inline const char* dtype_name(DType d) {
     }
     return "?";
 }
+/// Bytes per element.
 inline std::size_t dtype_size(DType d) { return d == DType::F32 ? 4 : d == DType::F64 ? 8 : 1; }
 
 /// The dtype that stores T without conversion: F32 for float, F64 for double.

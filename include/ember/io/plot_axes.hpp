@@ -21,7 +21,10 @@ namespace ember {
 
 /// A closed interval of data values shown along one axis.
 struct AxisRange {
+    ///@{
+    /// The ends of the interval, lo < hi.
     double lo = 0, hi = 1;
+///@}
 };
 
 /// A range that covers the finite values in [first, last) with `margin` (a fraction of the
@@ -50,6 +53,8 @@ AxisRange auto_range(It first, It last, double margin = 0.05, bool log_scale = f
     return log_scale ? AxisRange{std::pow(10.0, lo), std::pow(10.0, hi)} : AxisRange{lo, hi};
 }
 
+/// Throws ember::Error (naming `op` and `axis`) unless r is finite with lo < hi, and with
+/// log_scale also lo > 0.
 inline void check_range(const AxisRange& r, const char* op, const char* axis, bool log_scale = false) {
     EMBER_CHECK(std::isfinite(r.lo) && std::isfinite(r.hi) && r.lo < r.hi, op, "the ", axis, " range [", r.lo,
                 ", ", r.hi, "] must be finite with lo < hi");
@@ -125,11 +130,18 @@ inline std::vector<std::string> tick_labels(const std::vector<double>& ticks, bo
 /// coordinates to continuous pixel coordinates: x_lo is the left edge of the area, y_hi
 /// the top edge (pixel row area.y), so a point lands in pixel (floor(px), floor(py)).
 struct PlotArea {
+    /// The data area, in pixels of the image.
     Rect area;
+    ///@{
+    /// The data shown along x and along y.
     AxisRange x, y;
+    ///@}
+    /// Whether the y axis is logarithmic (y.lo > 0).
     bool log_y = false;
 
+    /// The pixel x coordinate of data value v.
     double px(double v) const { return area.x + (v - x.lo) / (x.hi - x.lo) * area.w; }
+    /// The pixel y coordinate of data value v (row area.y at y.hi).
     double py(double v) const {
         const double t = log_y ? (std::log10(v) - std::log10(y.lo)) / (std::log10(y.hi) - std::log10(y.lo))
                                : (v - y.lo) / (y.hi - y.lo);
@@ -137,11 +149,18 @@ struct PlotArea {
     }
 };
 
+/// How a plot's frame looks: title, axis labels, colours, ticks and grid.
 struct FrameStyle {
+    ///@{
+    /// Title above the frame and axis labels below and beside it (none when empty).
     std::string title{}, x_label{}, y_label{};
+    ///@}
     int title_scale = 2;  ///< font scale of the title; tick labels use 1
+    /// Colour of the frame and ticks.
     Rgb axis_colour{60, 60, 60};
+    /// Colour of the title, labels and tick labels.
     Rgb text_colour = colours::black;
+    /// Draw ticks with numeric labels.
     bool ticks = true;
     bool grid = false;  ///< light grid lines at the ticks, under the data
 };
@@ -149,8 +168,12 @@ struct FrameStyle {
 /// Pixels a frame needs around the data area: left for the y tick labels, top for the
 /// title, bottom for the x tick labels and x label, right for the half of the last x label.
 struct FrameMargins {
+    ///@{
+    /// Margin in pixels on each side.
     int left, top, right, bottom;
+///@}
 };
+/// The margins a frame with style `s` needs around the data area of `a`.
 inline FrameMargins frame_margins(const FrameStyle& s, const PlotArea& a) {
     FrameMargins m{8, 8, 14, 8};
     if (s.ticks) {

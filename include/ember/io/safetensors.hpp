@@ -2,13 +2,14 @@
 /// \file
 /// safetensors checkpoints (the Hugging Face format): an 8-byte little-endian header length
 /// N, N bytes of JSON
-///   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, ...,
-///    "__metadata__": {"key": "value", ...}}            (metadata optional)
+///
+///     {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, ...,
+///      "__metadata__": {"key": "value", ...}}            (metadata optional)
 /// and then the raw little-endian tensor data; offsets count from the end of the header.
 ///
-///   save_safetensors<float>("model.safetensors", {{"W", W}, {"b", b}}, {{"step", "100"}});
-///   Safetensors<float> ckpt = load_safetensors<float>("model.safetensors");
-///   Tensor<float> W2 = ckpt.at("W");
+///     save_safetensors<float>("model.safetensors", {{"W", W}, {"b", b}}, {{"step", "100"}});
+///     Safetensors<float> ckpt = load_safetensors<float>("model.safetensors");
+///     Tensor<float> W2 = ckpt.at("W");
 ///
 /// Tensors are saved as F32 (Tensor<float>) or F64 (Tensor<double>), or as another dtype
 /// given to save_safetensors (U8 needs values in [0, 255]). Loading reads F32, F64 and U8
@@ -46,7 +47,9 @@ namespace ember {
 /// "__metadata__" strings.
 template <Real T>
 struct Safetensors {
+    /// The tensors, by name.
     std::map<std::string, Tensor<T>> tensors;
+    /// The "__metadata__" entries (string to string).
     std::map<std::string, std::string> metadata;
 
     /// The tensor called `name`; throws ember::Error naming it if there is none.
@@ -547,6 +550,7 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<std::
         path, [&](AtomicWriter& w) { io_detail::write_safetensors(w, tensors, metadata, dtype, where); },
         "save_safetensors");
 }
+/// save_safetensors of a map from name to tensor: the tensors are written in name order.
 template <Real T>
 void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor<T>>& tensors,
                       const std::map<std::string, std::string>& metadata = {}, DType dtype = dtype_of<T>) {

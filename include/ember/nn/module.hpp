@@ -35,9 +35,12 @@
 
 namespace ember::nn {
 
+/// The base of every layer: named parameters, buffers and child modules, and the training
+/// mode (see the file description).
 template <Real T>
 class Module {
 public:
+    /// The element type.
     using value_type = T;
 
     Module() = default;
@@ -45,10 +48,14 @@ public:
     /// Copying would silently share parameters; moving keeps the handles.
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
+    /// Moves the handles of the parameters, buffers and children.
     Module(Module&&) noexcept = default;
+    /// Moves the handles of the parameters, buffers and children.
     Module& operator=(Module&&) noexcept = default;
 
+    /// The layer's output for input `x`, recorded on the graph.
     virtual Var<T> forward(const Var<T>& x) = 0;
+    /// forward(x).
     Var<T> operator()(const Var<T>& x) { return forward(x); }
 
     /// Sequential runs this module and a LeakyReLU after it as one call of forward_leaky_relu
@@ -58,7 +65,7 @@ public:
     /// The negative slope when this module is a LeakyReLU, else nothing.
     virtual std::optional<double> leaky_relu_slope() const { return std::nullopt; }
 
-    /// A one-line description with the constructor's arguments, e.g. "Linear(784, 512)".
+    /// A one-line description with the constructor's arguments, e.g.\ "Linear(784, 512)".
     virtual std::string describe() const = 0;
 
     /// Training mode (the default) or evaluation mode, for this module and all below it.
@@ -67,7 +74,9 @@ public:
         training_ = on;
         for (auto& [name, child] : children_) child->train(on);
     }
+    /// train(false): evaluation mode for this module and all below it.
     void eval() { train(false); }
+    /// Whether the module is in training mode.
     bool is_training() const { return training_; }
 
     /// forward(x) as samples and test metrics need it: no graph, evaluation mode (BatchNorm's
@@ -91,11 +100,13 @@ public:
         });
         return out;
     }
+    /// The parameters of named_parameters(), without their names.
     std::vector<Var<T>> parameters() const {
         std::vector<Var<T>> out;
         for (auto& [name, p] : named_parameters()) out.push_back(p);
         return out;
     }
+    /// Buffers in registration order, depth first, with dotted names.
     std::vector<std::pair<std::string, Tensor<T>>> named_buffers() const {
         std::vector<std::pair<std::string, Tensor<T>>> out;
         visit("", [&](const std::string& prefix, const Module& m) {
@@ -111,7 +122,7 @@ public:
         return out;
     }
 
-    /// Copies `state` (tensors by dotted name, e.g. a loaded safetensors file) into the
+    /// Copies `state` (tensors by dotted name, e.g.\ a loaded safetensors file) into the
     /// parameters and buffers, in place. Names are looked up under `prefix` (so one file
     /// can hold a generator under "gen." and a critic under "disc."). Every shape is
     /// checked before anything is written. With strict, a missing parameter or buffer is
@@ -147,10 +158,11 @@ public:
     void zero_grad() {
         for (auto& [name, p] : named_parameters()) p.zero_grad();
     }
-    /// Freezes (false) or unfreezes every parameter, e.g. a critic while its generator trains.
+    /// Freezes (false) or unfreezes every parameter, e.g.\ a critic while its generator trains.
     void requires_grad(bool on) {
         for (auto& [name, p] : named_parameters()) p.set_requires_grad(on);
     }
+    /// Number of parameter elements (all parameters, frozen or not).
     Index parameter_count() const {
         Index n = 0;
         for (auto& [name, p] : named_parameters()) n += p.numel();
@@ -170,10 +182,12 @@ public:
         f(prefix, *this);
         for (const auto& [name, child] : children_) child->visit(prefix + name + ".", f);
     }
+    /// Calls f(module) for this module and every module below it, depth first, with write access.
     void visit_mut(const std::function<void(Module&)>& f) {
         f(*this);
         for (auto& [name, child] : children_) child->visit_mut(f);
     }
+    /// The direct children with their names, in registration order.
     const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
 protected:
@@ -193,11 +207,13 @@ protected:
         params_.emplace_back(std::move(name), p);
         return p;
     }
+    /// A new buffer `name` holding `value`; the returned handle shares its storage.
     Tensor<T> register_buffer(std::string name, Tensor<T> value) {
         check_new_name(name);
         buffers_.emplace_back(std::move(name), value);
         return value;
     }
+    /// Registers `m` as child module `name` (it takes this module's training mode); returns it.
     template <class M>
     std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
         EMBER_CHECK(m != nullptr, describe().c_str(), "child module '", name, "' is null");

@@ -12,3 +12,7 @@
 #include "ember/nn/reshaping.hpp"
 #include "ember/nn/sequential.hpp"
 #include "ember/nn/spectral_norm.hpp"
+/// \namespace ember::nn
+/// Layers with PyTorch's names, parameter layouts and initialisation, all derived from
+/// Module: linear and convolutional layers, normalisation, activations, pooling and
+/// reshaping, Sequential and SpectralNorm (docs/nn.md).

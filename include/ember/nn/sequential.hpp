@@ -3,11 +3,11 @@
 /// Sequential: applies its children in order. Children are named "0", "1", ... as in
 /// PyTorch, so parameters are "0.weight", "2.bias", ...
 ///
-///   nn::Sequential<float> D;
-///   D.add<nn::Linear>(784, 512, gen);
-///   D.add<nn::LeakyReLU>(0.2);
-///   D.add<nn::Linear>(512, 1, gen);
-///   Var<float> logits = D(x);
+///     nn::Sequential<float> D;
+///     D.add<nn::Linear>(784, 512, gen);
+///     D.add<nn::LeakyReLU>(0.2);
+///     D.add<nn::Linear>(512, 1, gen);
+///     Var<float> logits = D(x);
 #include <memory>
 #include <string>
 
@@ -15,6 +15,7 @@
 
 namespace ember::nn {
 
+/// A chain of modules applied in order, as torch.nn.Sequential (see the file description).
 template <Real T>
 class Sequential : public Module<T> {
 public:
@@ -32,7 +33,9 @@ public:
         return this->register_module(std::to_string(layers_.size() - 1), std::move(m));
     }
 
+    /// Number of modules.
     std::size_t size() const { return layers_.size(); }
+    /// Module `i`, in the order they were added.
     Module<T>& operator[](std::size_t i) const {
         EMBER_CHECK(i < layers_.size(), "Sequential", "index ", i, " out of range for ", layers_.size(), " layers");
         return *layers_[i];

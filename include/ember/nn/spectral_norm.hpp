@@ -1,8 +1,9 @@
 #pragma once
 /// \file
-/// Spectral normalisation (Miyato et al. 2018), as GAN critics and EBM energies use it to
+/// Spectral normalisation (Miyato et al.\ 2018), as GAN critics and EBM energies use it to
 /// bound their Lipschitz constant: the layer computes with W / σ(W), where σ(W) is W's
 /// largest singular value, estimated by power iteration on persistent vectors u and v:
+///
 ///     v ← normalise(Wᵀu),  u ← normalise(W v)     (n_power_iterations times, training only)
 ///     σ = uᵀ W v                                  (u, v constants: gradients flow through W)
 /// W is viewed as a matrix with the layer's output features as rows ([out, in·k·k]).
@@ -25,14 +26,19 @@
 
 namespace ember::nn {
 
+/// Settings of SpectralNorm.
 struct SpectralNormOptions {
+    /// Power iterations per training forward pass.
     int n_power_iterations = 1;
+    /// Keeps the normalisation of u and v away from a division by zero.
     double eps = 1e-12;
 };
 
+/// A layer whose weight is divided by its largest singular value (see the file description).
 template <Real T>
 class SpectralNorm : public Module<T> {
 public:
+    /// Wraps `layer`, adopting its parameters; u and v start from normal draws of `gen`.
     SpectralNorm(std::shared_ptr<WeightedLayer<T>> layer, Generator& gen, SpectralNormOptions o = {})
         : layer_(std::move(layer)), o_(o) {
         EMBER_CHECK(layer_ != nullptr, "SpectralNorm", "the wrapped layer is null");
@@ -50,6 +56,7 @@ public:
         power_iterations(15);
     }
 
+    /// The wrapped layer's output computed with normalized_weight().
     Var<T> forward(const Var<T>& x) override { return layer_->forward_with_weight(x, normalized_weight()); }
 
     /// W / σ(W), running the power iteration first when training.

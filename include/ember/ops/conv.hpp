@@ -2,9 +2,10 @@
 /// \file
 /// Convolution family on NCHW by im2col + GEMM (gemm_panels.hpp), and pooling / nearest
 /// upsampling. Three bilinear primitives close under differentiation:
-///   conv2d(x, W, b)         y = W · cols(x) + b     (the bias added as y is written out)
-///   conv2d_adjoint(y, W)    x = col2im(Wᵀ · y)       (= conv_transpose2d)
-///   conv2d_weight(x, g)     dW = g · cols(x)ᵀ
+///
+///     conv2d(x, W, b)         y = W · cols(x) + b     (the bias added as y is written out)
+///     conv2d_adjoint(y, W)    x = col2im(Wᵀ · y)       (= conv_transpose2d)
+///     conv2d_weight(x, g)     dW = g · cols(x)ᵀ
 /// Each one's backward is made of the other two, so every conv is twice differentiable.
 #include <Eigen/Core>
 #include <vector>
@@ -17,11 +18,19 @@
 
 namespace ember {
 
+/// Stride, padding and dilation of conv2d, as torch.nn.functional.conv2d's arguments.
 struct Conv2dOptions {
+    ///@{
+    /// Stride, zero padding on each side and dilation, the same along both image axes.
     Index stride = 1, padding = 0, dilation = 1;
+///@}
 };
+/// Stride, padding, output padding and dilation of conv_transpose2d, as PyTorch's arguments.
 struct ConvTranspose2dOptions {
+    ///@{
+    /// Stride, padding, output padding and dilation, the same along both image axes.
     Index stride = 1, padding = 0, output_padding = 0, dilation = 1;
+///@}
 };
 
 namespace detail {
@@ -507,6 +516,8 @@ Var<T> window_spread(const Var<T>& gy, const PoolGeometry& g, const char* name) 
 }
 }  // namespace detail
 
+/// Mean over each `kernel` x `kernel` window of x [N, C, H, W] (stride 0: the kernel size);
+/// padding counts as zeros in the mean, as PyTorch's default.
 template <Real T>
 Var<T> avg_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding = 0) {
     return detail::window_sum(x, detail::pool_geometry(x.shape(), kernel, stride ? stride : kernel, padding, "avg_pool2d"),
@@ -541,7 +552,7 @@ Var<T> max_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding
 }
 
 /// Nearest-neighbour upsampling by an integer factor: every pixel spread over a factor x
-/// factor block, i.e. the adjoint of sum pooling over those blocks.
+/// factor block, i.e.\ the adjoint of sum pooling over those blocks.
 template <Real T>
 Var<T> upsample2d(const Var<T>& x, Index factor) {
     const Shape& s = x.shape();

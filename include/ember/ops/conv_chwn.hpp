@@ -8,11 +8,12 @@
 /// as much as the GEMMs. With a group of samples innermost, xt[c, iy, ix, i], one pixel of
 /// one channel is a run of `count` values whatever the stride or dilation, and the patch
 /// matrix need not exist. The GEMM's rows are m = pixel·count + sample:
-///   forward: y = W · cols(x): each row panel of cols(x)ᵀ (pack_row_panel's layout) is
-///            copied straight from xt, a run per pixel and tap (implicit im2col);
-///   adjoint: x = col2im(Wᵀ · y): each row panel of the product is computed into a small
-///            block that stays in cache and is at once added into xt, a run per pixel and
-///            tap (implicit col2im).
+///
+///     forward: y = W · cols(x): each row panel of cols(x)ᵀ (pack_row_panel's layout) is
+///              copied straight from xt, a run per pixel and tap (implicit im2col);
+///     adjoint: x = col2im(Wᵀ · y): each row panel of the product is computed into a small
+///              block that stays in cache and is at once added into xt, a run per pixel and
+///              tap (implicit col2im).
 /// The price is a transpose into the layout and one out of it per call: linear passes
 /// that cost far less than the short copies they replace.
 ///

@@ -13,10 +13,10 @@
 /// (forward) or held at zero (weight gradient). Buffers carry a zero tail, so the SIMD
 /// loops run over whole blocks.
 ///
-///   forward: each block of outputs is held in registers for all O channels while every
-///            tap of every input channel is added (one load per tap, O fused multiply-adds);
-///   weight:  dW[o,c,tap] = Σ_q gy[o,q]·x[c,q+shift(tap)], one dot product per (o, c, tap)
-///            with four partial sums to hide the FMA latency.
+///     forward: each block of outputs is held in registers for all O channels while every
+///              tap of every input channel is added (one load per tap, O fused multiply-adds);
+///     weight:  dW[o,c,tap] = Σ_q gy[o,q]·x[c,q+shift(tap)], one dot product per (o, c, tap)
+///              with four partial sums to hide the FMA latency.
 ///
 /// The input gradient needs no kernel here: for stride 1 it is itself a convolution with
 /// O input channels (conv_adjoint_as_conv), whose im2col is small.

@@ -7,9 +7,10 @@
 ///
 /// Register tile: GemmTile::rows = 3 SIMD vectors of C's rows by GemmTile::cols columns, all
 /// of it held in registers while the kernel runs down the depth:
-///   for each k:  a₀, a₁, a₂ = A[tile rows, k]            (3 vector loads)
-///                for each j < cols: b = B[k, j]         (one broadcast)
-///                    acc[r][j] += a_r · b               (3 FMAs)
+///
+///     for each k:  a₀, a₁, a₂ = A[tile rows, k]            (3 vector loads)
+///                  for each j < cols: b = B[k, j]         (one broadcast)
+///                      acc[r][j] += a_r · b               (3 FMAs)
 /// With 32 vector registers (AVX-512) the tile is 3 vectors x 8 columns: 24 accumulators,
 /// 3 + 8 loads per 24 FMAs. Eigen's kernel (gebp) uses 3 x 4 with 7 loads per 12 FMAs and
 /// measured 150-175 GFLOP/s per core on an AVX-512 Zen 5 core where this tile measured

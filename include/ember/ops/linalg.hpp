@@ -109,7 +109,8 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
 /// [out, in], optional bias [out] -> x·weightᵀ + bias [N, out]. One GEMM, which accumulates
 /// onto the bias rows (so the output is written once, not zeroed first). Backward, with
 /// public ops so twice differentiable:
-///   dx = g·weight,  dweight = gᵀ·x (contiguous, in the weight's own layout),  dbias = Σ_rows g.
+///
+///     dx = g·weight,  dweight = gᵀ·x (contiguous, in the weight's own layout),  dbias = Σ_rows g.
 /// Through matmul(x, transpose(weight)) the weight's gradient would come back as a
 /// transposed view and be copied element by element into the parameter's gradient.
 template <Real T>

@@ -51,6 +51,7 @@ Var<T> sum(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim
     return reshape(sum_to(x, r.keep), r.out);
 }
 
+/// Mean over all elements (axis = nullopt) or over one axis.
 template <Real T>
 Var<T> mean(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "mean");
@@ -74,10 +75,14 @@ Var<T> extreme(const Var<T>& x, std::optional<int> axis, bool keepdim, const cha
 }
 }  // namespace detail
 
+/// Maximum over all elements or over one axis; the gradient is shared equally among the
+/// elements that attain it.
 template <Real T>
 Var<T> max(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     return detail::extreme<detail::MaxCombine>(x, axis, keepdim, "max");
 }
+/// Minimum over all elements or over one axis; the gradient is shared equally among the
+/// elements that attain it.
 template <Real T>
 Var<T> min(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     return detail::extreme<detail::MinCombine>(x, axis, keepdim, "min");
@@ -153,11 +158,17 @@ std::vector<Index> argmax(const Tensor<T>& x, int axis = -1) {
     Tensor<T> NAME(const Tensor<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) { \
         return NAME(Var<T>(x), axis, keepdim).value();                                                   \
     }
+/// sum of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(sum)
+/// mean of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(mean)
+/// max of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(max)
+/// min of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(min)
+/// logsumexp of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(logsumexp)
+/// norm2 of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(norm2)
 #undef EMBER_TENSOR_REDUCTION
 
@@ -167,11 +178,17 @@ EMBER_TENSOR_REDUCTION(norm2)
     auto NAME(const E& e, std::optional<int> axis = std::nullopt, bool keepdim = false) {          \
         return NAME(eval(e), axis, keepdim);                                                       \
     }
+/// sum of an elementwise expression, evaluated first: a Var if it has Var leaves.
 EMBER_EXPR_REDUCTION(sum)
+/// mean of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(mean)
+/// max of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(max)
+/// min of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(min)
+/// logsumexp of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(logsumexp)
+/// norm2 of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(norm2)
 #undef EMBER_EXPR_REDUCTION
 

@@ -122,6 +122,7 @@ Var<T> concat(const std::vector<Var<T>>& xs, int axis = 0) {
     return result;
 }
 
+/// A shared list of flat indices, as take() and put_add() use it.
 using IndexList = std::shared_ptr<const std::vector<Index>>;
 
 template <Real T>
@@ -160,7 +161,7 @@ Var<T> put_add(const Var<T>& g, IndexList idx, const Shape& shape) {
     });
 }
 
-/// Rows of x (axis 0) in the order of `rows`, e.g. a permutation or replay-buffer picks.
+/// Rows of x (axis 0) in the order of `rows`, e.g.\ a permutation or replay-buffer picks.
 template <Real T>
 Var<T> index_select(const Var<T>& x, const std::vector<Index>& rows) {
     EMBER_CHECK(x.rank() >= 1, "index_select", "needs rank >= 1, shape is ", x.shape().str());

@@ -3,18 +3,19 @@
 /// An exponential moving average of a model's weights (Polyak averaging with exponential
 /// forgetting), the cheap fix for a GAN generator whose iterates circle around a good point
 /// rather than settle on it: the average of the iterates is closer to it than the last one
-/// (Yazıcı et al. 2019, "The unusual effectiveness of averaging in GAN training").
+/// (Yazıcı et al.\ 2019, "The unusual effectiveness of averaging in GAN training").
 ///
-///   nn::Sequential<float> G = make_generator(init), G_avg = make_generator(init2);
-///   ExponentialMovingAverage<float> ema(G_avg, G, {.decay = 0.999});   // G_avg := G
-///   for (...) { ...; opt_G.step(); ema.update(); }                     // G_avg ← d·G_avg + (1-d)·G
-///   samples = G_avg.infer(z);
+///     nn::Sequential<float> G = make_generator(init), G_avg = make_generator(init2);
+///     ExponentialMovingAverage<float> ema(G_avg, G, {.decay = 0.999});   // G_avg := G
+///     for (...) { ...; opt_G.step(); ema.update(); }                     // G_avg ← d·G_avg + (1-d)·G
+///     samples = G_avg.infer(z);
 ///
 /// The average lives in a second module of the same architecture, so it is used, saved and
 /// loaded like any module (Checkpoint::add, infer); update_count() goes into the checkpoint too
 /// when the warm-up is on. After update number n the decay used is
-///   d_n = min(decay, (1 + n) / (10 + n))   with the warm-up (TensorFlow's ExponentialMovingAverage
-///                                          with num_updates), d_n = decay without it,
+///
+///     d_n = min(decay, (1 + n) / (10 + n))   with the warm-up (TensorFlow's ExponentialMovingAverage
+///                                            with num_updates), d_n = decay without it,
 /// so early in training the average does not remember the random initial weights for ~1/(1-decay)
 /// steps. Buffers (BatchNorm's running statistics) are averaged the same way by default, as
 /// PyTorch's AveragedModel(use_buffers=True) does: the averaged statistics then belong to the
@@ -31,12 +32,15 @@
 
 namespace ember {
 
+/// Settings of ExponentialMovingAverage.
 struct EmaOptions {
     double decay = 0.999;   ///< the average's memory is about 1/(1 - decay) updates
     bool warmup = true;     ///< d_n = min(decay, (1+n)/(10+n))
     bool buffers = true;    ///< average the buffers too (else copy them at each update)
 };
 
+/// An exponential moving average of a model's weights, kept in a second module of the same
+/// architecture (see the file description).
 template <Real T>
 class ExponentialMovingAverage {
 public:
@@ -84,6 +88,7 @@ public:
 
     /// Updates so far: register it with a Checkpoint so that a resumed run continues the warm-up.
     std::int64_t& update_count() { return count_; }
+    /// The settings.
     const EmaOptions& options() const { return opts_; }
 
 private:

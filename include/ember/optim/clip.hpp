@@ -24,6 +24,7 @@
 
 namespace ember {
 
+/// Settings of clip_grad_norm_, as torch.nn.utils.clip_grad_norm_'s arguments.
 struct ClipNormOptions {
     double norm_type = 2.0;           ///< p of the p-norm; std::numeric_limits<double>::infinity() for max |g|
     bool error_if_nonfinite = false;  ///< throw instead of scaling by a NaN/inf norm (PyTorch's default is false)
@@ -94,6 +95,7 @@ double clip_grad_norm_(const std::vector<Var<T>>& params, double max_norm, ClipN
     }
     return total;
 }
+/// clip_grad_norm_ for a braced list of parameters.
 template <Real T>
 double clip_grad_norm_(std::initializer_list<Var<T>> params, double max_norm, ClipNormOptions options = {}) {
     return clip_grad_norm_(std::vector<Var<T>>(params), max_norm, options);
@@ -111,6 +113,7 @@ void clip_grad_value_(const std::vector<Var<T>>& params, double clip_value) {
         assign(g, where(g > clip_value, clip_value, where(g < -clip_value, -clip_value, g)));
     }
 }
+/// clip_grad_value_ for a braced list of parameters.
 template <Real T>
 void clip_grad_value_(std::initializer_list<Var<T>> params, double clip_value) {
     clip_grad_value_(std::vector<Var<T>>(params), clip_value);

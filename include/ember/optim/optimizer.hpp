@@ -42,8 +42,11 @@ public:
     /// false fills the existing gradients with zeros (PyTorch 1.13's default).
     virtual void zero_grad(bool set_to_none = true) = 0;
 
+    /// The optimiser's name, e.g.\ "Adam", as error messages use it.
     const char* name() const { return name_; }
+    /// The current learning rate.
     double lr() const { return lr_; }
+    /// Sets the learning rate (>= 0); schedules call this.
     void set_lr(double lr) {
         check_lr(name_, lr);
         lr_ = lr;
@@ -58,8 +61,10 @@ public:
     }
 
 protected:
+    /// An optimiser called `name` with learning rate `lr`.
     OptimizerBase(const char* name, double lr) : name_(name), lr_(lr) { check_lr(name, lr); }
 
+    /// Throws ember::Error naming `op` unless lr >= 0.
     static void check_lr(const char* op, double lr) {
         EMBER_CHECK(lr >= 0, op, "lr must be >= 0, got ", lr);  // also rejects NaN
     }
@@ -78,13 +83,16 @@ private:
 template <Real T>
 struct ParamState {
     std::int64_t step = 0;  ///< PyTorch's state["step"] (a count; kept exact as an integer)
+    /// The named state tensors, e.g.\ ("exp_avg", ...), in creation order.
     std::vector<std::pair<std::string, Tensor<T>>> buffers;
 
+    /// The buffer called `key`, or null.
     const Tensor<T>* find(std::string_view key) const {
         for (const auto& [k, t] : buffers)
             if (k == key) return &t;
         return nullptr;
     }
+    /// The buffer called `key`, or null.
     Tensor<T>* find(std::string_view key) {
         for (auto& [k, t] : buffers)
             if (k == key) return &t;
@@ -97,14 +105,19 @@ struct ParamState {
     }
 };
 
+/// The base of the optimisers over Var<T> parameters: the parameter list, the per-parameter
+/// state, step() and zero_grad() (see the file description).
 template <Real T>
 class Optimizer : public OptimizerBase {
 public:
+    /// The element type.
     using value_type = T;
 
+    /// The parameters, in the order given.
     const std::vector<Var<T>>& params() const { return params_; }
     /// state()[i] belongs to params()[i].
     std::vector<ParamState<T>>& state() { return state_; }
+    /// state()[i] belongs to params()[i].
     const std::vector<ParamState<T>>& state() const { return state_; }
 
     void step() override {
@@ -134,6 +147,7 @@ public:
     }
 
 protected:
+    /// An optimiser called `name` over `params` (distinct contiguous leaves that require grad).
     Optimizer(const char* name, std::vector<Var<T>> params, double lr)
         : OptimizerBase(name, lr), params_(std::move(params)), state_(params_.size()) {
         EMBER_CHECK(!params_.empty(), name, "got an empty parameter list");
@@ -164,6 +178,7 @@ protected:
         s.set(key, t);
         return t;
     }
+    /// Throws ember::Error unless state tensor `t` fits parameter `index` (same shape, contiguous).
     void check_state_shape(std::size_t index, std::string_view key, const Tensor<T>& t) const {
         const Tensor<T>& p = params_[index].value();
         EMBER_CHECK(t.defined() && t.shape() == p.shape() && t.is_contiguous(), name(), "state '", key,

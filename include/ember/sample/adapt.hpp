@@ -6,9 +6,10 @@
 ///
 /// With a_t the mean acceptance probability min(1, r) over all chains at warm-up step t and
 /// δ the target:
-///   s̄_t       = (1 - 1/(t + t0)) s̄_{t-1} + (δ - a_t) / (t + t0)
-///   log ε_t   = μ - √t / γ · s̄_t                (the step used at the next iteration)
-///   log ε̄_t   = t^-κ log ε_t + (1 - t^-κ) log ε̄_{t-1}
+///
+///     s̄_t       = (1 - 1/(t + t0)) s̄_{t-1} + (δ - a_t) / (t + t0)
+///     log ε_t   = μ - √t / γ · s̄_t                (the step used at the next iteration)
+///     log ε̄_t   = t^-κ log ε_t + (1 - t^-κ) log ε̄_{t-1}
 /// with μ = log(10 ε_0), and the averaged ε̄ is the step kept after warm-up. Too many
 /// acceptances push s̄ below zero and ε up, and vice versa. The samplers restart it from its
 /// current ε̄ a few times during warm-up (as Stan does at the ends of its adaptation
@@ -20,6 +21,7 @@
 
 namespace ember::sample {
 
+/// Settings of the step-size adaptation (see the file description for the iteration).
 struct AdaptOptions {
     /// Target mean acceptance probability; NaN means the sampler's own default (MALA 0.574,
     /// HMC 0.65).
@@ -35,6 +37,7 @@ struct AdaptOptions {
     double kappa = 0.75;  ///< averaging exponent: later iterates weigh more (Stan's)
 };
 
+/// Dual averaging of the log step size toward a target acceptance (see the file description).
 class DualAveraging {
 public:
     /// `shrink_to` is the factor of μ = log(shrink_to · initial_step), the point the early
@@ -59,9 +62,11 @@ public:
         log_step_bar_ = w * log_step_ + (1 - w) * log_step_bar_;
         return step();
     }
+    /// The step to use at the next iteration, ε_t.
     double step() const { return std::exp(log_step_); }
     /// The step to keep after warm-up (the initial one if no iteration ran).
     double final_step() const { return t_ > 0 ? std::exp(log_step_bar_) : step(); }
+    /// The target mean acceptance probability δ.
     double target() const { return target_; }
 
 private:

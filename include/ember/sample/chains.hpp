@@ -5,10 +5,10 @@
 /// evaluates the energy only at new points), a seeded random stream, the step size, warm-up
 /// with step-size adaptation, and the statistics returned by each call.
 ///
-///   sample::Mala<float> mala(energy, initial_states, {.step_size = 0.05, .seed = 1});
-///   mala.warmup(500);                          // adapts the step toward 0.574 acceptance
-///   auto stats = mala.run(1000, [&](const Tensor<float>& x, std::int64_t t) { ... });
-///   stats.acceptance_rate, stats.step_size, mala.state()
+///     sample::Mala<float> mala(energy, initial_states, {.step_size = 0.05, .seed = 1});
+///     mala.warmup(500);                          // adapts the step toward 0.574 acceptance
+///     auto stats = mala.run(1000, [&](const Tensor<float>& x, std::int64_t t) { ... });
+///     stats.acceptance_rate, stats.step_size, mala.state()
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -30,10 +30,14 @@ struct ChainStats {
     double mean_accept_prob = 0;     ///< mean over chains and steps of min(1, Metropolis ratio)
     double mean_energy = 0;          ///< mean U over the chains at the end of the call
     double step_size = 0;            ///< the step in use at the end (fixed after warm-up)
+    /// Steps made in the call.
     std::int64_t steps = 0;
     std::int64_t nonfinite = 0;  ///< proposals whose energy or gradient was NaN/Inf (rejected)
 };
 
+/// The base of the samplers: N chains advanced together in one batch, their energies and
+/// gradients, a random stream, the step size and warm-up with adaptation (see the file
+/// description).
 template <Real T>
 class Chains {
 public:
@@ -84,23 +88,29 @@ public:
         return tally.stats(*this);
     }
 
+    /// The current chain states [N, ...].
     const Tensor<T>& state() const { return x_; }
     const Tensor<T>& energies() const { return current_.energy; }  ///< U at state(), [N]
     const Tensor<T>& gradients() const { return current_.grad; }   ///< ∇U at state()
+    /// Number of chains N.
     Index num_chains() const { return x_.dim(0); }
+    /// The current step size.
     double step_size() const { return step_; }
+    /// Sets the step size (positive and finite).
     void set_step_size(double step) {
         EMBER_CHECK(step > 0 && std::isfinite(step), name_, "step size must be positive and finite, got ", step);
         step_ = step;
     }
-    /// Replaces the chain states (same shape), e.g. to restart from new points.
+    /// Replaces the chain states (same shape), e.g.\ to restart from new points.
     void set_state(const Tensor<T>& x) {
         EMBER_CHECK(x.defined() && x.shape() == x_.shape(), name_, "new states must have shape ", x_.shape().str(),
                     ", got ", x.defined() ? x.shape().str() : std::string("an undefined tensor"));
         x_ = x.contiguous().clone();
         evaluate_current();
     }
+    /// The random stream of the proposals and accept steps (checkpoints save its offset).
     Generator& generator() { return gen_; }
+    /// The sampler's name, e.g.\ "MALA", as error messages use it.
     const char* name() const { return name_; }
 
 protected:
@@ -108,7 +118,9 @@ protected:
     struct Step {
         std::vector<double> prob;     ///< min(1, r) per chain (1 without an accept step)
         std::vector<char> accepted;   ///< per chain
+        /// Proposals whose energy or gradient was NaN/Inf (rejected).
         std::int64_t nonfinite = 0;
+        /// Mean of prob over the chains.
         double mean_prob() const {
             double s = 0;
             for (double p : prob) s += p;
@@ -116,6 +128,9 @@ protected:
         }
     };
 
+    /// Chains of sampler `name` on `energy`, started at the rows of `initial` with step `step`
+    /// and random stream Generator(seed); `parallel_chains` evaluates groups of chains on
+    /// separate threads.
     Chains(const char* name, EnergyFn<T> energy, const Tensor<T>& initial, double step, std::uint64_t seed,
            bool parallel_chains)
         : name_(name), energy_(std::move(energy)), gen_(seed), parallel_chains_(parallel_chains) {
@@ -126,10 +141,14 @@ protected:
         evaluate_current();
     }
 
+    /// Advances every chain once.
     virtual Step step_once() = 0;
+    /// Whether warmup() adapts the step size (false for samplers without an accept step).
     virtual bool adapts() const { return true; }
+    /// The target acceptance of warmup() when AdaptOptions::target_accept is NaN.
     virtual double default_target() const = 0;
 
+    /// Energies and gradients at states `x` [N, ...].
     EnergyGrad<T> evaluate(const Tensor<T>& x) const { return energy_and_grad(energy_, x, name_, parallel_chains_); }
 
     /// Metropolis accept/reject per chain: chain i moves to row i of `proposal` with
@@ -171,12 +190,19 @@ protected:
         return s;
     }
 
+    /// The sampler's name.
     const char* name_;
+    /// The energy U.
     EnergyFn<T> energy_;
+    /// The random stream.
     Generator gen_;
+    /// Whether groups of chains are evaluated on separate threads.
     bool parallel_chains_;
+    /// The step size.
     double step_ = 0;
+    /// The chain states [N, ...].
     Tensor<T> x_;
+    /// Energies and gradients at x_.
     EnergyGrad<T> current_;
 
 private:

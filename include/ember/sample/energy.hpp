@@ -26,13 +26,16 @@
 
 namespace ember::sample {
 
+/// An energy: chain states [N, ...] to energies [N] or [N, 1].
 template <Real T>
 using EnergyFn = std::function<Var<T>(const Var<T>&)>;
 
 /// Energies U(x_i) [N] and gradients ∇U(x_i) (shaped like x) of a batch of chain states.
 template <Real T>
 struct EnergyGrad {
+    /// U(x_i), [N].
     Tensor<T> energy;
+    /// ∇U(x_i), shaped like x.
     Tensor<T> grad;
 };
 

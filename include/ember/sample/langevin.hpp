@@ -3,12 +3,14 @@
 /// Langevin samplers (docs/math.md §7) for a density ∝ exp(-U(x)), all chains in one batch.
 ///
 /// Unadjusted Langevin (ULA):  x' = x - (ε/2) ∇U(x) + √ε ξ,  ξ ~ N(0, I).
-///   Every proposal is taken, so the chain is biased by O(ε): on N(0, σ²) its stationary
-///   variance is σ² / (1 - ε/(4σ²)), not σ².
+///
+///     Every proposal is taken, so the chain is biased by O(ε): on N(0, σ²) its stationary
+///     variance is σ² / (1 - ε/(4σ²)), not σ².
 ///
 /// Metropolis-adjusted Langevin (MALA): the same proposal, accepted with probability
-///   min(1, exp(U(x) - U(x') + log q(x | x') - log q(x' | x))),
-///   log q(b | a) = -||b - a + (ε/2) ∇U(a)||² / (2ε),
+///
+///     min(1, exp(U(x) - U(x') + log q(x | x') - log q(x' | x))),
+///     log q(b | a) = -||b - a + (ε/2) ∇U(a)||² / (2ε),
 /// independently per chain, which makes the target exactly stationary. The proposal is not
 /// symmetric, so both q terms are needed (Su Jianlin's note on GANs from the energy viewpoint
 /// writes q(z̃_t) in the ratio where q(z_t) belongs; docs/math.md §7).
@@ -22,14 +24,18 @@
 
 namespace ember::sample {
 
+/// Settings of Langevin (ULA).
 struct LangevinOptions {
     double step_size = 0.01;  ///< ε
+    /// Seed of the sampler's random stream.
     std::uint64_t seed = 0;
     bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
+/// Settings of Mala.
 struct MalaOptions {
     double step_size = 0.01;  ///< ε (warmup() adapts it)
+    /// Seed of the sampler's random stream.
     std::uint64_t seed = 0;
     bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
@@ -45,7 +51,8 @@ Tensor<T> langevin_proposal(const Tensor<T>& x, const Tensor<T>& grad, double st
 
 /// log of MALA's acceptance ratio for moving each chain from x to `proposal`, given the
 /// energies and gradients at both (per chain, in double):
-///   U(x) - U(x') - ||x - x' + (ε/2)∇U(x')||²/(2ε) + ||x' - x + (ε/2)∇U(x)||²/(2ε).
+///
+///     U(x) - U(x') - ||x - x' + (ε/2)∇U(x')||²/(2ε) + ||x' - x + (ε/2)∇U(x)||²/(2ε).
 template <Real T>
 std::vector<double> mala_log_accept_ratio(const Tensor<T>& x, const EnergyGrad<T>& at_x, const Tensor<T>& proposal,
                                           const EnergyGrad<T>& at_proposal, double step) {
@@ -85,26 +92,33 @@ std::vector<double> mala_log_accept_ratio(const EnergyFn<T>& energy, const Tenso
 template <Real T>
 class Langevin : public Chains<T> {
 public:
+    /// ULA chains on `energy`, started at the rows of `initial`.
     Langevin(EnergyFn<T> energy, const Tensor<T>& initial, LangevinOptions o = {})
         : Chains<T>("Langevin", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
+    /// One ULA move of every chain.
     typename Chains<T>::Step step_once() override {
         Tensor<T> next = detail::langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
         EnergyGrad<T> at_next = this->evaluate(next);
         return this->move_all(std::move(next), std::move(at_next));
     }
+    /// False: ULA has no accept step, so warmup() only burns in.
     bool adapts() const override { return false; }
+    /// 1: every proposal is taken.
     double default_target() const override { return 1.0; }
 };
 
+/// Metropolis-adjusted Langevin (see the file description).
 template <Real T>
 class Mala : public Chains<T> {
 public:
+    /// MALA chains on `energy`, started at the rows of `initial`.
     Mala(EnergyFn<T> energy, const Tensor<T>& initial, MalaOptions o = {})
         : Chains<T>("Mala", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
+    /// One MALA transition of every chain.
     typename Chains<T>::Step step_once() override {
         const Tensor<T> proposal = detail::langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
         const EnergyGrad<T> at_proposal = this->evaluate(proposal);
@@ -112,6 +126,7 @@ protected:
             mala_log_accept_ratio(this->x_, this->current_, proposal, at_proposal, this->step_);
         return this->metropolis(proposal, at_proposal, log_ratio);
     }
+    /// 0.574, optimal for MALA in high dimension.
     double default_target() const override { return 0.574; }
 };
 

@@ -7,10 +7,10 @@
 /// collapsing onto a few modes), runs SGLD from them, and pushes the results back into the
 /// same slots.
 ///
-///   sample::ReplayBuffer<float> buffer(10000, uniform_images, gen);   // init(n, gen) -> [n,1,28,28]
-///   auto batch = buffer.sample(64, gen);
-///   Tensor<float> neg = sample::sgld(energy, batch.states, sgld_opts, gen);
-///   buffer.push(batch.indices, neg);
+///     sample::ReplayBuffer<float> buffer(10000, uniform_images, gen);   // init(n, gen) -> [n,1,28,28]
+///     auto batch = buffer.sample(64, gen);
+///     Tensor<float> neg = sample::sgld(energy, batch.states, sgld_opts, gen);
+///     buffer.push(batch.indices, neg);
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -22,18 +22,22 @@
 
 namespace ember::sample {
 
+/// A replay buffer of persistent chain states for SGLD training (see the file description).
 template <Real T>
 class ReplayBuffer {
 public:
     /// Makes n fresh chain states [n, ...] (the same shape after the first axis every time).
     using Init = std::function<Tensor<T>(Index n, Generator& gen)>;
 
+    /// A batch drawn from the buffer.
     struct Batch {
         std::vector<Index> indices;  ///< buffer slots the states came from (push back to these)
         Tensor<T> states;            ///< [n, ...], a copy
         std::vector<char> fresh;     ///< per state: 1 if it was re-initialised from init
     };
 
+    /// A buffer of `capacity` states from `init`, drawn with `gen`; sample() re-initialises each
+    /// drawn state with probability `reinit_prob`.
     ReplayBuffer(Index capacity, Init init, Generator& gen, double reinit_prob = 0.05)
         : init_(std::move(init)), reinit_prob_(reinit_prob) {
         EMBER_CHECK(capacity >= 1, "ReplayBuffer", "capacity must be >= 1, got ", capacity);
@@ -86,7 +90,9 @@ public:
         }
     }
 
+    /// Number of slots.
     Index capacity() const { return store_.dim(0); }
+    /// Probability that sample() replaces a drawn state by a fresh one.
     double reinit_prob() const { return reinit_prob_; }
     /// All stored states [capacity, ...]: samples to look at, or a tensor to checkpoint.
     const Tensor<T>& states() const { return store_; }

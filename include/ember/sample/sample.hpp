@@ -12,3 +12,7 @@
 #include "ember/sample/latent.hpp"
 #include "ember/sample/replay_buffer.hpp"
 #include "ember/sample/sgld.hpp"
+/// \namespace ember::sample
+/// Samplers for densities proportional to exp(-U(x)), all chains in one batch: Langevin,
+/// MALA, HMC, SGLD with a replay buffer, latent-space energies, step-size adaptation and
+/// chain diagnostics (docs/samplers.md).

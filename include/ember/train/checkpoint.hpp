@@ -3,12 +3,12 @@
 /// Checkpoints: everything a training run needs to continue bit-identically, in one
 /// safetensors file that PyTorch can read.
 ///
-///   Checkpoint<float> ckpt;
-///   ckpt.add("gen", G).add("disc", D)                 // tensors "gen.0.weight", ...
-///       .add("opt_gen", opt_G, G)                     // "opt_gen.0.weight.exp_avg", ...
-///       .add("rng", gen).add("step", step);           // metadata
-///   ckpt.save(out / "checkpoint.safetensors");        // atomic: the old file survives a crash
-///   if (resume) ckpt.load(out / "checkpoint.safetensors");
+///     Checkpoint<float> ckpt;
+///     ckpt.add("gen", G).add("disc", D)                 // tensors "gen.0.weight", ...
+///         .add("opt_gen", opt_G, G)                     // "opt_gen.0.weight.exp_avg", ...
+///         .add("rng", gen).add("step", step);           // metadata
+///     ckpt.save(out / "checkpoint.safetensors");        // atomic: the old file survives a crash
+///     if (resume) ckpt.load(out / "checkpoint.safetensors");
 ///
 /// What is stored:
 ///  - modules: their state_dict() (parameters and buffers) under "<prefix>.<name>";
@@ -40,6 +40,8 @@
 
 namespace ember {
 
+/// The state of a training run, registered piece by piece and saved to or loaded from one
+/// safetensors file (see the file description).
 template <Real T>
 class Checkpoint {
 public:
@@ -68,16 +70,19 @@ public:
         return *this;
     }
 
+    /// A generator's seed and stream offset, as metadata "<key>.seed" and "<key>.offset".
     Checkpoint& add(const std::string& key, Generator& gen) {
         check_key(key);
         generators_.push_back({key, &gen});
         return *this;
     }
+    /// An integer counter (step, epoch ...), as metadata "<key>".
     Checkpoint& add(const std::string& key, std::int64_t& value) {
         check_key(key);
         integers_.push_back({key, &value});
         return *this;
     }
+    /// A double (a schedule's value, a best score ...), as metadata "<key>", exactly.
     Checkpoint& add(const std::string& key, double& value) {
         check_key(key);
         doubles_.push_back({key, &value});

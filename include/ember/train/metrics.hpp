@@ -3,11 +3,11 @@
 /// A CSV log of training metrics, one row per logged step, that survives crashes and
 /// resumes without duplicated rows.
 ///
-///   MetricsLog log("out/metrics.csv", start_step);   // 0 for a fresh run
-///   for (std::int64_t step = start_step; step < steps; ++step) {
-///       ...
-///       log.write(step, {{"loss", loss}, {"lr", lr}});
-///   }
+///     MetricsLog log("out/metrics.csv", start_step);   // 0 for a fresh run
+///     for (std::int64_t step = start_step; step < steps; ++step) {
+///         ...
+///         log.write(step, {{"loss", loss}, {"lr", lr}});
+///     }
 ///
 /// * Columns: "step" first, then the names of the first row written, in its order (or
 ///   the names given to the constructor). They are then fixed: a later row may leave a
@@ -55,6 +55,7 @@
 
 namespace ember {
 
+/// A crash-safe, resumable CSV log of training metrics (see the file description).
 class MetricsLog {
 public:
     /// `columns` (without "step") fixes the columns up front instead of the first row; on
@@ -78,6 +79,7 @@ public:
     }
     MetricsLog(const MetricsLog&) = delete;
     MetricsLog& operator=(const MetricsLog&) = delete;
+    /// Takes over the open file of `o`.
     MetricsLog(MetricsLog&& o) noexcept
         : path_(std::move(o.path_)),
           columns_(std::move(o.columns_)),
@@ -85,6 +87,7 @@ public:
           last_step_(o.last_step_),
           header_pending_(o.header_pending_),
           fd_(std::exchange(o.fd_, -1)) {}
+    /// Closes this log's file and takes over the open file of `o`.
     MetricsLog& operator=(MetricsLog&& o) noexcept {
         if (this != &o) {
             close();
@@ -100,10 +103,12 @@ public:
     void write(std::int64_t step, std::initializer_list<std::pair<std::string_view, double>> values) {
         write_row(step, values.begin(), values.end());
     }
+    /// Appends the row for `step` from a list of (name, value) pairs built at run time.
     void write(std::int64_t step, const std::vector<std::pair<std::string, double>>& values) {
         write_row(step, values.begin(), values.end());
     }
 
+    /// The file being written.
     const std::filesystem::path& path() const { return path_; }
     /// "step" and the metric names; empty until the columns are fixed.
     const std::vector<std::string>& columns() const { return columns_; }

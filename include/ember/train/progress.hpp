@@ -2,16 +2,17 @@
 /// \file
 /// Progress reports for long loops.
 ///
-///   Progress progress(steps, {.label = "train"});
-///   for (std::int64_t step = 1; step <= steps; ++step) {
-///       ...
-///       progress.update(step, {{"loss", loss}, {"nll", nll}});
-///   }
-///   progress.finish();
+///     Progress progress(steps, {.label = "train"});
+///     for (std::int64_t step = 1; step <= steps; ++step) {
+///         ...
+///         progress.update(step, {{"loss", loss}, {"nll", nll}});
+///     }
+///     progress.finish();
 ///
 /// On a terminal (isatty of the stream, stderr by default) this is one line rewritten in
-/// place with '\r', at most every `refresh_seconds`:
-///   train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234 | nll 1.702
+/// place with '\\r', at most every `refresh_seconds`:
+///
+///     train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234 | nll 1.702
 /// Otherwise (a log file, a pipe, a batch job) it is a plain line every `every_steps` steps
 /// or every `every_seconds` seconds, whichever comes first. finish() prints the final
 /// state and ends the line; message() prints a line of text without garbling the
@@ -86,7 +87,8 @@ struct ProgressStatus {
 };
 
 /// The report for `s`, e.g.
-///   "train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234"
+///
+///     "train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234"
 /// The rate is shown as "s/step" when it is below one step a second, and as "-" before any
 /// step has been done.
 inline std::string format_progress(const ProgressStatus& s) {
@@ -111,8 +113,11 @@ inline std::string format_progress(const ProgressStatus& s) {
     return out;
 }
 
+/// Settings of Progress.
 struct ProgressOptions {
+    /// Printed at the start of every report.
     std::string label{};
+    /// Where the reports go.
     std::FILE* stream = stderr;
     std::optional<bool> interactive{};  ///< default: whether `stream` is a terminal
     std::int64_t start_step = 0;        ///< the step a resumed run starts from
@@ -122,8 +127,10 @@ struct ProgressOptions {
     std::function<double()> clock{};    ///< seconds; default: std::chrono::steady_clock
 };
 
+/// A progress line with rate and ETA for a loop of known length (see the file description).
 class Progress {
 public:
+    /// Reports for a loop of `total` steps.
     explicit Progress(std::int64_t total, ProgressOptions options = {}) : o_(std::move(options)) {
         EMBER_CHECK(o_.stream != nullptr, "Progress", "the output stream is null");
         EMBER_CHECK(o_.every_steps >= 0 && o_.every_seconds >= 0 && o_.refresh_seconds >= 0, "Progress",
@@ -152,6 +159,7 @@ public:
         for (const auto& [name, v] : values) set_value(name, v);
         advance(step);
     }
+    /// Records `step` with (name, value) pairs built at run time; as the other update().
     void update(std::int64_t step, const std::vector<std::pair<std::string, double>>& values) {
         for (const auto& [name, v] : values) set_value(name, v);
         advance(step);
@@ -174,7 +182,9 @@ public:
         std::fflush(o_.stream);
     }
 
+    /// The numbers of the latest report.
     const ProgressStatus& status() const { return status_; }
+    /// Whether reports rewrite one terminal line (else they are plain lines).
     bool interactive() const { return interactive_; }
 
 private:
