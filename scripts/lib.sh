@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # the variables below are used by the sourcing scripts
-# Helpers shared by scripts/test and scripts/demo. Source this file, don't run it:
+# Helpers shared by scripts/test, scripts/demo and scripts/api-docs. Source this file,
+# don't run it:
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Absolute path of the repository root (the parent of this scripts/ dir).

@@ -1,6 +1,7 @@
 #pragma once
-// ember: tensors, fused SIMD expression templates and reverse-mode autodiff (with
-// gradients of gradients) for energy-based models and GANs. Include this one header.
+/// \file
+/// ember: tensors, fused SIMD expression templates and reverse-mode autodiff (with
+/// gradients of gradients) for energy-based models and GANs. Include this one header.
 #include "ember/core/error.hpp"
 #include "ember/core/random.hpp"
 #include "ember/core/shape.hpp"
@@ -34,3 +35,9 @@
 #if __has_include(<stb/stb_image_write.h>) && __has_include(<stb/stb_easy_font.h>)
 #include "ember/io/plot.hpp"
 #endif
+/// \namespace ember
+/// Tensors, elementwise expressions (defined in ember::expr and brought into this namespace
+/// by using-declarations), autodiff, the non-elementwise ops, data sets, files and
+/// pictures, optimisers, training plumbing, VAE objectives and the evaluation helpers. The
+/// model-specific parts have namespaces of their own: nn, energy, fdiv, gan, info, flow,
+/// sample and dist.

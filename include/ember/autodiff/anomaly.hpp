@@ -1,42 +1,43 @@
 #pragma once
-// Anomaly detection, like torch.autograd.detect_anomaly: stop at the first non-finite
-// value (NaN or ±Inf) an operation produces and name that operation.
-//
-//     {
-//         ember::DetectAnomaly guard;        // on until the end of the scope
-//         Var<float> loss = model(x);        // throws ember::Error at the first op that
-//         loss.backward();                   //   produces NaN/Inf, forward or backward
-//     }
-//     ember::set_detect_anomaly(true);       // or switch it by hand; anomaly_enabled()
-//
-// The mode is thread-local, like grad mode (var.hpp): it applies to the graph recorded
-// and differentiated on the calling thread, and a new thread starts with it off.
-//
-// When it is on:
-// * forward: the output of every recorded op (a Var with a grad_fn: record() in var.hpp,
-//   fused elementwise expressions in expr_node.hpp) is scanned right after it is computed.
-//   The error names the op, its output shape, the first bad element (flat index, multi-index
-//   and value) and the input shapes. For a fused expression it also names the elementwise
-//   op inside it that produced the value and its operands there, e.g. "'log' of -1 gave
-//   nan, in mul(log(#0), #1)".
-// * backward()/grad(): the gradients each node's backward returns are scanned; the error
-//   names the node ("backward of 'matmul' produced NaN in gradient of input 0 of shape
-//   [3,4] ...") and, for a fused expression, the elementwise op whose derivative did it.
-//   Ops recorded by a create_graph backward are checked as forward ops and say which
-//   backward they were part of.
-//
-// Only values an op *produces* are errors. Leaves are never scanned, and a non-finite
-// value that merely propagates from a leaf (say a -inf attention mask, or NaN data masked
-// out with where()) is let through: a fused expression is blamed per element only when
-// one of its elementwise ops turns finite operands into a non-finite result, any other op
-// only when all its inputs are finite; a backward only when the incoming gradient and the
-// forward values it reads are finite (or, in a fused expression, when an elementwise
-// derivative turns finite values into a non-finite one). Ops recorded while anomaly
-// detection was off, and values computed outside the graph (NoGrad, no input requiring
-// grad), count as leaves.
-//
-// When it is off, each recorded node costs one load of a thread-local flag and one
-// predictable branch; nothing is scanned, and NaN flows through silently, as in PyTorch.
+/// \file
+/// Anomaly detection, like torch.autograd.detect_anomaly: stop at the first non-finite
+/// value (NaN or ±Inf) an operation produces and name that operation.
+///
+///     {
+///         ember::DetectAnomaly guard;        // on until the end of the scope
+///         Var<float> loss = model(x);        // throws ember::Error at the first op that
+///         loss.backward();                   //   produces NaN/Inf, forward or backward
+///     }
+///     ember::set_detect_anomaly(true);       // or switch it by hand; anomaly_enabled()
+///
+/// The mode is thread-local, like grad mode (var.hpp): it applies to the graph recorded
+/// and differentiated on the calling thread, and a new thread starts with it off.
+///
+/// When it is on:
+/// * forward: the output of every recorded op (a Var with a grad_fn: record() in var.hpp,
+///   fused elementwise expressions in expr_node.hpp) is scanned right after it is computed.
+///   The error names the op, its output shape, the first bad element (flat index, multi-index
+///   and value) and the input shapes. For a fused expression it also names the elementwise
+///   op inside it that produced the value and its operands there, e.g. "'log' of -1 gave
+///   nan, in mul(log(#0), #1)".
+/// * backward()/grad(): the gradients each node's backward returns are scanned; the error
+///   names the node ("backward of 'matmul' produced NaN in gradient of input 0 of shape
+///   [3,4] ...") and, for a fused expression, the elementwise op whose derivative did it.
+///   Ops recorded by a create_graph backward are checked as forward ops and say which
+///   backward they were part of.
+///
+/// Only values an op *produces* are errors. Leaves are never scanned, and a non-finite
+/// value that merely propagates from a leaf (say a -inf attention mask, or NaN data masked
+/// out with where()) is let through: a fused expression is blamed per element only when
+/// one of its elementwise ops turns finite operands into a non-finite result, any other op
+/// only when all its inputs are finite; a backward only when the incoming gradient and the
+/// forward values it reads are finite (or, in a fused expression, when an elementwise
+/// derivative turns finite values into a non-finite one). Ops recorded while anomaly
+/// detection was off, and values computed outside the graph (NoGrad, no input requiring
+/// grad), count as leaves.
+///
+/// When it is off, each recorded node costs one load of a thread-local flag and one
+/// predictable branch; nothing is scanned, and NaN flows through silently, as in PyTorch.
 #include <charconv>
 #include <cmath>
 #include <string>
@@ -54,13 +55,16 @@ inline bool& anomaly_flag() {
 }
 }  // namespace detail
 
+/// Whether anomaly detection is on for this thread (off by default).
 inline bool anomaly_enabled() { return detail::anomaly_flag(); }
+/// Turns anomaly detection on or off for this thread.
 inline void set_detect_anomaly(bool enabled) { detail::anomaly_flag() = enabled; }
 
-// Scope in which anomaly detection is on (or off, with DetectAnomaly(false)); the previous
-// state comes back at the end of the scope.
+/// Scope in which anomaly detection is on (or off, with DetectAnomaly(false)); the previous
+/// state comes back at the end of the scope.
 class DetectAnomaly {
 public:
+    /// Sets anomaly detection to `enabled` until the guard is destroyed.
     explicit DetectAnomaly(bool enabled = true) : previous_(detail::anomaly_flag()) {
         detail::anomaly_flag() = enabled;
     }

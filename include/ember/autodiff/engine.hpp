@@ -1,8 +1,9 @@
 #pragma once
-// The backward walk. Nodes are ordered by an iterative depth-first search (no recursion,
-// so a 100k-node chain is fine), then visited in reverse topological order; each node's
-// gradient is the sum over all its consumers before its own backward runs. In anomaly
-// mode (anomaly.hpp) the gradients each backward returns are checked for NaN/Inf.
+/// \file
+/// The backward walk. Nodes are ordered by an iterative depth-first search (no recursion,
+/// so a 100k-node chain is fine), then visited in reverse topological order; each node's
+/// gradient is the sum over all its consumers before its own backward runs. In anomaly
+/// mode (anomaly.hpp) the gradients each backward returns are checked for NaN/Inf.
 #include <atomic>
 #include <span>
 #include <string>
@@ -185,7 +186,7 @@ Var<T> seed_for(const Var<T>& out, const Tensor<T>& grad_output, const char* op)
 
 }  // namespace detail
 
-// Accumulates the gradient of `out` into the grad() of every leaf that requires grad.
+/// Accumulates the gradient of `out` into the grad() of every leaf that requires grad.
 template <Real T>
 void backward(const Var<T>& out, const Tensor<T>& grad_output = {}, BackwardOptions opts = {}) {
     EMBER_CHECK(out.defined(), "backward", "undefined Var");
@@ -209,15 +210,17 @@ void Var<T>::backward(BackwardOptions opts) const {
     ember::backward(*this, Tensor<T>(), opts);
 }
 
+/// Options of grad().
 struct GradArgs {
+    /// Record the gradient computation, so that the results can be differentiated again.
     bool create_graph = false;
-    std::optional<bool> retain_graph{};  // defaults to create_graph, as in PyTorch
+    std::optional<bool> retain_graph{};  ///< defaults to create_graph, as in PyTorch
 };
 
-// d(output)/d(inputs) without touching any grad(). With create_graph the results are Vars
-// on the graph and can be differentiated again. Inputs that do not affect the output get
-// zeros. As in PyTorch, results may share storage with each other or with grad_output (a
-// sum passes its gradient on uncopied): clone one before changing it in place.
+/// d(output)/d(inputs) without touching any grad(). With create_graph the results are Vars
+/// on the graph and can be differentiated again. Inputs that do not affect the output get
+/// zeros. As in PyTorch, results may share storage with each other or with grad_output (a
+/// sum passes its gradient on uncopied): clone one before changing it in place.
 template <Real T>
 std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs, GradArgs args = {},
                          const Tensor<T>& grad_output = {}) {

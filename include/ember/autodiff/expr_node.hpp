@@ -1,8 +1,9 @@
 #pragma once
-// Turning an expression template into a value: a Tensor (no graph) or a Var recorded as
-// ONE graph node whose backward is ONE fused pass (kernel.hpp). When gradients must be
-// differentiable (create_graph), the same derivative rules are replayed over Var
-// (Vocab<Var> below), so the backward is itself recorded and can be differentiated again.
+/// \file
+/// Turning an expression template into a value: a Tensor (no graph) or a Var recorded as
+/// ONE graph node whose backward is ONE fused pass (kernel.hpp). When gradients must be
+/// differentiable (create_graph), the same derivative rules are replayed over Var
+/// (Vocab<Var> below), so the backward is itself recorded and can be differentiated again.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -15,10 +16,10 @@ namespace ember {
 
 namespace expr {
 
-// One op applied to Vars and recorded as its own node, and an op's derivative rule over
-// Var: the steps of a recorded backward (create_graph). Defined at the end of this file and
-// listed in EMBER_VAR_RULE_INSTANCES, so that ember::compiled holds them for every op and a
-// program's own expressions do not compile the nodes that the rules record.
+/// One op applied to Vars and recorded as its own node, and an op's derivative rule over
+/// Var: the steps of a recorded backward (create_graph). Defined at the end of this file and
+/// listed in EMBER_VAR_RULE_INSTANCES, so that ember::compiled holds them for every op and a
+/// program's own expressions do not compile the nodes that the rules record.
 template <class Op, Real T> Var<T> apply_unary(const Op& op, const Var<T>& x);
 template <class Op, Real T> Var<T> apply_binary(const Op& op, const Var<T>& a, const Var<T>& b);
 template <Real T> Var<T> apply_where(const Var<T>& m, const Var<T>& a, const Var<T>& b);
@@ -30,7 +31,7 @@ Var<T> rule_da(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, 
 template <class Op, Real T>
 Var<T> rule_db(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, const Var<T>& y, const Var<T>& g);
 
-// Derivative rules over Var: each application records a (small) fused node.
+/// Derivative rules over Var: each application records a (small) fused node.
 template <Real T>
 struct Vocab<Var<T>> {
     using V = Var<T>;
@@ -40,11 +41,11 @@ struct Vocab<Var<T>> {
     static V constant(T v, const V&) { return V::constant(v); }
     static V gt(const V& a, const V& b) { return apply_binary(GtOp{}, a, b); }
     static V ge(const V& a, const V& b) { return apply_binary(GeOp{}, a, b); }
-    static V nonzero(const V& m) { return m; }  // masks are 0/1 values already
+    static V nonzero(const V& m) { return m; }  ///< masks are 0/1 values already
     static V where(const V& m, const V& a, const V& b) { return apply_where(m, a, b); }
 };
 
-// Leaf values as Vars, for replaying an expression's derivative over Var.
+/// Leaf values as Vars, for replaying an expression's derivative over Var.
 template <Real T, int L>
 struct VarContext {
     using V = Var<T>;
@@ -67,8 +68,8 @@ struct VarContext {
 // ---- anomaly mode (anomaly.hpp): which elementwise op inside a fused node misbehaved ----
 namespace anomaly {
 
-// Leaf values of one output element, every load a splat: the expression's own batch code
-// evaluated at that single element.
+/// Leaf values of one output element, every load a splat: the expression's own batch code
+/// evaluated at that single element.
 template <Real T, int L>
 struct PointContext {
     using V = Batch<T>;
@@ -83,16 +84,16 @@ bool fin(const Batch<T>& v) {
     return std::isfinite(v.get(0));
 }
 
-// The first elementwise op (in evaluation order) that turned finite values into a
-// non-finite one: its name, operands, output and, for a derivative, incoming gradient
-// and which operand's gradient it was.
+/// The first elementwise op (in evaluation order) that turned finite values into a
+/// non-finite one: its name, operands, output and, for a derivative, incoming gradient
+/// and which operand's gradient it was.
 template <Real T>
 struct Culprit {
     const char* op = nullptr;
     std::array<T, 3> x{};
     int arity = 0;
     T y{}, g{}, result{};
-    int operand = -1;  // backward only
+    int operand = -1;  ///< backward only
     template <class... B> void set(const char* name, T out, const B&... xs) {
         op = name;
         arity = 0;
@@ -101,8 +102,8 @@ struct Culprit {
     }
 };
 
-// The walks below recurse through overloads on the node types; declared first so that each
-// finds the others (argument-dependent lookup would only search ember::expr).
+/// The walks below recurse through overloads on the node types; declared first so that each
+/// finds the others (argument-dependent lookup would only search ember::expr).
 template <class Op, class A> void describe(const Unary<Op, A>&, int&, std::string&);
 template <class Op, class A, class B> void describe(const Binary<Op, A, B>&, int&, std::string&);
 template <class Op, class M, class A, class B> void describe(const Ternary<Op, M, A, B>&, int&, std::string&);
@@ -120,7 +121,7 @@ bool backward_culprit(const Binary<Op, A, B>&, const R&, const Batch<T>&, Culpri
 template <class Op, class M, class A, class B, class R, Real T>
 bool backward_culprit(const Ternary<Op, M, A, B>&, const R&, const Batch<T>&, Culprit<T>&);
 
-// "mul(log(#0), 2)": the expression with leaves numbered by slot.
+/// "mul(log(#0), 2)": the expression with leaves numbered by slot.
 template <Real T> void describe(const VarLeaf<T>&, int& slot, std::string& s) { s += "#" + std::to_string(slot++); }
 template <Real T> void describe(const TensorLeaf<T>&, int& slot, std::string& s) { s += "#" + std::to_string(slot++); }
 template <Real T> void describe(const ScalarLeaf<T>& l, int&, std::string& s) { s += detail::anomaly_number(l.value); }
@@ -149,7 +150,7 @@ template <class Op, class M, class A, class B> void describe(const Ternary<Op, M
     s += ")";
 }
 
-// Whether every scalar constant in the expression is finite.
+/// Whether every scalar constant in the expression is finite.
 template <Real T> bool constants_finite(const VarLeaf<T>&) { return true; }
 template <Real T> bool constants_finite(const TensorLeaf<T>&) { return true; }
 template <Real T> bool constants_finite(const ScalarLeaf<T>& l) { return std::isfinite(l.value); }
@@ -161,7 +162,7 @@ template <class Op, class M, class A, class B> bool constants_finite(const Terna
     return constants_finite(n.m) && constants_finite(n.a) && constants_finite(n.b);
 }
 
-// Forward: the innermost op whose output is non-finite while its operands are finite.
+/// Forward: the innermost op whose output is non-finite while its operands are finite.
 template <Real T, class R> bool forward_culprit(const VarLeaf<T>&, const R&, Culprit<T>&) { return false; }
 template <Real T, class R> bool forward_culprit(const TensorLeaf<T>&, const R&, Culprit<T>&) { return false; }
 template <Real T, class R> bool forward_culprit(const ScalarLeaf<T>&, const R&, Culprit<T>&) { return false; }
@@ -186,8 +187,8 @@ bool forward_culprit(const Ternary<Op, M, A, B>& n, const R& r, Culprit<T>& c) {
     return true;
 }
 
-// Backward: the first derivative rule that, from finite operands, output and incoming
-// gradient, gives a non-finite gradient for one of its operands.
+/// Backward: the first derivative rule that, from finite operands, output and incoming
+/// gradient, gives a non-finite gradient for one of its operands.
 template <Real T, class R> bool backward_culprit(const VarLeaf<T>&, const R&, const Batch<T>&, Culprit<T>&) { return false; }
 template <Real T, class R> bool backward_culprit(const TensorLeaf<T>&, const R&, const Batch<T>&, Culprit<T>&) { return false; }
 template <Real T, class R> bool backward_culprit(const ScalarLeaf<T>&, const R&, const Batch<T>&, Culprit<T>&) { return false; }
@@ -255,7 +256,7 @@ bool backward_culprit(const Ternary<Op, M, A, B>& n, const R& r, const Batch<T>&
     return false;
 }
 
-// The leaves of an expression seen element by element in the output's index space.
+/// The leaves of an expression seen element by element in the output's index space.
 template <class E>
 struct Points {
     using T = typename E::value_type;
@@ -298,7 +299,7 @@ std::string describe(const E& e) {
     return s;
 }
 
-// "#0 Var [4], #1 Tensor [1]"
+/// "#0 Var [4], #1 Tensor [1]"
 template <class E>
 std::string leaves_text(const Leaves<E>& leaves) {
     std::string s;
@@ -307,7 +308,7 @@ std::string leaves_text(const Leaves<E>& leaves) {
     return s;
 }
 
-// The check after a fused expression's forward: `out` is its (contiguous) value.
+/// The check after a fused expression's forward: `out` is its (contiguous) value.
 template <class E, Real T = typename E::value_type>
 [[gnu::noinline, gnu::cold]] void check_forward(const E& e, const Leaves<E>& leaves, const Tensor<T>& out) {
     Index i = detail::first_non_finite(out);
@@ -327,9 +328,9 @@ template <class E, Real T = typename E::value_type>
 
 }  // namespace anomaly
 
-// Leaf slots whose gradient is the incoming gradient itself: both of a + b, the a of a - b.
-// (A residual sum, or a bias added by broadcasting, hands g on to its full-shape operand
-// instead of copying it.)
+/// Leaf slots whose gradient is the incoming gradient itself: both of a + b, the a of a - b.
+/// (A residual sum, or a bias added by broadcasting, hands g on to its full-shape operand
+/// instead of copying it.)
 template <class E>
 struct PassThroughSlots {
     static constexpr std::array<bool, static_cast<std::size_t>(E::leaves)> value{};
@@ -343,13 +344,13 @@ struct PassThroughSlots<Binary<SubOp, VarLeaf<T>, VarLeaf<T>>> {
     static constexpr std::array<bool, 2> value{true, false};
 };
 
-// The graph node of one fused elementwise expression.
+/// The graph node of one fused elementwise expression.
 template <class E>
 struct ExprNode final : Node<typename E::value_type> {
     using T = typename E::value_type;
     static constexpr int L = E::leaves;
-    std::optional<E> e;  // holds the leaves (Vars and Tensors) alive until release
-    std::array<int, static_cast<std::size_t>(L)> slot_to_input;  // leaf slot -> index in inputs, or -1
+    std::optional<E> e;  ///< holds the leaves (Vars and Tensors) alive until release
+    std::array<int, static_cast<std::size_t>(L)> slot_to_input;  ///< leaf slot -> index in inputs, or -1
 
     ExprNode(const E& expr, const Leaves<E>& leaves) : e(expr) {
         slot_to_input.fill(-1);
@@ -362,7 +363,7 @@ struct ExprNode final : Node<typename E::value_type> {
             if (at == this->inputs.size()) this->inputs.push_back(v);
         }
     }
-    ~ExprNode() override { e.reset(); }  // before inputs drop iteratively
+    ~ExprNode() override { e.reset(); }  ///< before inputs drop iteratively
     const char* name() const override { return "fused elementwise"; }
     void release() override {
         e.reset();
@@ -375,8 +376,8 @@ struct ExprNode final : Node<typename E::value_type> {
             if (!detail::all_finite(l.value())) return false;
         return anomaly::constants_finite(*e);
     }
-    // Searches the output elements in order for the first derivative rule that turns finite
-    // values into a non-finite gradient.
+    /// Searches the output elements in order for the first derivative rule that turns finite
+    /// values into a non-finite gradient.
     [[gnu::cold]] bool anomaly_explain_backward(const Tensor<T>& g, std::string& op, std::string& text) const override {
         Leaves<E> leaves = collect_leaves(*e);
         Shape out_shape;
@@ -509,8 +510,8 @@ Var<T>::Var(const E& e) {
         expr::anomaly::check_forward(e, leaves, p_->value);
 }
 
-// dst = src in place, where src is a Tensor or an elementwise expression over Tensors of
-// dst's shape: one fused pass, no temporary (optimisers update parameters this way).
+/// dst = src in place, where src is a Tensor or an elementwise expression over Tensors of
+/// dst's shape: one fused pass, no temporary (optimisers update parameters this way).
 template <Real T, class Src>
 void assign(const Tensor<T>& dst, const Src& src) {
     if constexpr (expr::is_tensor<Src>::value) {
@@ -523,7 +524,7 @@ void assign(const Tensor<T>& dst, const Src& src) {
     }
 }
 
-// Evaluates an expression: a Var if it has Var leaves, else a Tensor.
+/// Evaluates an expression: a Var if it has Var leaves, else a Tensor.
 template <expr::Expression E>
 auto eval(const E& e) {
     using T = typename E::value_type;

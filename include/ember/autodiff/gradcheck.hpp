@@ -1,8 +1,9 @@
 #pragma once
-// gradcheck / gradgradcheck, like PyTorch's: central finite differences in double
-// precision against the autodiff gradient. A non-scalar output y is reduced to the scalar
-// Σ y·r with a fixed random r, so every output element is exercised. On failure the
-// message names the worst element: input, flat index, analytic and numeric values.
+/// \file
+/// gradcheck / gradgradcheck, like PyTorch's: central finite differences in double
+/// precision against the autodiff gradient. A non-scalar output y is reduced to the scalar
+/// Σ y·r with a fixed random r, so every output element is exercised. On failure the
+/// message names the worst element: input, flat index, analytic and numeric values.
 #include <cmath>
 #include <functional>
 #include <sstream>
@@ -15,19 +16,29 @@
 
 namespace ember {
 
+/// The verdict of gradcheck / gradgradcheck.
 struct CheckResult {
+    /// True when every element is within tolerance.
     bool ok = true;
+    /// "ok; worst ..." or "gradient mismatch at ...", naming the worst element.
     std::string message;
-    double worst_error = 0;  // largest |analytic - numeric| / (atol + rtol·|numeric|)
+    double worst_error = 0;  ///< largest |analytic - numeric| / (atol + rtol·|numeric|)
+    /// ok.
     explicit operator bool() const { return ok; }
 };
 
+/// Step and tolerances of gradcheck: an element passes when |analytic - numeric| <=
+/// atol + rtol·|numeric|.
 struct GradcheckOptions {
+    /// Finite-difference step (central differences, x ± eps).
     double eps = 1e-6;
+    /// Absolute tolerance.
     double atol = 1e-5;
+    /// Relative tolerance.
     double rtol = 1e-4;
 };
 
+/// A function of double Vars to check; it returns one Var (reduced to a scalar if needed).
 using VarFunction = std::function<Var<double>(const std::vector<Var<double>>&)>;
 
 namespace detail {
@@ -39,6 +50,8 @@ inline Var<double> project_to_scalar(const Var<double>& y, std::uint64_t seed) {
 }
 }  // namespace detail
 
+/// Compares f's autodiff gradient with respect to each input against central finite
+/// differences of f at `inputs`, element by element.
 inline CheckResult gradcheck(const VarFunction& f, const std::vector<Tensor<double>>& inputs, GradcheckOptions o = {}) {
     std::vector<Var<double>> vars;
     for (const auto& t : inputs) vars.emplace_back(t.clone(), true);
@@ -76,8 +89,8 @@ inline CheckResult gradcheck(const VarFunction& f, const std::vector<Tensor<doub
     return res;
 }
 
-// Checks the gradient of the gradient: h(x) = Σ_i <∇_i f(x), v_i> (fixed random v_i),
-// with ∇f recorded by create_graph, must match finite differences of h.
+/// Checks the gradient of the gradient: h(x) = Σ_i <∇_i f(x), v_i> (fixed random v_i),
+/// with ∇f recorded by create_graph, must match finite differences of h.
 inline CheckResult gradgradcheck(const VarFunction& f, const std::vector<Tensor<double>>& inputs, GradcheckOptions o = {}) {
     VarFunction h = [&f](const std::vector<Var<double>>& xs) {
         Var<double> y = detail::project_to_scalar(f(xs), 7);

@@ -1,6 +1,7 @@
 #pragma once
-// ember::Error: every user-facing failure names the operation, the shapes and what was
-// expected, e.g. "matmul: inner dimensions differ: [64,784] x [512,10]".
+/// \file
+/// ember::Error: every user-facing failure names the operation, the shapes and what was
+/// expected, e.g.\ "matmul: inner dimensions differ: [64,784] x [512,10]".
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -9,8 +10,11 @@
 
 namespace ember {
 
+/// The exception ember throws on misuse or bad input; the message names the operation, the
+/// shapes and what was expected.
 class Error : public std::runtime_error {
 public:
+    /// An error with the message `what`.
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
@@ -31,7 +35,7 @@ template <class... Parts>
 }
 }  // namespace detail
 
-// Cheap precondition check that throws ember::Error with a formatted message.
+/// Cheap precondition check that throws ember::Error with a formatted message.
 #define EMBER_CHECK(cond, op, ...)                        \
     do {                                                  \
         if (!(cond)) ::ember::detail::fail(op, __VA_ARGS__); \

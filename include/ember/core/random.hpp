@@ -1,7 +1,8 @@
 #pragma once
-// Seeded, reproducible random numbers. Draws come from the counter-based Philox4x32-10
-// generator: element i of a draw depends only on (seed, counter + i), so tensors are
-// identical on every run and for every thread count.
+/// \file
+/// Seeded, reproducible random numbers. Draws come from the counter-based Philox4x32-10
+/// generator: element i of a draw depends only on (seed, counter + i), so tensors are
+/// identical on every run and for every thread count.
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -138,25 +139,29 @@ inline void uniform_lanes(std::uint64_t first_counter, std::uint64_t key, Unifor
 }
 }  // namespace detail
 
-// A stream of random numbers; each draw advances the counter by the number of blocks used.
+/// A stream of random numbers; each draw advances the counter by the number of blocks used.
 class Generator {
 public:
+    /// A stream at position 0 of the sequence selected by `seed`.
     explicit Generator(std::uint64_t seed = 0) : seed_(seed) {}
+    /// The seed this stream was created with.
     std::uint64_t seed() const { return seed_; }
+    /// The stream position: how many blocks (two uniforms each) have been drawn.
     std::uint64_t offset() const { return offset_; }
+    /// Moves the stream to position `o` (checkpoints restore a generator this way).
     void set_offset(std::uint64_t o) { offset_ = o; }
 
-    // Blocks [0, count) in groups of detail::kRandomLanes consecutive blocks, spread over
-    // threads: `fill(first, n, lanes)` receives blocks first .. first + n - 1 (n <= the lane
-    // count) as lanes.u0[l], lanes.u1[l], two uniforms in (0,1) per block. Block i's values
-    // depend only on (seed, offset + i), never on the grouping or the thread count.
+    /// Blocks [0, count) in groups of detail::kRandomLanes consecutive blocks, spread over
+    /// threads: `fill(first, n, lanes)` receives blocks first .. first + n - 1 (n <= the lane
+    /// count) as lanes.u0[l], lanes.u1[l], two uniforms in (0,1) per block. Block i's values
+    /// depend only on (seed, offset + i), never on the grouping or the thread count.
     template <class Fill>
     void block_lanes(std::int64_t count, Fill&& fill) {
         block_lanes_at(offset_, 0, count, fill);
         offset_ += static_cast<std::uint64_t>(count);
     }
-    // The same for blocks [first, last) of a draw that starts at stream position `at`,
-    // without advancing the stream: a thread can draw its own part of a draw (sample/sgld.hpp).
+    /// The same for blocks [first, last) of a draw that starts at stream position `at`,
+    /// without advancing the stream: a thread can draw its own part of a draw (sample/sgld.hpp).
     template <class Fill>
     void block_lanes_at(std::uint64_t at, std::int64_t first, std::int64_t last, Fill&& fill) const {
         constexpr std::int64_t lanes = detail::kRandomLanes;
@@ -170,19 +175,20 @@ public:
             }
         });
     }
-    // The same one block at a time: `fill(i, u0, u1)` receives block i.
+    /// The same one block at a time: `fill(i, u0, u1)` receives block i.
     template <class Fill>
     void blocks(std::int64_t count, Fill&& fill) {
         block_lanes(count, [&](std::int64_t first, std::int64_t n, const detail::UniformLanes& u) {
             for (std::int64_t l = 0; l < n; ++l) fill(first + l, u.u0[l], u.u1[l]);
         });
     }
+    /// One uniform double in (0, 1).
     double uniform01() {
         double out = 0;
         blocks(1, [&](std::int64_t, double u, double) { out = u; });
         return out;
     }
-    // Uniform integer in [0, n).
+    /// Uniform integer in [0, n).
     std::int64_t randint(std::int64_t n) {
         EMBER_CHECK(n > 0, "randint", "upper bound must be positive, got ", n);
         return std::min<std::int64_t>(n - 1, static_cast<std::int64_t>(uniform01() * static_cast<double>(n)));
@@ -193,6 +199,7 @@ private:
     std::uint64_t offset_ = 0;
 };
 
+/// A new tensor of `shape` with elements drawn uniformly between lo and hi.
 template <Real T>
 Tensor<T> uniform(const Shape& shape, Generator& gen, T lo = T(0), T hi = T(1)) {
     Tensor<T> t = Tensor<T>::empty(shape);
@@ -205,14 +212,15 @@ Tensor<T> uniform(const Shape& shape, Generator& gen, T lo = T(0), T hi = T(1)) 
     return t;
 }
 
-// Normal(mean, std) by the Box-Muller transform of each block's two uniforms,
-//   r = sqrt(-2 log u0), a = 2π u1:  r cos a, r sin a,
-// in double and in SIMD over the lanes of a group (every block goes through the same
-// vector code, so the draws do not depend on the grouping or the thread count). Element i
-// of a draw is the cosine (i even) or sine (i odd) of block i/2.
-//
-// normal_elements writes elements [begin, end) of the draw that starts at stream position
-// `at` to out[0, end - begin), without advancing the stream.
+/// Normal(mean, std) by the Box-Muller transform of each block's two uniforms,
+///
+///     r = sqrt(-2 log u0), a = 2π u1:  r cos a, r sin a,
+/// in double and in SIMD over the lanes of a group (every block goes through the same
+/// vector code, so the draws do not depend on the grouping or the thread count). Element i
+/// of a draw is the cosine (i even) or sine (i odd) of block i/2.
+///
+/// normal_elements writes elements [begin, end) of the draw that starts at stream position
+/// `at` to out[0, end - begin), without advancing the stream.
 template <Real T>
 void normal_elements(const Generator& gen, std::uint64_t at, std::int64_t begin, std::int64_t end, T mean, T std, T* out) {
     using Batch = xsimd::batch<double>;
@@ -243,6 +251,7 @@ void normal_elements(const Generator& gen, std::uint64_t at, std::int64_t begin,
         }
     });
 }
+/// A new tensor of `shape` with Normal(mean, std) elements (see normal_elements).
 template <Real T>
 Tensor<T> normal(const Shape& shape, Generator& gen, T mean = T(0), T std = T(1)) {
     Tensor<T> t = Tensor<T>::empty(shape);
@@ -252,7 +261,7 @@ Tensor<T> normal(const Shape& shape, Generator& gen, T mean = T(0), T std = T(1)
     return t;
 }
 
-// 1 with probability p, else 0.
+/// 1 with probability p, else 0.
 template <Real T>
 Tensor<T> bernoulli(const Shape& shape, Generator& gen, double p) {
     EMBER_CHECK(p >= 0 && p <= 1, "bernoulli", "probability must be in [0,1], got ", p);
@@ -262,7 +271,7 @@ Tensor<T> bernoulli(const Shape& shape, Generator& gen, double p) {
     return u;
 }
 
-// A uniformly random permutation of 0..n-1 (Fisher-Yates driven by one block of draws).
+/// A uniformly random permutation of 0..n-1 (Fisher-Yates driven by one block of draws).
 inline std::vector<std::int64_t> permutation(std::int64_t n, Generator& gen) {
     std::vector<std::int64_t> perm(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) perm[static_cast<std::size_t>(i)] = i;

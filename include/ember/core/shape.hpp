@@ -1,5 +1,6 @@
 #pragma once
-// Shape of a tensor (rank 0 to 4, row-major, N C H W) and NumPy broadcasting rules.
+/// \file
+/// Shape of a tensor (rank 0 to 4, row-major, N C H W) and NumPy broadcasting rules.
 #include <array>
 #include <cstdint>
 #include <initializer_list>
@@ -12,35 +13,49 @@
 
 namespace ember {
 
+/// The largest tensor rank ember supports.
 inline constexpr int kMaxRank = 4;
+/// Element counts, dimensions, strides and offsets (signed, as in PyTorch).
 using Index = std::int64_t;
 
+/// The dimensions of a tensor: rank 0 (a scalar) to kMaxRank, outermost first.
 class Shape {
 public:
+    /// A rank-0 shape (a scalar).
     Shape() = default;
+    /// A shape from its dimensions, e.g.\ `Shape{64, 784}`.
     Shape(std::initializer_list<Index> dims) { assign(dims.begin(), dims.size()); }
+    /// A shape from a span of dimensions.
     explicit Shape(std::span<const Index> dims) { assign(dims.data(), dims.size()); }
 
+    /// Number of dimensions.
     int rank() const { return rank_; }
+    /// Dimension `i` (0 <= i < rank()).
     Index operator[](int i) const { return dims_[static_cast<std::size_t>(i)]; }
+    /// Dimension `i`, writable.
     Index& operator[](int i) { return dims_[static_cast<std::size_t>(i)]; }
-    // Negative axes count from the end, as in NumPy.
+    /// Negative axes count from the end, as in NumPy.
     Index dim(int axis) const { return (*this)[normalize_axis(axis, "shape")]; }
+    /// Number of elements: the product of the dimensions (1 for rank 0).
     Index numel() const {
         Index n = 1;
         for (int i = 0; i < rank_; ++i) n *= dims_[static_cast<std::size_t>(i)];
         return n;
     }
+    /// First dimension, for range-for over the dimensions.
     const Index* begin() const { return dims_.data(); }
+    /// One past the last dimension.
     const Index* end() const { return dims_.data() + rank_; }
 
+    /// Axis `axis` as an index in [0, rank()), negative counting from the end; throws Error
+    /// naming `op` when out of range.
     int normalize_axis(int axis, const char* op) const {
         int a = axis < 0 ? axis + rank_ : axis;
         EMBER_CHECK(a >= 0 && a < rank_, op, "axis ", axis, " out of range for shape ", str());
         return a;
     }
 
-    // Row-major strides (in elements) of a contiguous tensor of this shape.
+    /// Row-major strides (in elements) of a contiguous tensor of this shape.
     std::array<Index, kMaxRank> contiguous_strides() const {
         std::array<Index, kMaxRank> s{};
         Index acc = 1;
@@ -51,6 +66,7 @@ public:
         return s;
     }
 
+    /// The dimensions as text, e.g.\ `[64,784]`.
     std::string str() const {
         std::string s = "[";
         for (int i = 0; i < rank_; ++i) {
@@ -60,12 +76,14 @@ public:
         return s + "]";
     }
 
+    /// Equal rank and dimensions.
     friend bool operator==(const Shape& a, const Shape& b) {
         if (a.rank_ != b.rank_) return false;
         for (int i = 0; i < a.rank_; ++i)
             if (a[i] != b[i]) return false;
         return true;
     }
+    /// Writes str().
     friend std::ostream& operator<<(std::ostream& os, const Shape& s) { return os << s.str(); }
 
 private:
@@ -88,7 +106,7 @@ private:
     int rank_ = 0;
 };
 
-// NumPy broadcasting: align trailing dimensions; each pair must be equal or contain a 1.
+/// NumPy broadcasting: align trailing dimensions; each pair must be equal or contain a 1.
 inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     int r = a.rank() > b.rank() ? a.rank() : b.rank();
     std::array<Index, kMaxRank> out{};

@@ -1,7 +1,8 @@
 #pragma once
-// A per-thread free-list allocator for the small objects every recorded operation creates
-// (graph nodes, Var handles, tensor storage headers). Recording a node then costs no trip
-// to malloc once the first training step has warmed the lists up.
+/// \file
+/// A per-thread free-list allocator for the small objects every recorded operation creates
+/// (graph nodes, Var handles, tensor storage headers). Recording a node then costs no trip
+/// to malloc once the first training step has warmed the lists up.
 #include <array>
 #include <cstddef>
 #include <memory>

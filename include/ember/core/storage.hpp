@@ -1,7 +1,8 @@
 #pragma once
-// 64-byte aligned tensor buffers drawn from a size-bucketed pool, so a repeated training
-// step reuses last step's buffers instead of calling malloc. Counters let tests prove how
-// many buffers an operation asked for.
+/// \file
+/// 64-byte aligned tensor buffers drawn from a size-bucketed pool, so a repeated training
+/// step reuses last step's buffers instead of calling malloc. Counters let tests prove how
+/// many buffers an operation asked for.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,12 +13,14 @@
 
 namespace ember {
 
+/// Alignment of every tensor buffer in bytes (one cache line, one AVX-512 register).
 inline constexpr std::size_t kAlignment = 64;
 
+/// Counters of the buffer pool (pool_stats()).
 struct PoolStats {
-    std::uint64_t requests = 0;       // buffers handed out (from the system or the pool)
-    std::uint64_t system_allocs = 0;  // of which needed a fresh aligned_alloc
-    std::size_t cached_bytes = 0;     // bytes currently held by the pool for reuse
+    std::uint64_t requests = 0;       ///< buffers handed out (from the system or the pool)
+    std::uint64_t system_allocs = 0;  ///< of which needed a fresh aligned_alloc
+    std::size_t cached_bytes = 0;     ///< bytes currently held by the pool for reuse
 };
 
 namespace detail {
@@ -93,28 +96,37 @@ private:
 
 }  // namespace detail
 
+/// The buffer pool's counters so far.
 inline PoolStats pool_stats() { return detail::BufferPool::instance().stats(); }
+/// Returns every idle buffer held by the pool to the system.
 inline void pool_trim() { detail::BufferPool::instance().trim(); }
+/// Caps the bytes of idle buffers the pool keeps for reuse (default 2 GiB); buffers freed
+/// beyond it go back to the system.
 inline void set_pool_limit(std::size_t bytes) { detail::BufferPool::instance().set_limit(bytes); }
 
-// Owns one buffer of `size` elements: pooled, or for a few elements (scalars, small
-// vectors) held inline so that recording scalar operations never takes the pool's lock.
+/// Owns one buffer of `size` elements: pooled, or for a few elements (scalars, small
+/// vectors) held inline so that recording scalar operations never takes the pool's lock.
 template <class T>
 class Storage {
 public:
+    /// Up to this many elements live inside the Storage object itself (64 bytes' worth).
     static constexpr std::size_t kInline = kAlignment / sizeof(T);
 
+    /// Storage for `size` elements, uninitialised.
     explicit Storage(std::size_t size)
         : data_(size <= kInline ? inline_
                                 : static_cast<T*>(detail::BufferPool::instance().acquire(size * sizeof(T)))),
           size_(size) {}
+    /// Returns the buffer to the pool.
     ~Storage() {
         if (data_ != inline_) detail::BufferPool::instance().release(data_, size_ * sizeof(T));
     }
     Storage(const Storage&) = delete;
     Storage& operator=(const Storage&) = delete;
 
+    /// The first element.
     T* data() { return data_; }
+    /// Number of elements.
     std::size_t size() const { return size_; }
 
 private:

@@ -1,7 +1,8 @@
 #pragma once
-// Tensor<T>: a rank 0-4 row-major array of float or double in a 64-byte aligned, pooled
-// buffer. Copies share the buffer (like PyTorch); reshape, slice, transpose and expand
-// are views without copies; contiguous() copies only when the layout requires it.
+/// \file
+/// Tensor<T>: a rank 0-4 row-major array of float or double in a 64-byte aligned, pooled
+/// buffer. Copies share the buffer (like PyTorch); reshape, slice, transpose and expand
+/// are views without copies; contiguous() copies only when the layout requires it.
 #include <algorithm>
 #include <array>
 #include <concepts>
@@ -18,25 +19,31 @@
 
 namespace ember {
 
-// The scalar types ember computes in: float for training, double for gradient checks.
+/// The scalar types ember computes in: float for training, double for gradient checks.
 template <class T>
 concept Real = std::same_as<T, float> || std::same_as<T, double>;
 
+/// Per-axis strides in elements (only the first rank() entries are used).
 using Strides = std::array<Index, kMaxRank>;
 
 namespace expr {
-// An expression template node (see ember/expr/expr.hpp); tensors can be built from one.
+/// An expression template node (see ember/expr/expr.hpp); tensors can be built from one.
 template <class E>
 concept Expression = requires { typename std::remove_cvref_t<E>::is_expression_tag; };
 }  // namespace expr
 
+/// A rank 0-4 array of float or double: a shared handle to a pooled, 64-byte aligned buffer
+/// plus a shape and strides. Copies share the buffer; reshape, slice, transpose and expand
+/// are views.
 template <Real T>
 class Tensor {
 public:
+    /// The element type.
     using value_type = T;
 
-    Tensor() = default;  // an empty (rank 0, no buffer) tensor; defined() is false
+    Tensor() = default;  ///< an empty (rank 0, no buffer) tensor; defined() is false
 
+    /// A new uninitialised contiguous tensor of `shape`.
     static Tensor empty(const Shape& shape) {
         for (int i = 0; i < shape.rank(); ++i)
             EMBER_CHECK(shape[i] >= 0, "Tensor", "negative dimension in shape ", shape.str());
@@ -47,31 +54,37 @@ public:
         t.data_ = t.storage_->data();
         return t;
     }
+    /// A new contiguous tensor of `shape` with every element `value`.
     static Tensor full(const Shape& shape, T value) {
         Tensor t = empty(shape);
         std::fill_n(t.data_, shape.numel(), value);
         return t;
     }
-    // A new uninitialised tensor shaped like `like` and, when `like` is dense, laid out like
-    // it: an elementwise result keeps its operands' layout.
+    /// A new uninitialised tensor shaped like `like` and, when `like` is dense, laid out like
+    /// it: an elementwise result keeps its operands' layout.
     static Tensor empty_like(const Tensor& like) {
         Tensor t = empty(like.shape_);
         if (like.is_dense()) t.strides_ = like.strides_;
         return t;
     }
-    // A new uninitialised tensor with axis 0 innermost and the other axes in order after it:
-    // [N, C, H, W] stored as [C, H, W, N], the layout of small convolutions (ops/conv_chwn.hpp).
+    /// A new uninitialised tensor with axis 0 innermost and the other axes in order after it:
+    /// [N, C, H, W] stored as [C, H, W, N], the layout of small convolutions (ops/conv_chwn.hpp).
     static Tensor empty_samples_innermost(const Shape& shape) {
         Tensor t = empty(shape);
         if (shape.rank() > 0) t.strides_ = samples_innermost_strides(shape);
         return t;
     }
+    /// A new tensor of `shape` filled with 0.
     static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
+    /// A new tensor of `shape` filled with 1.
     static Tensor ones(const Shape& shape) { return full(shape, T(1)); }
+    /// A rank-0 tensor holding `value`.
     static Tensor scalar(T value) { return full(Shape{}, value); }
+    /// A new tensor of `shape` with `values` in row-major order (as many as shape.numel()).
     static Tensor from(const Shape& shape, std::initializer_list<T> values) {
         return from(shape, std::vector<T>(values));
     }
+    /// A new tensor of `shape` with `values` in row-major order (as many as shape.numel()).
     static Tensor from(const Shape& shape, const std::vector<T>& values) {
         EMBER_CHECK(static_cast<Index>(values.size()) == shape.numel(), "Tensor::from", "shape ",
                     shape.str(), " needs ", shape.numel(), " values, got ", values.size());
@@ -79,29 +92,39 @@ public:
         std::copy(values.begin(), values.end(), t.data_);
         return t;
     }
-    // [0, 1, ..., n-1]
+    /// [0, 1, ..., n-1]
     static Tensor arange(Index n) {
         Tensor t = empty(Shape{n});
         for (Index i = 0; i < n; ++i) t.data_[i] = static_cast<T>(i);
         return t;
     }
 
-    // Evaluates an expression template (ember/expr/expr.hpp) in one fused pass.
+    /// Evaluates an expression template (ember/expr/expr.hpp) in one fused pass.
     template <expr::Expression E>
     Tensor(const E& e);  // NOLINT(google-explicit-constructor): expressions convert implicitly
 
+    /// False only for a default-constructed tensor, which has no buffer.
     bool defined() const { return storage_ != nullptr; }
+    /// The dimensions.
     const Shape& shape() const { return shape_; }
+    /// The strides in elements, one per axis (0 along broadcast axes).
     const Strides& strides() const { return strides_; }
+    /// Number of dimensions.
     int rank() const { return shape_.rank(); }
+    /// Dimension `axis`; negative axes count from the end.
     Index dim(int axis) const { return shape_.dim(axis); }
+    /// Number of elements.
     Index numel() const { return shape_.numel(); }
+    /// Pointer to element 0 (the start of this view, not necessarily of the buffer).
     T* data() const { return data_; }
+    /// The shared buffer.
     const std::shared_ptr<Storage<T>>& storage() const { return storage_; }
+    /// True when both tensors view the same buffer.
     bool shares_storage_with(const Tensor& o) const { return storage_ && storage_ == o.storage_; }
-    // True when no other tensor shares this buffer, so it may be updated in place.
+    /// True when no other tensor shares this buffer, so it may be updated in place.
     bool unique() const { return storage_ && storage_.use_count() == 1; }
 
+    /// True when the layout is row-major with no gaps (axes of size 1 may have any stride).
     bool is_contiguous() const {
         const Strides c = shape_.contiguous_strides();
         for (int i = 0; i < rank(); ++i)
@@ -109,8 +132,8 @@ public:
         return true;
     }
 
-    // True when the elements exactly fill a span of the buffer, the axes in some order:
-    // contiguous, or a permutation of it such as the samples-innermost layout.
+    /// True when the elements exactly fill a span of the buffer, the axes in some order:
+    /// contiguous, or a permutation of it such as the samples-innermost layout.
     bool is_dense() const {
         if (numel() == 0) return is_contiguous();
         std::array<std::pair<Index, Index>, kMaxRank> axes{};  // (stride, size) of axes longer than 1
@@ -126,7 +149,7 @@ public:
         }
         return true;
     }
-    // True for empty_samples_innermost's layout (axis 0 innermost, the rest in order).
+    /// True for empty_samples_innermost's layout (axis 0 innermost, the rest in order).
     bool is_samples_innermost() const {
         if (rank() < 2 || shape_[0] < 2) return false;
         const Strides expected = samples_innermost_strides(shape_);
@@ -134,8 +157,8 @@ public:
             if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != expected[static_cast<std::size_t>(i)]) return false;
         return true;
     }
-    // A dense tensor's elements as one axis, in memory order (a view). Elementwise work on
-    // operands that share a dense layout runs over this.
+    /// A dense tensor's elements as one axis, in memory order (a view). Elementwise work on
+    /// operands that share a dense layout runs over this.
     Tensor memory_order() const {
         EMBER_CHECK(is_dense(), "Tensor::memory_order", "the tensor of shape ", shape_.str(), " is not dense");
         Tensor t = *this;
@@ -145,7 +168,7 @@ public:
         return t;
     }
 
-    // Element access by multi-index (any layout).
+    /// Element access by multi-index (any layout).
     T& at(std::initializer_list<Index> idx) const {
         EMBER_CHECK(static_cast<int>(idx.size()) == rank(), "Tensor::at", "expected ", rank(),
                     " indices for shape ", shape_.str(), ", got ", idx.size());
@@ -158,32 +181,35 @@ public:
         }
         return data_[off];
     }
-    // Element `i` in row-major order (any layout).
+    /// Element `i` in row-major order (any layout).
     T flat(Index i) const { return data_[offset_of(i)]; }
+    /// The value of a one-element tensor; throws Error otherwise.
     T item() const {
         EMBER_CHECK(numel() == 1, "Tensor::item", "needs exactly one element, shape is ", shape_.str());
         return data_[0];
     }
+    /// The elements in row-major order.
     std::vector<T> to_vector() const {
         std::vector<T> v(static_cast<std::size_t>(numel()));
         for (Index i = 0; i < numel(); ++i) v[static_cast<std::size_t>(i)] = flat(i);
         return v;
     }
 
-    // A contiguous tensor with the same values: *this when already contiguous, else a copy.
+    /// A contiguous tensor with the same values: *this when already contiguous, else a copy.
     Tensor contiguous() const {
         if (is_contiguous()) return *this;
         Tensor t = empty(shape_);
         copy_strided(t.data_);
         return t;
     }
+    /// A contiguous copy with its own buffer.
     Tensor clone() const {
         Tensor t = empty(shape_);
         if (is_contiguous()) std::memcpy(t.data_, data_, sizeof(T) * static_cast<std::size_t>(numel()));
         else copy_strided(t.data_);
         return t;
     }
-    // Copies the values of `src` (same shape) into this tensor's buffer.
+    /// Copies the values of `src` (same shape) into this tensor's buffer.
     void copy_from(const Tensor& src) const {
         EMBER_CHECK(src.shape() == shape_, "Tensor::copy_from", "shape ", src.shape().str(), " into ",
                     shape_.str());
@@ -191,13 +217,14 @@ public:
         if (src.is_contiguous()) std::memmove(data_, src.data_, sizeof(T) * static_cast<std::size_t>(numel()));
         else src.copy_strided(data_);
     }
+    /// Sets every element to `value` (contiguous tensors only).
     void fill(T value) const {
         EMBER_CHECK(is_contiguous(), "Tensor::fill", "tensor must be contiguous");
         std::fill_n(data_, numel(), value);
     }
 
     // ---- views ---------------------------------------------------------------------
-    // Same buffer, new shape; one dimension may be -1. Needs a contiguous layout.
+    /// Same buffer, new shape; one dimension may be -1. Needs a contiguous layout.
     Tensor reshape(const Shape& requested) const {
         Shape s = requested;
         Index known = 1;
@@ -228,12 +255,12 @@ public:
         t.strides_ = s.contiguous_strides();
         return t;
     }
-    // True when reshape(s) of this samples-innermost tensor is a view that keeps the samples
-    // innermost: s keeps axis 0 (a flatten, or its inverse).
+    /// True when reshape(s) of this samples-innermost tensor is a view that keeps the samples
+    /// innermost: s keeps axis 0 (a flatten, or its inverse).
     bool keeps_samples_innermost(const Shape& s) const {
         return is_samples_innermost() && s.rank() >= 2 && s[0] == shape_[0];
     }
-    // Elements [start, end) with `step` along `axis`, sharing the buffer.
+    /// Elements [start, end) with `step` along `axis`, sharing the buffer.
     Tensor slice(int axis, Index start, Index end, Index step = 1) const {
         int a = shape_.normalize_axis(axis, "slice");
         const Index n = shape_[a];
@@ -248,7 +275,7 @@ public:
         t.strides_[static_cast<std::size_t>(a)] *= step;
         return t;
     }
-    // Swaps two axes (a view).
+    /// Swaps two axes (a view).
     Tensor transpose(int a0 = -2, int a1 = -1) const {
         int i = shape_.normalize_axis(a0, "transpose"), j = shape_.normalize_axis(a1, "transpose");
         Tensor t = *this;
@@ -256,7 +283,7 @@ public:
         std::swap(t.strides_[static_cast<std::size_t>(i)], t.strides_[static_cast<std::size_t>(j)]);
         return t;
     }
-    // Broadcasts to `target` (NumPy rules) with zero strides: a view, no copy.
+    /// Broadcasts to `target` (NumPy rules) with zero strides: a view, no copy.
     Tensor expand(const Shape& target) const {
         Shape b = broadcast_shapes(shape_, target, "expand");
         EMBER_CHECK(b == target, "expand", "cannot expand ", shape_.str(), " to ", target.str());
@@ -271,7 +298,7 @@ public:
         return t;
     }
 
-    // Offset (in elements) of row-major element i.
+    /// Offset (in elements) of row-major element i.
     Index offset_of(Index i) const {
         Index off = 0;
         for (int d = rank() - 1; d >= 0; --d) {

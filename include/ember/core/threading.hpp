@@ -1,6 +1,7 @@
 #pragma once
-// One knob for all parallelism: ember::set_num_threads(n) sets the threads of our own
-// kernels (OpenMP) and of Eigen's GEMM.
+/// \file
+/// One knob for all parallelism: ember::set_num_threads(n) sets the threads of our own
+/// kernels (OpenMP) and of Eigen's GEMM.
 #include <algorithm>
 #include <cstdint>
 #include <exception>
@@ -25,8 +26,10 @@ inline int& thread_count() {
 }
 }  // namespace detail
 
+/// The number of threads ember's kernels use (OpenMP's default until set_num_threads).
 inline int num_threads() { return detail::thread_count(); }
 
+/// Sets the threads of ember's own kernels (OpenMP) and of Eigen's GEMM to `n` (at least 1).
 inline void set_num_threads(int n) {
     n = std::max(1, n);
     detail::thread_count() = n;
@@ -36,9 +39,9 @@ inline void set_num_threads(int n) {
     Eigen::setNbThreads(n);
 }
 
-// True inside a parallel region: a kernel called from a task of parallel_tasks runs on
-// its caller's thread only (OpenMP does not nest here, so a parallel region there would
-// only pay its start-up cost).
+/// True inside a parallel region: a kernel called from a task of parallel_tasks runs on
+/// its caller's thread only (OpenMP does not nest here, so a parallel region there would
+/// only pay its start-up cost).
 inline bool in_parallel_region() {
 #ifdef _OPENMP
     return omp_in_parallel();
@@ -47,8 +50,8 @@ inline bool in_parallel_region() {
 #endif
 }
 
-// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread; chunk
-// boundaries are multiples of `align` so SIMD loops stay aligned. Small work runs inline.
+/// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread; chunk
+/// boundaries are multiples of `align` so SIMD loops stay aligned. Small work runs inline.
 template <class Body>
 void parallel_chunks(std::int64_t n, std::int64_t min_per_thread, std::int64_t align, Body&& body) {
     int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n / std::max<std::int64_t>(min_per_thread, 1)));
@@ -70,7 +73,7 @@ void parallel_chunks(std::int64_t n, std::int64_t min_per_thread, std::int64_t a
 #endif
 }
 
-// Runs body(i) for i in [0, n) across threads (each index independent).
+/// Runs body(i) for i in [0, n) across threads (each index independent).
 template <class Body>
 void parallel_for(std::int64_t n, Body&& body) {
     const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n));
@@ -86,9 +89,9 @@ void parallel_for(std::int64_t n, Body&& body) {
 #endif
 }
 
-// Runs body(i) for i in [0, n), each task on its own thread (up to num_threads() at once),
-// and rethrows the first exception a task threw: an exception must not leave an OpenMP
-// region. Inside the tasks ember's kernels and Eigen's GEMM run single-threaded.
+/// Runs body(i) for i in [0, n), each task on its own thread (up to num_threads() at once),
+/// and rethrows the first exception a task threw: an exception must not leave an OpenMP
+/// region. Inside the tasks ember's kernels and Eigen's GEMM run single-threaded.
 template <class Body>
 void parallel_tasks(int n, Body&& body) {
     const int threads = in_parallel_region() ? 1 : std::min(num_threads(), n);

@@ -1,7 +1,8 @@
 #pragma once
-// A fast out-of-place matrix transpose: the samples-innermost layout of small convolutions
-// (ops/conv_chwn.hpp) is reached and left by one, and Tensor::contiguous() uses it for
-// tensors in that layout.
+/// \file
+/// A fast out-of-place matrix transpose: the samples-innermost layout of small convolutions
+/// (ops/conv_chwn.hpp) is reached and left by one, and Tensor::contiguous() uses it for
+/// tensors in that layout.
 #include <Eigen/Core>
 
 #include "ember/core/shape.hpp"

@@ -1,5 +1,6 @@
 #pragma once
-// Data sets: IDX files (MNIST, Fashion-MNIST), built-in 2-D distributions, mini-batches.
+/// \file
+/// Data sets: IDX files (MNIST, Fashion-MNIST), built-in 2-D distributions, mini-batches.
 #include "ember/data/batches.hpp"
 #include "ember/data/idx.hpp"
 #include "ember/data/mnist.hpp"

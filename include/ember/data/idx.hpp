@@ -1,9 +1,10 @@
 #pragma once
-// The IDX format of MNIST and Fashion-MNIST (and any IDX file), plain or gzip-compressed.
-// Layout: two zero bytes, a type code, the number of dimensions d, then d big-endian
-// 32-bit sizes, then the data, big-endian, row-major. Everything is validated before any
-// allocation: magic, type, dimensions (ember tensors hold up to 4) and the exact data
-// size, so a truncated, corrupted or mismatched file fails with a message, never a crash.
+/// \file
+/// The IDX format of MNIST and Fashion-MNIST (and any IDX file), plain or gzip-compressed.
+/// Layout: two zero bytes, a type code, the number of dimensions d, then d big-endian
+/// 32-bit sizes, then the data, big-endian, row-major. Everything is validated before any
+/// allocation: magic, type, dimensions (ember tensors hold up to 4) and the exact data
+/// size, so a truncated, corrupted or mismatched file fails with a message, never a crash.
 #include <zlib.h>
 
 #include <cstdint>
@@ -16,18 +17,21 @@
 
 namespace ember {
 
+/// An array read from an IDX file (the format of MNIST), still in the file's encoding.
 struct IdxArray {
-    std::uint8_t type = 0;           // 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64
-    std::vector<Index> dims;         // at least one, at most kMaxRank
-    std::vector<std::uint8_t> data;  // raw big-endian payload
+    std::uint8_t type = 0;           ///< 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64
+    std::vector<Index> dims;         ///< at least one, at most kMaxRank
+    std::vector<std::uint8_t> data;  ///< raw big-endian payload
 
+    /// Bytes per element of `type`.
     std::size_t element_size() const;
+    /// Number of elements: the product of the dimensions.
     Index numel() const {
         Index n = 1;
         for (Index d : dims) n *= d;
         return n;
     }
-    // The values converted to T, as a tensor of shape `dims`.
+    /// The values converted to T, as a tensor of shape `dims`.
     template <Real T>
     Tensor<T> to_tensor() const;
 };
@@ -80,7 +84,7 @@ inline std::uint64_t idx_dims(IdxArray& a, const std::uint8_t* p, int nd, const 
 
 inline std::size_t IdxArray::element_size() const { return detail::idx_element_size(type); }
 
-// Parses an IDX file held in memory (uncompressed). `where` names it in errors.
+/// Parses an IDX file held in memory (uncompressed). `where` names it in errors.
 inline IdxArray parse_idx(std::span<const std::uint8_t> bytes, const std::string& where = "<memory>") {
     EMBER_CHECK(bytes.size() >= 4, "read_idx", where, ": file is ", bytes.size(), " bytes, shorter than the 4-byte header (truncated)");
     IdxArray a;
@@ -98,7 +102,7 @@ inline IdxArray parse_idx(std::span<const std::uint8_t> bytes, const std::string
     return a;
 }
 
-// Reads an IDX file from disk; gzip-compressed files (.gz or not) are decompressed on the fly.
+/// Reads an IDX file from disk; gzip-compressed files (.gz or not) are decompressed on the fly.
 inline IdxArray read_idx(const std::string& path) {
     gzFile f = gzopen(path.c_str(), "rb");
     EMBER_CHECK(f != nullptr, "read_idx", path, ": cannot open file");
@@ -172,7 +176,7 @@ Tensor<T> IdxArray::to_tensor() const {
     return t;
 }
 
-// Writes an unsigned-byte IDX file (plain, or gzip-compressed when `gzip`), e.g. for tests.
+/// Writes an unsigned-byte IDX file (plain, or gzip-compressed when `gzip`), e.g.\ for tests.
 inline void write_idx_u8(const std::string& path, const std::vector<Index>& dims, std::span<const std::uint8_t> values,
                          bool gzip = false) {
     std::vector<std::uint8_t> bytes = {0, 0, 0x08, static_cast<std::uint8_t>(dims.size())};

@@ -1,9 +1,10 @@
 #pragma once
-// MNIST and Fashion-MNIST: where to find them and how to load them. A data directory is
-// chosen from, in order: an explicit path (e.g. an example's --data flag), the EMBER_DATA
-// environment variable (a folder holding mnist/ and fashion-mnist/), and the defaults
-// (~/.local/share/ember/mnist as written by scripts/fetch-mnist; Debian's
-// /usr/share/datasets/fashion-mnist from the package dataset-fashion-mnist).
+/// \file
+/// MNIST and Fashion-MNIST: where to find them and how to load them. A data directory is
+/// chosen from, in order: an explicit path (e.g. an example's --data flag), the EMBER_DATA
+/// environment variable (a folder holding mnist/ and fashion-mnist/), and the defaults
+/// (~/.local/share/ember/mnist as written by scripts/fetch-mnist; Debian's
+/// /usr/share/datasets/fashion-mnist from the package dataset-fashion-mnist).
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -13,11 +14,13 @@
 
 namespace ember {
 
+/// The two IDX image data sets ember knows.
 enum class Dataset { mnist, fashion_mnist };
 
+/// An image data set with its labels, as load_image_set returns it.
 struct ImageSet {
-    Tensor<float> images;       // [N, 1, 28, 28], pixel values in [0, 255]
-    std::vector<Index> labels;  // N class indices in [0, 10)
+    Tensor<float> images;       ///< [N, 1, 28, 28], pixel values in [0, 255]
+    std::vector<Index> labels;  ///< N class indices in [0, 10)
 };
 
 namespace detail {
@@ -34,7 +37,7 @@ inline bool has_dataset(const std::filesystem::path& dir) {
 }
 }  // namespace detail
 
-// The directory holding the IDX files of `which`, or an ember::Error that says how to get them.
+/// The directory holding the IDX files of `which`, or an ember::Error that says how to get them.
 inline std::string find_dataset(Dataset which, const std::string& explicit_dir = "") {
     namespace fs = std::filesystem;
     std::vector<fs::path> tried;
@@ -57,7 +60,7 @@ inline std::string find_dataset(Dataset which, const std::string& explicit_dir =
     detail::fail("find_dataset", detail::dataset_name(which), " not found (looked in ", where.empty() ? "nothing" : where, "); ", how);
 }
 
-// Loads the training (60000) or test (10000) split, checking that images and labels agree.
+/// Loads the training (60000) or test (10000) split, checking that images and labels agree.
 inline ImageSet load_image_set(const std::string& dir, bool train) {
     const std::string prefix = train ? "train" : "t10k";
     const std::string img_path = detail::find_idx_file(dir, prefix + "-images-idx3-ubyte");

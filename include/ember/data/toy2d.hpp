@@ -1,6 +1,7 @@
 #pragma once
-// Built-in 2-D distributions, with the definitions used in the GAN/EBM literature. Each
-// returns n samples as a [n, 2] tensor drawn from `gen` (reproducible from its seed).
+/// \file
+/// Built-in 2-D distributions, with the definitions used in the GAN/EBM literature. Each
+/// returns n samples as a [n, 2] tensor drawn from `gen` (reproducible from its seed).
 #include <array>
 #include <cmath>
 #include <numbers>
@@ -11,28 +12,34 @@
 
 namespace ember {
 
+/// The built-in distributions: grid25 (25 Gaussians on a grid), ring8 (8 Gaussians on a
+/// circle), swiss_roll, two_moons (scikit-learn's make_moons), rings (three concentric
+/// circles) and checkerboard (FFJORD's).
 enum class Toy2d { grid25, ring8, swiss_roll, two_moons, rings, checkerboard };
 
-// The mixture components of the two Gaussian mixtures, for mode-coverage metrics.
+/// The mixture components of the two Gaussian mixtures, for mode-coverage metrics.
 struct ToyModes {
+    /// Centre of each component.
     std::vector<std::array<double, 2>> centres;
+    /// Standard deviation of every component.
     double std;
 };
 
-// 25 Gaussians: centres on the grid {-4,-2,0,2,4}², equal weights, std 0.05.
+/// 25 Gaussians: centres on the grid {-4,-2,0,2,4}², equal weights, std 0.05.
 inline ToyModes grid25_modes() {
     ToyModes m{{}, 0.05};
     for (int i = -2; i <= 2; ++i)
         for (int j = -2; j <= 2; ++j) m.centres.push_back({2.0 * i, 2.0 * j});
     return m;
 }
-// 8 Gaussians: centres at radius 2, angles k·π/4, equal weights, std 0.02.
+/// 8 Gaussians: centres at radius 2, angles k·π/4, equal weights, std 0.02.
 inline ToyModes ring8_modes() {
     ToyModes m{{}, 0.02};
     for (int k = 0; k < 8; ++k) m.centres.push_back({2 * std::cos(k * std::numbers::pi / 4), 2 * std::sin(k * std::numbers::pi / 4)});
     return m;
 }
 
+/// The distribution called `name` (the enumerator's name; also "25gaussians", "8gaussians").
 inline Toy2d parse_toy2d(const std::string& name) {
     if (name == "grid25" || name == "25gaussians") return Toy2d::grid25;
     if (name == "ring8" || name == "8gaussians") return Toy2d::ring8;
@@ -44,6 +51,7 @@ inline Toy2d parse_toy2d(const std::string& name) {
                  "'; expected grid25, ring8, swiss_roll, two_moons, rings or checkerboard");
 }
 
+/// `n` samples [n, 2] of distribution `kind`, drawn from `gen`.
 template <Real T>
 Tensor<T> sample_toy2d(Toy2d kind, Index n, Generator& gen) {
     EMBER_CHECK(n >= 0, "sample_toy2d", "negative sample count ", n);

@@ -1,15 +1,16 @@
 #pragma once
-// Collectives on ember's tensors and modules:
-//
-//   broadcast_parameters(comm, model)   parameters and buffers from rank 0, at start
-//   allreduce_gradients(comm, model)    average every gradient over the ranks, before step()
-//   gather(comm, t)                     concatenate along dim 0 on rank 0 (samples, traces)
-//   allreduce(comm, x, Op::mean)        scalars (losses, counters) for logging
-//
-// Every rank must make the same calls in the same order with the same parameter lists:
-// these are MPI collectives. Each function checks what it cheaply can (counts and sizes
-// agree on all ranks) and throws ember::Error when they do not, instead of hanging or
-// reading past a buffer.
+/// \file
+/// Collectives on ember's tensors and modules:
+///
+///     broadcast_parameters(comm, model)   parameters and buffers from rank 0, at start
+///     allreduce_gradients(comm, model)    average every gradient over the ranks, before step()
+///     gather(comm, t)                     concatenate along dim 0 on rank 0 (samples, traces)
+///     allreduce(comm, x, Op::mean)        scalars (losses, counters) for logging
+///
+/// Every rank must make the same calls in the same order with the same parameter lists:
+/// these are MPI collectives. Each function checks what it cheaply can (counts and sizes
+/// agree on all ranks) and throws ember::Error when they do not, instead of hanging or
+/// reading past a buffer.
 
 #include <algorithm>
 #include <climits>
@@ -56,8 +57,8 @@ inline void check_same(const Communicator& comm, std::vector<std::int64_t> value
 // Broadcast
 // ---------------------------------------------------------------------------------------
 
-// Overwrites `tensors` on every rank with rank `root`'s values, in place (each must be
-// contiguous: parameters and buffers are).
+/// Overwrites `tensors` on every rank with rank `root`'s values, in place (each must be
+/// contiguous: parameters and buffers are).
 template <Real T>
 void broadcast(const Communicator& comm, const std::vector<Tensor<T>>& tensors, int root = 0) {
     std::int64_t total = 0;
@@ -72,8 +73,8 @@ void broadcast(const Communicator& comm, const std::vector<Tensor<T>>& tensors, 
     }
 }
 
-// Makes every rank start from rank 0's model: all parameters and all buffers (BatchNorm's
-// running statistics, spectral norm's u vectors), in the order of state_dict().
+/// Makes every rank start from rank 0's model: all parameters and all buffers (BatchNorm's
+/// running statistics, spectral norm's u vectors), in the order of state_dict().
 template <Real T>
 void broadcast_parameters(const Communicator& comm, const nn::Module<T>& model, int root = 0) {
     std::vector<Tensor<T>> ts;
@@ -85,23 +86,23 @@ void broadcast_parameters(const Communicator& comm, const nn::Module<T>& model, 
 // Gradient averaging
 // ---------------------------------------------------------------------------------------
 
-// Default bucket: 8 MB. Large enough that per-call latency (a few µs on shared memory,
-// tens on a network) is negligible next to the transfer, small enough that packing does
-// not double the memory of a big model at once.
+/// Default bucket: 8 MB. Large enough that per-call latency (a few µs on shared memory,
+/// tens on a network) is negligible next to the transfer, small enough that packing does
+/// not double the memory of a big model at once.
 inline constexpr std::size_t kDefaultBucketBytes = std::size_t{8} << 20;
 
-// Replaces every parameter's gradient by its mean over the ranks. With equal local batches
-// and losses that are means over the batch, this is exactly the gradient of the loss on
-// the global batch (the union of the local ones), so the optimiser step that follows is
-// the step one process would take on the whole batch.
-//
-// Gradients are packed into contiguous buckets of about `bucket_bytes` (a parameter larger
-// than that gets a bucket of its own), with one MPI_Allreduce per bucket: one call for
-// every small bias would cost a latency each. A parameter whose gradient is undefined on
-// some ranks but not others contributes zeros there; one that has no gradient on any rank
-// is left undefined (the optimiser then skips it everywhere, as it would in one process).
-// The averaged gradients are new tensors (a gradient may share storage with another
-// tensor of the finished graph, so it is not overwritten in place).
+/// Replaces every parameter's gradient by its mean over the ranks. With equal local batches
+/// and losses that are means over the batch, this is exactly the gradient of the loss on
+/// the global batch (the union of the local ones), so the optimiser step that follows is
+/// the step one process would take on the whole batch.
+///
+/// Gradients are packed into contiguous buckets of about `bucket_bytes` (a parameter larger
+/// than that gets a bucket of its own), with one MPI_Allreduce per bucket: one call for
+/// every small bias would cost a latency each. A parameter whose gradient is undefined on
+/// some ranks but not others contributes zeros there; one that has no gradient on any rank
+/// is left undefined (the optimiser then skips it everywhere, as it would in one process).
+/// The averaged gradients are new tensors (a gradient may share storage with another
+/// tensor of the finished graph, so it is not overwritten in place).
 template <Real T>
 void allreduce_gradients(const Communicator& comm, const std::vector<Var<T>>& params,
                          std::size_t bucket_bytes = kDefaultBucketBytes) {
@@ -164,6 +165,7 @@ void allreduce_gradients(const Communicator& comm, const std::vector<Var<T>>& pa
     }
 }
 
+/// allreduce_gradients over the parameters of `model`.
 template <Real T>
 void allreduce_gradients(const Communicator& comm, const nn::Module<T>& model,
                          std::size_t bucket_bytes = kDefaultBucketBytes) {
@@ -174,9 +176,9 @@ void allreduce_gradients(const Communicator& comm, const nn::Module<T>& model,
 // Gather and scalar reductions
 // ---------------------------------------------------------------------------------------
 
-// Concatenates every rank's `local` along dim 0, in rank order, on `root`; the other ranks
-// get an empty tensor. All ranks' tensors must have the same rank and the same sizes after
-// dim 0 (dim 0 may differ, including 0 rows).
+/// Concatenates every rank's `local` along dim 0, in rank order, on `root`; the other ranks
+/// get an empty tensor. All ranks' tensors must have the same rank and the same sizes after
+/// dim 0 (dim 0 may differ, including 0 rows).
 template <Real T>
 Tensor<T> gather(const Communicator& comm, const Tensor<T>& local, int root = 0) {
     const char* op = "dist::gather";
@@ -227,9 +229,10 @@ Tensor<T> gather(const Communicator& comm, const Tensor<T>& local, int root = 0)
     return result;
 }
 
+/// How allreduce combines the ranks' values.
 enum class Op { sum, mean, max, min };
 
-// Element-wise reduction of `values` over the ranks; every rank gets the result.
+/// Element-wise reduction of `values` over the ranks; every rank gets the result.
 inline std::vector<double> allreduce(const Communicator& comm, std::vector<double> values, Op op = Op::sum) {
     detail::check_same(comm, {static_cast<std::int64_t>(values.size())}, "dist::allreduce", {"the number of values"});
     const MPI_Op mpi_op = op == Op::max ? MPI_MAX : op == Op::min ? MPI_MIN : MPI_SUM;
@@ -241,11 +244,12 @@ inline std::vector<double> allreduce(const Communicator& comm, std::vector<doubl
         for (double& v : values) v /= comm.size();
     return values;
 }
+/// The reduction of one value over the ranks; every rank gets the result.
 inline double allreduce(const Communicator& comm, double value, Op op = Op::sum) {
     return allreduce(comm, std::vector<double>{value}, op)[0];
 }
 
-// Rank `root`'s value of `value`, on every rank.
+/// Rank `root`'s value of `value`, on every rank.
 inline double broadcast(const Communicator& comm, double value, int root = 0) {
     detail::check(MPI_Bcast(&value, 1, MPI_DOUBLE, root, comm.comm()), "MPI_Bcast");
     return value;

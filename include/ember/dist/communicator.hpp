@@ -1,30 +1,31 @@
 #pragma once
-// The MPI communicator behind ember's data parallelism: RAII initialisation and
-// finalisation, rank and size, and dist::run(), which turns an exception on any rank into
-// the end of the whole job.
-//
-//   int main(int argc, char** argv) {
-//       return ember::dist::run(argc, argv, [&](ember::dist::Communicator& comm) {
-//           ... comm.rank(), comm.size(), comm.is_root() ...
-//           return 0;
-//       });
-//   }
-//
-// Why MPI and not sockets of our own: research clusters already run Open MPI, with its
-// launcher (mpirun/srun), its process placement and its fast shared-memory and network
-// transports; ember only issues a few collectives per step.
-//
-// Threads: ember's kernels use OpenMP threads, but only the thread that created the
-// Communicator calls MPI, so MPI_THREAD_FUNNELED is what we ask for.
-//
-// Errors: ember works on a duplicate of MPI_COMM_WORLD whose error handler is
-// MPI_ERRORS_RETURN, so a failing call comes back as a return code, which check() turns
-// into an ember::Error naming the call and MPI's own explanation (MPI's default handler
-// would abort without saying which of our operations failed). The duplicate also keeps
-// ember's collectives apart from any the program issues on MPI_COMM_WORLD itself.
-//
-// Only MPI's C API is used; the deprecated C++ bindings (which warn under -Wextra) are
-// kept out of <mpi.h>.
+/// \file
+/// The MPI communicator behind ember's data parallelism: RAII initialisation and
+/// finalisation, rank and size, and dist::run(), which turns an exception on any rank into
+/// the end of the whole job.
+///
+///     int main(int argc, char** argv) {
+///         return ember::dist::run(argc, argv, [&](ember::dist::Communicator& comm) {
+///             ... comm.rank(), comm.size(), comm.is_root() ...
+///             return 0;
+///         });
+///     }
+///
+/// Why MPI and not sockets of our own: research clusters already run Open MPI, with its
+/// launcher (mpirun/srun), its process placement and its fast shared-memory and network
+/// transports; ember only issues a few collectives per step.
+///
+/// Threads: ember's kernels use OpenMP threads, but only the thread that created the
+/// Communicator calls MPI, so MPI_THREAD_FUNNELED is what we ask for.
+///
+/// Errors: ember works on a duplicate of MPI_COMM_WORLD whose error handler is
+/// MPI_ERRORS_RETURN, so a failing call comes back as a return code, which check() turns
+/// into an ember::Error naming the call and MPI's own explanation (MPI's default handler
+/// would abort without saying which of our operations failed). The duplicate also keeps
+/// ember's collectives apart from any the program issues on MPI_COMM_WORLD itself.
+///
+/// Only MPI's C API is used; the deprecated C++ bindings (which warn under -Wextra) are
+/// kept out of <mpi.h>.
 #ifndef OMPI_SKIP_MPICXX
 #define OMPI_SKIP_MPICXX 1
 #endif
@@ -69,10 +70,12 @@ inline int world_rank_or(int fallback) {
 
 }  // namespace detail
 
+/// ember's handle on MPI: initialises and finalises it, and holds the duplicate of
+/// MPI_COMM_WORLD that every ember collective runs on.
 class Communicator {
 public:
-    // Initialises MPI unless somebody already did (then it will not finalise it either).
-    // argc/argv may be null; Open MPI does not need them.
+    /// Initialises MPI unless somebody already did (then it will not finalise it either).
+    /// argc/argv may be null; Open MPI does not need them.
     explicit Communicator(int* argc = nullptr, char*** argv = nullptr) {
         int fin = 0;
         detail::check(MPI_Finalized(&fin), "MPI_Finalized");
@@ -104,17 +107,22 @@ public:
     Communicator(const Communicator&) = delete;
     Communicator& operator=(const Communicator&) = delete;
 
+    /// This process's rank, 0 to size() - 1.
     int rank() const { return rank_; }
+    /// Number of ranks.
     int size() const { return size_; }
+    /// True on rank 0.
     bool is_root() const { return rank_ == 0; }
-    // Whether this object initialised MPI (and will finalise it).
+    /// Whether this object initialised MPI (and will finalise it).
     bool owns_mpi() const { return owns_mpi_; }
+    /// The MPI communicator (a duplicate of MPI_COMM_WORLD).
     MPI_Comm comm() const { return comm_; }
 
+    /// Waits until every rank has reached this call.
     void barrier() const { detail::check(MPI_Barrier(comm_), "MPI_Barrier"); }
 
-    // How many ranks share this machine (this one included): to divide its cores among
-    // them, e.g. threads per process = hardware threads / ranks_on_node().
+    /// How many ranks share this machine (this one included): to divide its cores among
+    /// them, e.g.\ threads per process = hardware threads / ranks_on_node().
     int ranks_on_node() const {
         MPI_Comm node = MPI_COMM_NULL;
         detail::check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
@@ -143,12 +151,12 @@ private:
     bool owns_mpi_ = false;
 };
 
-// Runs fn(Communicator&) -> int on every rank. An exception on any rank is printed as
-// "rank R: <message>" on stderr and ends the whole job with MPI_Abort(MPI_COMM_WORLD, 1):
-// the other ranks are typically blocked in a collective that the failed rank will never
-// join, and MPI_Abort is the only portable way to release them (mpirun then kills every
-// process and exits non-zero). A non-zero return value on some rank ends the job the same
-// way, with that code, since the others may be waiting for it too.
+/// Runs fn(Communicator&) -> int on every rank. An exception on any rank is printed as
+/// "rank R: <message>" on stderr and ends the whole job with MPI_Abort(MPI_COMM_WORLD, 1):
+/// the other ranks are typically blocked in a collective that the failed rank will never
+/// join, and MPI_Abort is the only portable way to release them (mpirun then kills every
+/// process and exits non-zero). A non-zero return value on some rank ends the job the same
+/// way, with that code, since the others may be waiting for it too.
 template <class F>
 int run(int& argc, char**& argv, F&& fn) {
     int rc = 0;

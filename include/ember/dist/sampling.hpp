@@ -1,16 +1,17 @@
 #pragma once
-// Samplers across processes: the chains are sharded (each rank runs its own batch of
-// chains with its own random stream), and the statistics are combined afterwards.
-//
-//   const auto seed = dist::rank_seed(base_seed, comm.rank());
-//   sample::Mala<double> mala(energy, my_initial_states, {.step_size = 0.1, .seed = seed});
-//   mala.warmup(500);
-//   ChainStats local = mala.run(1000, record_into(my_traces));     // my_traces [my chains, draws]
-//   ChainStats all = dist::reduce_chain_stats(comm, local);        // over every chain
-//   double e = dist::ess(comm, my_traces), r = dist::rhat(comm, my_traces);
-//
-// Chains of different ranks never interact, so a K-process run is exactly K independent
-// sets of chains; R-hat over all of them is then a real test that they agree.
+/// \file
+/// Samplers across processes: the chains are sharded (each rank runs its own batch of
+/// chains with its own random stream), and the statistics are combined afterwards.
+///
+///     const auto seed = dist::rank_seed(base_seed, comm.rank());
+///     sample::Mala<double> mala(energy, my_initial_states, {.step_size = 0.1, .seed = seed});
+///     mala.warmup(500);
+///     ChainStats local = mala.run(1000, record_into(my_traces));     // my_traces [my chains, draws]
+///     ChainStats all = dist::reduce_chain_stats(comm, local);        // over every chain
+///     double e = dist::ess(comm, my_traces), r = dist::rhat(comm, my_traces);
+///
+/// Chains of different ranks never interact, so a K-process run is exactly K independent
+/// sets of chains; R-hat over all of them is then a real test that they agree.
 
 #include <cstdint>
 #include <vector>
@@ -21,15 +22,16 @@
 
 namespace ember::dist {
 
-// The seed of rank `rank`'s chains: seed + rank · 2^32. Philox streams with different
-// keys are independent, and the 2^32 spacing keeps the ranks' seeds away from the small
-// offsets (seed + 1, seed + 2, ...) that programs use for their other streams.
+/// The seed of rank `rank`'s chains: seed + rank · 2^32. Philox streams with different
+/// keys are independent, and the 2^32 spacing keeps the ranks' seeds away from the small
+/// offsets (seed + 1, seed + 2, ...) that programs use for their other streams.
 inline constexpr std::uint64_t kRankSeedStride = std::uint64_t{1} << 32;
+/// seed + rank · kRankSeedStride: the seed of rank `rank`'s chains.
 inline std::uint64_t rank_seed(std::uint64_t seed, int rank) {
     return seed + static_cast<std::uint64_t>(rank) * kRankSeedStride;
 }
 
-// Every rank's `local` values concatenated in rank order, on every rank.
+/// Every rank's `local` values concatenated in rank order, on every rank.
 inline std::vector<double> allgather(const Communicator& comm, const std::vector<double>& local) {
     const char* op = "dist::allgather";
     int n = detail::to_count(static_cast<std::int64_t>(local.size()), op);
@@ -47,12 +49,12 @@ inline std::vector<double> allgather(const Communicator& comm, const std::vector
     return out;
 }
 
-// The statistics of all chains on all ranks, as if one sampler had run them all:
-// `acceptance` is every chain's acceptance in rank order; acceptance_rate,
-// mean_accept_prob and mean_energy are means over all chains (each rank's value weighted
-// by its number of chains: every chain made the same number of steps); nonfinite is the
-// total; step_size is the chain-weighted mean of the ranks' step sizes (each rank adapts
-// its own in warm-up, so they differ slightly); steps must agree on every rank.
+/// The statistics of all chains on all ranks, as if one sampler had run them all:
+/// `acceptance` is every chain's acceptance in rank order; acceptance_rate,
+/// mean_accept_prob and mean_energy are means over all chains (each rank's value weighted
+/// by its number of chains: every chain made the same number of steps); nonfinite is the
+/// total; step_size is the chain-weighted mean of the ranks' step sizes (each rank adapts
+/// its own in warm-up, so they differ slightly); steps must agree on every rank.
 inline sample::ChainStats reduce_chain_stats(const Communicator& comm, const sample::ChainStats& local) {
     sample::ChainStats out;
     out.acceptance = allgather(comm, local.acceptance);
@@ -76,13 +78,14 @@ inline sample::ChainStats reduce_chain_stats(const Communicator& comm, const sam
     return out;
 }
 
-// ESS and split R-hat over the chains of every rank: `traces` is this rank's
-// [its chains, draws] (the same number of draws everywhere). The traces are gathered to
-// rank 0, which computes the diagnostic; every rank returns its value.
+/// ESS and split R-hat over the chains of every rank: `traces` is this rank's
+/// [its chains, draws] (the same number of draws everywhere). The traces are gathered to
+/// rank 0, which computes the diagnostic; every rank returns its value.
 inline double ess(const Communicator& comm, const Tensor<double>& traces) {
     const Tensor<double> all = gather(comm, traces);
     return broadcast(comm, comm.is_root() ? sample::ess(all) : 0.0);
 }
+/// Split R-hat over the chains of every rank, as ess() does it.
 inline double rhat(const Communicator& comm, const Tensor<double>& traces) {
     const Tensor<double> all = gather(comm, traces);
     return broadcast(comm, comm.is_root() ? sample::rhat(all) : 0.0);

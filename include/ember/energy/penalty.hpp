@@ -1,26 +1,27 @@
 #pragma once
-// Gradient penalties (docs/math.md §1): regularisers on the gradient of an energy or critic with
-// respect to its INPUT, ∇_x f(x), which are then minimised with respect to the network's
-// parameters. Their gradient in the parameters is a mixed second derivative, so ∇_x f is
-// taken with grad(..., {.create_graph = true}): the penalty is an ordinary Var on the
-// graph and backward() differentiates through the gradient.
-//
-// Each takes ANY callable `f: Var<T> [B,...] -> Var<T> [B] or [B,1]` (an nn::Module, a
-// lambda over raw Vars). The gradient of sample i is read off ∇_x Σ_j f(x_j), which is
-// the per-sample gradient only when samples do not interact inside f: no BatchNorm in
-// training mode (batch statistics couple the samples) in the critic of a penalty.
-//
-// The inputs are detached (real data, generator samples): a penalty regularises the critic
-// and sends gradients to its parameters only, as in the WGAN-GP and R1 reference code.
-//
-// The norm at zero. (||g|| - 1)² has a cone-shaped kink at g = 0, where it is not
-// differentiable at all; smoothing it as sqrt(Σg² + δ) would bias the value by up to √δ
-// and still have a second derivative of size 1/√δ there. We use the exact norm (norm2),
-// whose derivative g/||g|| is taken as 0 at g = 0: a valid subgradient (the kink is
-// concave, -2||g|| + O(||g||²), so 0 lies in its Clarke subdifferential), the true
-// derivative everywhere else, and second derivatives exact wherever ||g|| > 0. The R1
-// penalty needs no norm (||g||² = Σ g² is smooth), and the one-sided penalty is flat
-// around 0 (max(0, ||g|| - 1) = 0 there), so both are differentiable everywhere.
+/// \file
+/// Gradient penalties (docs/math.md §1): regularisers on the gradient of an energy or critic with
+/// respect to its INPUT, ∇_x f(x), which are then minimised with respect to the network's
+/// parameters. Their gradient in the parameters is a mixed second derivative, so ∇_x f is
+/// taken with grad(..., {.create_graph = true}): the penalty is an ordinary Var on the
+/// graph and backward() differentiates through the gradient.
+///
+/// Each takes ANY callable `f: Var<T> [B,...] -> Var<T> [B] or [B,1]` (an nn::Module, a
+/// lambda over raw Vars). The gradient of sample i is read off ∇_x Σ_j f(x_j), which is
+/// the per-sample gradient only when samples do not interact inside f: no BatchNorm in
+/// training mode (batch statistics couple the samples) in the critic of a penalty.
+///
+/// The inputs are detached (real data, generator samples): a penalty regularises the critic
+/// and sends gradients to its parameters only, as in the WGAN-GP and R1 reference code.
+///
+/// The norm at zero. (||g|| - 1)² has a cone-shaped kink at g = 0, where it is not
+/// differentiable at all; smoothing it as sqrt(Σg² + δ) would bias the value by up to √δ
+/// and still have a second derivative of size 1/√δ there. We use the exact norm (norm2),
+/// whose derivative g/||g|| is taken as 0 at g = 0: a valid subgradient (the kink is
+/// concave, -2||g|| + O(||g||²), so 0 lies in its Clarke subdifferential), the true
+/// derivative everywhere else, and second derivatives exact wherever ||g|| > 0. The R1
+/// penalty needs no norm (||g||² = Σ g² is smooth), and the one-sided penalty is flat
+/// around 0 (max(0, ||g|| - 1) = 0 there), so both are differentiable everywhere.
 #include <vector>
 
 #include "ember/autodiff/engine.hpp"
@@ -32,13 +33,14 @@
 
 namespace ember::energy {
 
-// Per-sample squared gradient norms ||∇_x u_i||² ([B]) of per-sample outputs u = f(x)
-// ([B] or [B,1]) with respect to x ([B,...], requires grad), recorded so that they are
-// differentiable in whatever else u depends on (the parameters). The building block of
-// the penalties below, for callers who already computed f(x) on a leaf x that requires
-// grad and want to reuse that forward pass.
-//   Var<float> x = Var<float>(data, true);  Var<float> u = D(x);
-//   Var<float> r1 = Var<float>(mean(energy::grad_sq_norm_per_sample(u, x)) * 10.f);
+/// Per-sample squared gradient norms ||∇_x u_i||² ([B]) of per-sample outputs u = f(x)
+/// ([B] or [B,1]) with respect to x ([B,...], requires grad), recorded so that they are
+/// differentiable in whatever else u depends on (the parameters). The building block of
+/// the penalties below, for callers who already computed f(x) on a leaf x that requires
+/// grad and want to reuse that forward pass.
+///
+///     Var<float> x = Var<float>(data, true);  Var<float> u = D(x);
+///     Var<float> r1 = Var<float>(mean(energy::grad_sq_norm_per_sample(u, x)) * 10.f);
 template <Real T>
 Var<T> grad_sq_norm_per_sample(const Var<T>& u, const Var<T>& x) {
     detail::check_batch(x, "grad_sq_norm_per_sample", "x");
@@ -78,11 +80,12 @@ void check_pair(const Var<T>& a, const Var<T>& b, const char* op) {
 }
 }  // namespace detail
 
-// Zero-centred gradient penalty on real data ("R1", Mescheder et al. 2018):
-// λ E_p ||∇_x U(x)||², the batch mean over x_real of the squared gradient norm (their γ/2
-// is λ). It pushes the energy surface to be
-// flat at the data, which stabilises energy and GAN training. Smooth everywhere.
-//   Var<float> loss = energy::contrastive_loss(U, x, x_neg) + energy::r1_penalty(U, x, 10.0);
+/// Zero-centred gradient penalty on real data ("R1", Mescheder et al.\ 2018):
+/// λ E_p ||∇_x U(x)||², the batch mean over x_real of the squared gradient norm (their γ/2
+/// is λ). It pushes the energy surface to be
+/// flat at the data, which stabilises energy and GAN training. Smooth everywhere.
+///
+///     Var<float> loss = energy::contrastive_loss(U, x, x_neg) + energy::r1_penalty(U, x, 10.0);
 template <Real T, class F>
 Var<T> r1_penalty(F&& f, const Var<T>& x_real, double lambda) {
     EMBER_CHECK(lambda >= 0, "r1_penalty", "lambda must be >= 0, got ", lambda);
@@ -92,11 +95,12 @@ Var<T> r1_penalty(F&& f, const Var<T>& x_real, double lambda) {
     return Var<T>(mean(sum(Var<T>(square(g)), 1)) * static_cast<T>(lambda));
 }
 
-// x̂ = ε x + (1-ε) x̃ with ε ~ U[0,1] drawn PER SAMPLE (shape [B,1,...,1], broadcast over
-// the non-batch axes) from `gen`: points on the segments between paired real and fake
-// samples, where WGAN-GP enforces the unit gradient norm. Advances gen by ceil(B/2)
-// blocks. A Tensor (no graph): x̂ is a constant input of the critic.
-//   Tensor<float> xh = energy::random_interpolation(x.value(), fake.value(), gen);
+/// x̂ = ε x + (1-ε) x̃ with ε ~ U[0,1] drawn PER SAMPLE (shape [B,1,...,1], broadcast over
+/// the non-batch axes) from `gen`: points on the segments between paired real and fake
+/// samples, where WGAN-GP enforces the unit gradient norm. Advances gen by ceil(B/2)
+/// blocks. A Tensor (no graph): x̂ is a constant input of the critic.
+///
+///     Tensor<float> xh = energy::random_interpolation(x.value(), fake.value(), gen);
 template <Real T>
 Tensor<T> random_interpolation(const Tensor<T>& x_real, const Tensor<T>& x_fake, Generator& gen) {
     EMBER_CHECK(x_real.rank() >= 1 && x_real.dim(0) >= 1 && x_real.shape() == x_fake.shape(), "random_interpolation",
@@ -108,10 +112,11 @@ Tensor<T> random_interpolation(const Tensor<T>& x_real, const Tensor<T>& x_fake,
     return Tensor<T>(eps * x_real + (T(1) - eps) * x_fake);
 }
 
-// WGAN-GP (Gulrajani et al. 2017): λ E_x̂ (||∇_x D(x̂)||₂ - 1)² at x̂ = random_interpolation
-// (x_real, x_fake, gen), a soft 1-Lipschitz constraint for the Wasserstein critic. ε is
-// drawn per sample from `gen`. See the file comment for ||g|| = 0.
-//   Var<float> loss = gan::wasserstein_critic_loss(D(x), D(fake)) + energy::wgan_gp_penalty(D, x, fake, gen, 10.0);
+/// WGAN-GP (Gulrajani et al.\ 2017): λ E_x̂ (||∇_x D(x̂)||₂ - 1)² at x̂ = random_interpolation
+/// (x_real, x_fake, gen), a soft 1-Lipschitz constraint for the Wasserstein critic. ε is
+/// drawn per sample from `gen`. See the file comment for ||g|| = 0.
+///
+///     Var<float> loss = gan::wasserstein_critic_loss(D(x), D(fake)) + energy::wgan_gp_penalty(D, x, fake, gen, 10.0);
 template <Real T, class F>
 Var<T> wgan_gp_penalty(F&& f, const Var<T>& x_real, const Var<T>& x_fake, Generator& gen, double lambda) {
     EMBER_CHECK(lambda >= 0, "wgan_gp_penalty", "lambda must be >= 0, got ", lambda);
@@ -121,10 +126,11 @@ Var<T> wgan_gp_penalty(F&& f, const Var<T>& x_real, const Var<T>& x_fake, Genera
     return Var<T>(mean(Var<T>(square(n - T(1)))) * static_cast<T>(lambda));
 }
 
-// One-sided variant (Petzka et al. 2018): λ E_x̂ max(0, ||∇_x D(x̂)||₂ - 1)², which only
-// penalises gradients steeper than 1 (the Lipschitz constraint itself), at the same
-// per-sample interpolates. Differentiable everywhere, including at ∇D = 0.
-//   Var<float> gp = energy::one_sided_gp_penalty(D, x, fake, gen, 10.0);
+/// One-sided variant (Petzka et al.\ 2018): λ E_x̂ max(0, ||∇_x D(x̂)||₂ - 1)², which only
+/// penalises gradients steeper than 1 (the Lipschitz constraint itself), at the same
+/// per-sample interpolates. Differentiable everywhere, including at ∇D = 0.
+///
+///     Var<float> gp = energy::one_sided_gp_penalty(D, x, fake, gen, 10.0);
 template <Real T, class F>
 Var<T> one_sided_gp_penalty(F&& f, const Var<T>& x_real, const Var<T>& x_fake, Generator& gen, double lambda) {
     EMBER_CHECK(lambda >= 0, "one_sided_gp_penalty", "lambda must be >= 0, got ", lambda);

@@ -1,17 +1,18 @@
 #pragma once
-// What a classifier is trained with and what its predictions on generated images say:
-// the softmax cross-entropy, softmax probabilities, the class histogram of the predictions
-// and its KL divergence to the uniform distribution over the classes.
-//
-//   Var<float> loss = ember::softmax_cross_entropy(logits, labels);    // training
-//   Tensor<float> p = ember::softmax_rows(logits.value());              // [N, K]
-//   std::vector<double> h = ember::class_histogram(ember::argmax(p, 1), 10);
-//   double kl = ember::kl_to_uniform(h);     // 0 when every class is equally frequent
-//
-//   cross-entropy    L = (1/N) Σ_i [ logsumexp_k z_ik - z_{i,y_i} ]    (= -mean log softmax(z)_{y})
-//   KL to uniform    KL(h || U_K) = Σ_k h_k log(K h_k),  0 log 0 = 0,  in [0, log K]
-// KL(h || U) = log K - H(h): 0 when all K classes are predicted equally often, log K when
-// every sample falls into one class (mode collapse).
+/// \file
+/// What a classifier is trained with and what its predictions on generated images say:
+/// the softmax cross-entropy, softmax probabilities, the class histogram of the predictions
+/// and its KL divergence to the uniform distribution over the classes.
+///
+///     Var<float> loss = ember::softmax_cross_entropy(logits, labels);    // training
+///     Tensor<float> p = ember::softmax_rows(logits.value());              // [N, K]
+///     std::vector<double> h = ember::class_histogram(ember::argmax(p, 1), 10);
+///     double kl = ember::kl_to_uniform(h);     // 0 when every class is equally frequent
+///
+///     cross-entropy    L = (1/N) Σ_i [ logsumexp_k z_ik - z_{i,y_i} ]    (= -mean log softmax(z)_{y})
+///     KL to uniform    KL(h || U_K) = Σ_k h_k log(K h_k),  0 log 0 = 0,  in [0, log K]
+/// KL(h || U) = log K - H(h): 0 when all K classes are predicted equally often, log K when
+/// every sample falls into one class (mode collapse).
 #include <cmath>
 #include <vector>
 
@@ -22,7 +23,7 @@
 
 namespace ember {
 
-// Mean softmax cross-entropy of logits [N, K] against labels (N class indices in [0, K)).
+/// Mean softmax cross-entropy of logits [N, K] against labels (N class indices in [0, K)).
 template <Real T>
 Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<Index>& labels) {
     EMBER_CHECK(logits.rank() == 2, "softmax_cross_entropy", "expected logits [N, K], got shape ", logits.shape().str());
@@ -33,14 +34,14 @@ Var<T> softmax_cross_entropy(const Var<T>& logits, const std::vector<Index>& lab
     return mean(Var<T>(logsumexp(logits, 1) - picked));
 }
 
-// Softmax along the rows of logits [N, K], computed as exp(z - logsumexp(z)).
+/// Softmax along the rows of logits [N, K], computed as exp(z - logsumexp(z)).
 template <Real T>
 Tensor<T> softmax_rows(const Tensor<T>& logits) {
     EMBER_CHECK(logits.rank() == 2, "softmax_rows", "expected logits [N, K], got shape ", logits.shape().str());
     return Tensor<T>(exp(logits - logsumexp(logits, 1, true)));
 }
 
-// The share of each class among `labels` (K entries summing to 1).
+/// The share of each class among `labels` (K entries summing to 1).
 inline std::vector<double> class_histogram(const std::vector<Index>& labels, Index classes) {
     EMBER_CHECK(classes > 0, "class_histogram", "number of classes must be positive, got ", classes);
     EMBER_CHECK(!labels.empty(), "class_histogram", "no labels");
@@ -53,7 +54,7 @@ inline std::vector<double> class_histogram(const std::vector<Index>& labels, Ind
     return h;
 }
 
-// KL(h || uniform) = Σ_k h_k log(K h_k) with 0 log 0 = 0, for a distribution h over K classes.
+/// KL(h || uniform) = Σ_k h_k log(K h_k) with 0 log 0 = 0, for a distribution h over K classes.
 inline double kl_to_uniform(const std::vector<double>& h) {
     EMBER_CHECK(!h.empty(), "kl_to_uniform", "empty histogram");
     double total = 0;

@@ -1,24 +1,25 @@
 #pragma once
-// The Fréchet distance between Gaussian fits of two sets of feature rows: the distance
-// behind FID (Heusel et al. 2017), here on any features (ember's examples use a small MNIST
-// classifier's penultimate layer).
-//
-//   N(μ1, Σ1), N(μ2, Σ2) fitted to the rows of A [n1, d] and B [n2, d]:
-//   d² = |μ1 - μ2|² + tr(Σ1 + Σ2 - 2 (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2})
-//
-// (the squared 2-Wasserstein distance between the two Gaussians). The covariances are the
-// unbiased ones (divided by n - 1, as numpy.cov and the FID reference code). Everything is
-// accumulated in double.
-//
-// The matrix square root is taken of symmetric positive semi-definite matrices only, by
-// eigendecomposition (Eigen's SelfAdjointEigenSolver), which is stable where scipy's sqrtm of
-// the non-symmetric Σ1 Σ2 is not: S = Σ1^{1/2} = V diag(√λ) Vᵀ, and
-// tr((S Σ2 S)^{1/2}) = Σ_i √μ_i over the eigenvalues μ_i of the symmetric S Σ2 S. Eigenvalues
-// that rounding makes slightly negative are taken as 0, and so is a slightly negative d².
-//
-//   ember::GaussianFit g1 = ember::fit_gaussian(features_a);   // [n, d], n >= 2
-//   double d2 = ember::frechet_distance(g1, ember::fit_gaussian(features_b));
-//   double same = ember::frechet_distance(features_a, features_b);  // the two steps at once
+/// \file
+/// The Fréchet distance between Gaussian fits of two sets of feature rows: the distance
+/// behind FID (Heusel et al.\ 2017), here on any features (ember's examples use a small MNIST
+/// classifier's penultimate layer).
+///
+///     N(μ1, Σ1), N(μ2, Σ2) fitted to the rows of A [n1, d] and B [n2, d]:
+///     d² = |μ1 - μ2|² + tr(Σ1 + Σ2 - 2 (Σ1^{1/2} Σ2 Σ1^{1/2})^{1/2})
+///
+/// (the squared 2-Wasserstein distance between the two Gaussians). The covariances are the
+/// unbiased ones (divided by n - 1, as numpy.cov and the FID reference code). Everything is
+/// accumulated in double.
+///
+/// The matrix square root is taken of symmetric positive semi-definite matrices only, by
+/// eigendecomposition (Eigen's SelfAdjointEigenSolver), which is stable where scipy's sqrtm of
+/// the non-symmetric Σ1 Σ2 is not: S = Σ1^{1/2} = V diag(√λ) Vᵀ, and
+/// tr((S Σ2 S)^{1/2}) = Σ_i √μ_i over the eigenvalues μ_i of the symmetric S Σ2 S. Eigenvalues
+/// that rounding makes slightly negative are taken as 0, and so is a slightly negative d².
+///
+///     ember::GaussianFit g1 = ember::fit_gaussian(features_a);   // [n, d], n >= 2
+///     double d2 = ember::frechet_distance(g1, ember::fit_gaussian(features_b));
+///     double same = ember::frechet_distance(features_a, features_b);  // the two steps at once
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -32,14 +33,17 @@
 
 namespace ember {
 
-// A Gaussian fitted to feature rows: mean, unbiased covariance and the number of rows.
+/// A Gaussian fitted to feature rows: mean, unbiased covariance and the number of rows.
 struct GaussianFit {
+    /// Mean of the rows, [d].
     Eigen::VectorXd mean;
+    /// Unbiased covariance of the rows, [d, d].
     Eigen::MatrixXd cov;
+    /// Number of rows fitted.
     Index n = 0;
 };
 
-// Mean and unbiased covariance of the rows of `rows` ([n, d], n >= 2), in double.
+/// Mean and unbiased covariance of the rows of `rows` ([n, d], n >= 2), in double.
 template <Real T>
 GaussianFit fit_gaussian(const Tensor<T>& rows) {
     EMBER_CHECK(rows.rank() == 2, "fit_gaussian", "expected feature rows [n, d], got shape ", rows.shape().str());
@@ -57,10 +61,10 @@ GaussianFit fit_gaussian(const Tensor<T>& rows) {
     return g;
 }
 
-// d² between N(a.mean, a.cov) and N(b.mean, b.cov).
+/// d² between N(a.mean, a.cov) and N(b.mean, b.cov).
 EMBER_INLINE double frechet_distance(const GaussianFit& a, const GaussianFit& b);
 
-// d² between the Gaussian fits of the rows of `a` and `b` ([n1, d] and [n2, d]).
+/// d² between the Gaussian fits of the rows of `a` and `b` ([n1, d] and [n2, d]).
 template <Real T>
 double frechet_distance(const Tensor<T>& a, const Tensor<T>& b) {
     EMBER_CHECK(a.rank() == 2 && b.rank() == 2, "frechet_distance", "expected feature rows [n, d], got shapes ",

@@ -1,33 +1,34 @@
 #pragma once
-// Mode-coverage metrics for samples of a generative model trained on a mixture of K
-// isotropic Gaussians with equal weights (the 25-Gaussian grid and the 8-Gaussian ring of
-// data/toy2d.hpp), as in the mode-collapse literature (VEEGAN, Srivastava et al. 2017;
-// PacGAN, Lin et al. 2018; MEG, Kumar et al. 2019):
-//
-//   * every sample x_i is assigned to its nearest centre k(i) = argmin_k ||x_i - c_k||
-//     (Euclidean; ties go to the centre listed first);
-//   * it is HIGH-QUALITY if ||x_i - c_k(i)|| <= r σ, with σ the components' standard
-//     deviation (ToyModes::std) and r = 3 by default ("within three standard deviations");
-//   * n_k = the number of high-quality samples assigned to mode k;
-//   * a mode is COVERED if n_k >= min_count, 1 by default ("at least one high-quality
-//     sample"); modes_covered = #{k : n_k >= min_count};
-//   * high_quality_share = Σ_k n_k / N over all N samples (non-finite ones included);
-//   * reverse KL of the mode histogram against the uniform target, KL(q || p) with
-//     q_k = n_k / Σ_j n_j (the histogram of the high-quality samples over the modes) and
-//     p_k = 1/K:
-//         KL(q || p) = Σ_{k: n_k > 0} q_k log(K q_k),
-//     in nats. Empty modes contribute 0 (the convention 0·log 0 = 0, which is exact for the
-//     reverse direction: q_k = 0 puts no mass there), so the value stays finite when modes
-//     are missing: it is 0 for a perfectly balanced histogram and log(K/m) when q is
-//     uniform over only m of the K modes (log K for a single mode). With no high-quality
-//     sample at all q is undefined and the value is NaN.
-//
-// Samples with a NaN or infinite coordinate are assigned to no mode and are never
-// high-quality (they still count in N).
-//
-//   const ModeCoverage m = mode_coverage(samples, grid25_modes());
-//   std::printf("%d/%d modes, %.1f%% high quality, KL %.3f\n", m.modes_covered, m.modes,
-//               100 * m.high_quality_share, m.reverse_kl);
+/// \file
+/// Mode-coverage metrics for samples of a generative model trained on a mixture of K
+/// isotropic Gaussians with equal weights (the 25-Gaussian grid and the 8-Gaussian ring of
+/// data/toy2d.hpp), as in the mode-collapse literature (VEEGAN, Srivastava et al.\ 2017;
+/// PacGAN, Lin et al.\ 2018; MEG, Kumar et al.\ 2019):
+///
+///   * every sample x_i is assigned to its nearest centre k(i) = argmin_k ||x_i - c_k||
+///     (Euclidean; ties go to the centre listed first);
+///   * it is HIGH-QUALITY if ||x_i - c_k(i)|| <= r σ, with σ the components' standard
+///     deviation (ToyModes::std) and r = 3 by default ("within three standard deviations");
+///   * n_k = the number of high-quality samples assigned to mode k;
+///   * a mode is COVERED if n_k >= min_count, 1 by default ("at least one high-quality
+///     sample"); modes_covered = #{k : n_k >= min_count};
+///   * high_quality_share = Σ_k n_k / N over all N samples (non-finite ones included);
+///   * reverse KL of the mode histogram against the uniform target, KL(q || p) with
+///     q_k = n_k / Σ_j n_j (the histogram of the high-quality samples over the modes) and
+///     p_k = 1/K:
+///         KL(q || p) = Σ_{k: n_k > 0} q_k log(K q_k),
+///     in nats. Empty modes contribute 0 (the convention 0·log 0 = 0, which is exact for the
+///     reverse direction: q_k = 0 puts no mass there), so the value stays finite when modes
+///     are missing: it is 0 for a perfectly balanced histogram and log(K/m) when q is
+///     uniform over only m of the K modes (log K for a single mode). With no high-quality
+///     sample at all q is undefined and the value is NaN.
+///
+/// Samples with a NaN or infinite coordinate are assigned to no mode and are never
+/// high-quality (they still count in N).
+///
+///     const ModeCoverage m = mode_coverage(samples, grid25_modes());
+///     std::printf("%d/%d modes, %.1f%% high quality, KL %.3f\n", m.modes_covered, m.modes,
+///                 100 * m.high_quality_share, m.reverse_kl);
 #include <array>
 #include <cmath>
 #include <limits>
@@ -39,24 +40,26 @@
 
 namespace ember {
 
+/// The mode-coverage metrics of a set of samples (see the file description).
 struct ModeCoverage {
-    Index samples = 0;                 // N
-    Index high_quality = 0;            // Σ_k n_k
-    int modes = 0;                     // K
-    int modes_covered = 0;             // #{k : n_k >= min_count}
-    double high_quality_share = 0;     // Σ_k n_k / N (0 when N = 0)
-    double reverse_kl = 0;             // KL(q || uniform) in nats, NaN when Σ_k n_k = 0
-    std::vector<Index> counts;         // n_k, the high-quality samples of each mode
-    std::vector<Index> nearest;        // every sample's nearest mode, -1 for non-finite ones
+    Index samples = 0;                 ///< N
+    Index high_quality = 0;            ///< Σ_k n_k
+    int modes = 0;                     ///< K
+    int modes_covered = 0;             ///< #{k : n_k >= min_count}
+    double high_quality_share = 0;     ///< Σ_k n_k / N (0 when N = 0)
+    double reverse_kl = 0;             ///< KL(q || uniform) in nats, NaN when Σ_k n_k = 0
+    std::vector<Index> counts;         ///< n_k, the high-quality samples of each mode
+    std::vector<Index> nearest;        ///< every sample's nearest mode, -1 for non-finite ones
 };
 
+/// Thresholds of the mode-coverage metrics.
 struct ModeCoverageOptions {
-    double radius_in_std = 3.0;  // r: high-quality within r·σ of the nearest centre
-    Index min_count = 1;         // high-quality samples a mode needs to count as covered
+    double radius_in_std = 3.0;  ///< r: high-quality within r·σ of the nearest centre
+    Index min_count = 1;         ///< high-quality samples a mode needs to count as covered
 };
 
-// KL(q || uniform) of a histogram of counts over K = counts.size() bins, q_k = n_k / Σ n,
-// empty bins contributing 0; NaN when all counts are 0.
+/// KL(q || uniform) of a histogram of counts over K = counts.size() bins, q_k = n_k / Σ n,
+/// empty bins contributing 0; NaN when all counts are 0.
 inline double reverse_kl_to_uniform(const std::vector<Index>& counts) {
     EMBER_CHECK(!counts.empty(), "reverse_kl_to_uniform", "needs at least one bin");
     double total = 0;
@@ -75,7 +78,7 @@ inline double reverse_kl_to_uniform(const std::vector<Index>& counts) {
     return std::max(0.0, kl);  // rounding can leave -1e-17 for a balanced histogram
 }
 
-// The metrics above for samples [N, 2] against the mixture `modes`.
+/// The metrics above for samples [N, 2] against the mixture `modes`.
 template <Real T>
 ModeCoverage mode_coverage(const Tensor<T>& samples, const ToyModes& modes, const ModeCoverageOptions& o = {}) {
     constexpr const char* op = "mode_coverage";

@@ -1,15 +1,17 @@
 #pragma once
-// Elementwise expression templates. `softplus(a * x + b) * sigmoid(x)` builds a small tree
-// of Unary/Binary/Ternary nodes over leaves (Var, Tensor or scalar); nothing is computed
-// until the tree is converted to a Var or Tensor, which evaluates it in one SIMD pass
-// (kernel.hpp) and, for Var, records it as ONE graph node (autodiff/expr_node.hpp).
-//
-// Every node offers the same three walks over a "context" C that supplies leaf values:
-//   eval<Off>(c)              the value (an xsimd batch, or a Var when recording);
-//   record<Off>(c)            the value plus the values of all sub-nodes (a tape);
-//   backprop<Off>(c, rec, g)  pushes the gradient g down the tape into c's leaf slots.
-// Off is the compile-time slot of the node's first leaf, so leaf loads and gradient
-// accumulation index fixed registers.
+/// \file
+/// Elementwise expression templates. `softplus(a * x + b) * sigmoid(x)` builds a small tree
+/// of Unary/Binary/Ternary nodes over leaves (Var, Tensor or scalar); nothing is computed
+/// until the tree is converted to a Var or Tensor, which evaluates it in one SIMD pass
+/// (kernel.hpp) and, for Var, records it as ONE graph node (autodiff/expr_node.hpp).
+///
+/// Every node offers the same three walks over a "context" C that supplies leaf values:
+///
+///     eval<Off>(c)              the value (an xsimd batch, or a Var when recording);
+///     record<Off>(c)            the value plus the values of all sub-nodes (a tape);
+///     backprop<Off>(c, rec, g)  pushes the gradient g down the tape into c's leaf slots.
+/// Off is the compile-time slot of the node's first leaf, so leaf loads and gradient
+/// accumulation index fixed registers.
 #include <array>
 #include <type_traits>
 #include <vector>
@@ -17,21 +19,25 @@
 #include "ember/autodiff/var.hpp"
 #include "ember/expr/ops.hpp"
 
+/// Elementwise expression templates: the functions and operators here build expression
+/// nodes that compute nothing until converted to a Tensor or Var, which evaluates the whole
+/// tree in one fused SIMD pass. Namespace ember brings them in by using-declarations, so
+/// that `ember::exp(x)` and argument-dependent lookup find them.
 namespace ember::expr {
 
-// A leaf as the kernels see it. It points into the expression tree (which outlives every
-// use) instead of copying handles: recording an op then touches no reference counts.
+/// A leaf as the kernels see it. It points into the expression tree (which outlives every
+/// use) instead of copying handles: recording an op then touches no reference counts.
 template <Real T>
 struct LeafRef {
-    const Tensor<T>* tensor = nullptr;  // the leaf's value
-    const ImplPtr<T>* var = nullptr;    // the Var it came from, or null for a constant
-    Tensor<T> copy;                     // a contiguous copy, when the kernel needed one
+    const Tensor<T>* tensor = nullptr;  ///< the leaf's value
+    const ImplPtr<T>* var = nullptr;    ///< the Var it came from, or null for a constant
+    Tensor<T> copy;                     ///< a contiguous copy, when the kernel needed one
 
     const Tensor<T>& value() const { return copy.defined() ? copy : *tensor; }
     VarImpl<T>* impl() const { return var ? var->get() : nullptr; }
 };
 
-// The leaves of an expression, in slot order (a fixed-size array: no allocation).
+/// The leaves of an expression, in slot order (a fixed-size array: no allocation).
 template <class E>
 using Leaves = std::array<LeafRef<typename E::value_type>, static_cast<std::size_t>(E::leaves)>;
 
@@ -52,13 +58,13 @@ struct NodeBase {
     using is_expression_tag = void;
 };
 
-// A Var leaf: its gradient flows back to the Var.
+/// A Var leaf: its gradient flows back to the Var.
 template <Real T>
 struct VarLeaf : NodeBase {
     using value_type = T;
     static constexpr int leaves = 1;
     static constexpr bool has_var = true;
-    static constexpr bool has_grad_path = true;  // a gradient can reach a Var through it
+    static constexpr bool has_grad_path = true;  ///< a gradient can reach a Var through it
     Var<T> v;
     void collect(LeafRef<T>*& out) const { *out++ = {&v.value(), &v.impl(), {}}; }
     template <int Off, class C> auto eval(const C& c) const { return c.template load<Off>(); }
@@ -68,7 +74,7 @@ struct VarLeaf : NodeBase {
     }
 };
 
-// A Tensor leaf: a constant.
+/// A Tensor leaf: a constant.
 template <Real T>
 struct TensorLeaf : NodeBase {
     using value_type = T;
@@ -82,7 +88,7 @@ struct TensorLeaf : NodeBase {
     template <int Off, class C, class R> void backprop(C&, const R&, const typename C::V&) const {}
 };
 
-// A scalar constant broadcast to every element.
+/// A scalar constant broadcast to every element.
 template <Real T>
 struct ScalarLeaf : NodeBase {
     using value_type = T;
@@ -146,7 +152,7 @@ struct Binary : NodeBase {
     }
 };
 
-// Ternary nodes are `where(mask, a, b)`: the mask (first operand) gets no gradient.
+/// Ternary nodes are `where(mask, a, b)`: the mask (first operand) gets no gradient.
 template <class Op, class M, class A, class B>
 struct Ternary : NodeBase {
     using value_type = typename A::value_type;
@@ -184,9 +190,10 @@ template <Real T> struct is_var<Var<T>> : std::true_type {};
 template <class X> struct is_tensor : std::false_type {};
 template <Real T> struct is_tensor<Tensor<T>> : std::true_type {};
 
-// Anything that can stand in an elementwise expression besides a plain number.
+/// Anything that can stand in an elementwise expression besides a plain number.
 template <class X>
 concept Operand = Expression<X> || is_var<std::remove_cvref_t<X>>::value || is_tensor<std::remove_cvref_t<X>>::value;
+/// A plain arithmetic value, broadcast to every element.
 template <class S>
 concept Number = std::is_arithmetic_v<std::remove_cvref_t<S>>;
 
@@ -222,7 +229,7 @@ auto make_binary(const Op& op, S s, const B& b) {
     return Binary<Op, ScalarLeaf<T>, node_t<B>>{{}, op, ScalarLeaf<T>{{}, static_cast<T>(s)}, as_node(b)};
 }
 
-// The operand type for a `where` branch or a scalar.
+/// The operand type for a `where` branch or a scalar.
 template <class T, class X> auto as_node_of(const X& x) {
     if constexpr (Number<X>) return ScalarLeaf<T>{{}, static_cast<T>(x)};
     else return as_node(x);
@@ -233,13 +240,21 @@ template <class T, class X> auto as_node_of(const X& x) {
     template <class A, class B>                                                                        \
         requires((Operand<A> && Operand<B>) || (Operand<A> && Number<B>) || (Number<A> && Operand<B>)) \
     auto operator SYM(const A& a, const B& b) { return make_binary(OP{}, a, b); }
+/// Elementwise a + b (operands or one number); builds an expression node, computes nothing.
 EMBER_BINARY_OPERATOR(+, AddOp)
+/// Elementwise a - b.
 EMBER_BINARY_OPERATOR(-, SubOp)
+/// Elementwise a * b.
 EMBER_BINARY_OPERATOR(*, MulOp)
+/// Elementwise a / b.
 EMBER_BINARY_OPERATOR(/, DivOp)
+/// Elementwise a > b as a mask of 0 and 1 (no gradient).
 EMBER_BINARY_OPERATOR(>, GtOp)
+/// Elementwise a >= b as a mask of 0 and 1 (no gradient).
 EMBER_BINARY_OPERATOR(>=, GeOp)
+/// Elementwise a < b as a mask of 0 and 1 (no gradient).
 EMBER_BINARY_OPERATOR(<, LtOp)
+/// Elementwise a <= b as a mask of 0 and 1 (no gradient).
 EMBER_BINARY_OPERATOR(<=, LeOp)
 #undef EMBER_BINARY_OPERATOR
 
@@ -247,44 +262,68 @@ EMBER_BINARY_OPERATOR(<=, LeOp)
     template <class A, class B>                                                                        \
         requires((Operand<A> && Operand<B>) || (Operand<A> && Number<B>) || (Number<A> && Operand<B>)) \
     auto NAME(const A& a, const B& b) { return make_binary(OP{}, a, b); }
+/// Elementwise minimum, NaN if either operand is NaN; ties send the gradient to `a`.
 EMBER_BINARY_FUNCTION(minimum, MinOp)  // elementwise; min(x, axis) is the reduction
+/// Elementwise maximum, NaN if either operand is NaN; ties send the gradient to `a`.
 EMBER_BINARY_FUNCTION(maximum, MaxOp)
+/// Elementwise a == b as a mask of 0 and 1 (no gradient).
 EMBER_BINARY_FUNCTION(eq, EqOp)
+/// Elementwise a != b as a mask of 0 and 1 (no gradient).
 EMBER_BINARY_FUNCTION(ne, NeOp)
 #undef EMBER_BINARY_FUNCTION
 
+/// Elementwise -a.
 template <Operand A>
 auto operator-(const A& a) { return make_unary(NegOp{}, a); }
 
 #define EMBER_UNARY_FUNCTION(NAME, OP) \
     template <Operand A>               \
     auto NAME(const A& a) { return make_unary(OP{}, a); }
+/// Elementwise e^a.
 EMBER_UNARY_FUNCTION(exp, ExpOp)
+/// Elementwise natural logarithm.
 EMBER_UNARY_FUNCTION(log, LogOp)
+/// Elementwise log(1 + a), accurate for small a.
 EMBER_UNARY_FUNCTION(log1p, Log1pOp)
+/// Elementwise e^a - 1, accurate for small a.
 EMBER_UNARY_FUNCTION(expm1, Expm1Op)
+/// Elementwise square root.
 EMBER_UNARY_FUNCTION(sqrt, SqrtOp)
+/// Elementwise 1 / sqrt(a).
 EMBER_UNARY_FUNCTION(rsqrt, RsqrtOp)
+/// Elementwise a².
 EMBER_UNARY_FUNCTION(square, SquareOp)
+/// Elementwise |a|.
 EMBER_UNARY_FUNCTION(abs, AbsOp)
+/// Elementwise sign: -1, 0 or 1 (no gradient).
 EMBER_UNARY_FUNCTION(sign, SignOp)
+/// Elementwise tanh.
 EMBER_UNARY_FUNCTION(tanh, TanhOp)
+/// Elementwise logistic sigmoid 1 / (1 + e^-a), in the overflow-free form.
 EMBER_UNARY_FUNCTION(sigmoid, SigmoidOp)
+/// Elementwise softplus log(1 + e^a) = max(a, 0) + log1p(e^-|a|).
 EMBER_UNARY_FUNCTION(softplus, SoftplusOp)
+/// Elementwise log σ(a) = -softplus(-a), exact for large |a|.
 EMBER_UNARY_FUNCTION(log_sigmoid, LogSigmoidOp)
+/// Elementwise max(a, 0) (NaN stays NaN); the gradient is 0 at a = 0.
 EMBER_UNARY_FUNCTION(relu, ReluOp)
 #undef EMBER_UNARY_FUNCTION
 
+/// Elementwise a for a > 0, slope·a otherwise.
 template <Operand A> auto leaky_relu(const A& a, double slope = 0.01) { return make_unary(LeakyReluOp{{}, slope}, a); }
+/// Elementwise a for a > 0, alpha·(e^a - 1) otherwise.
 template <Operand A> auto elu(const A& a, double alpha = 1.0) { return make_unary(EluOp{{}, alpha}, a); }
+/// Elementwise a clamped to [lo, hi]; the gradient passes where lo <= a <= hi, as in PyTorch.
 template <Operand A> auto clamp(const A& a, double lo, double hi) {
     EMBER_CHECK(lo <= hi, "clamp", "lower bound ", lo, " exceeds upper bound ", hi);
     return make_unary(ClampOp{{}, lo, hi}, a);
 }
+/// Elementwise a^p for a constant exponent; integer exponents are exact for negative a.
 template <Operand A, Number S> auto pow(const A& a, S p) { return make_unary(PowScalarOp{{}, static_cast<double>(p)}, a); }
+/// Elementwise a^b for a > 0.
 template <Operand A, Operand B> auto pow(const A& a, const B& b) { return make_binary(PowOp{}, a, b); }
 
-// where(mask, a, b): a where mask != 0 else b; a and b may be operands or numbers.
+/// where(mask, a, b): a where mask != 0 else b; a and b may be operands or numbers.
 template <Operand M, class A, class B>
     requires(Operand<A> || Number<A>) && (Operand<B> || Number<B>)
 auto where(const M& m, const A& a, const B& b) {
@@ -297,8 +336,8 @@ auto where(const M& m, const A& a, const B& b) {
 }  // namespace ember::expr
 
 namespace ember {
-// Bring the elementwise vocabulary into ember:: so that argument-dependent lookup on Var and
-// Tensor finds it, and users write ember::exp(x).
+/// Bring the elementwise vocabulary into ember:: so that argument-dependent lookup on Var and
+/// Tensor finds it, and users write ember::exp(x).
 using expr::operator+;
 using expr::operator-;
 using expr::operator*;

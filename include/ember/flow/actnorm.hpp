@@ -1,18 +1,21 @@
 #pragma once
-// ActNorm (Glow, Kingma & Dhariwal 2018): a per-channel affine map
-//   y = (x + bias) ⊙ exp(log_scale),   x [N, C] or [N, C, H, W], bias and log_scale [C],
-//   log|det ∂y/∂x| = Σ_c log_scale_c            for vectors,
-//                  = H·W · Σ_c log_scale_c      for images (each channel scales H·W pixels),
-//   x = y ⊙ exp(-log_scale) - bias.
-// Data-dependent initialisation: the first forward pass sets, per channel c,
-//   bias_c = -mean_c(x),   log_scale_c = -log(std_c(x) + eps)
-// (mean and biased std over the batch and, for images, all pixels), so that the first
-// batch leaves with zero mean and unit variance per channel; from then on both are
-// ordinary parameters. The flag "initialized" is a buffer, so a model restored from a
-// checkpoint does not initialise again and overwrite what it learned. The initialisation
-// happens in whichever mode the module is in (as in Glow); call initialize(x) to choose
-// the batch explicitly. inverse() before any initialisation uses the current parameters
-// (the identity for a new layer).
+/// \file
+/// ActNorm (Glow, Kingma & Dhariwal 2018): a per-channel affine map
+///
+///     y = (x + bias) ⊙ exp(log_scale),   x [N, C] or [N, C, H, W], bias and log_scale [C],
+///     log|det ∂y/∂x| = Σ_c log_scale_c            for vectors,
+///                    = H·W · Σ_c log_scale_c      for images (each channel scales H·W pixels),
+///     x = y ⊙ exp(-log_scale) - bias.
+/// Data-dependent initialisation: the first forward pass sets, per channel c,
+///
+///     bias_c = -mean_c(x),   log_scale_c = -log(std_c(x) + eps)
+/// (mean and biased std over the batch and, for images, all pixels), so that the first
+/// batch leaves with zero mean and unit variance per channel; from then on both are
+/// ordinary parameters. The flag "initialized" is a buffer, so a model restored from a
+/// checkpoint does not initialise again and overwrite what it learned. The initialisation
+/// happens in whichever mode the module is in (as in Glow); call initialize(x) to choose
+/// the batch explicitly. inverse() before any initialisation uses the current parameters
+/// (the identity for a new layer).
 #include <cmath>
 
 #include "ember/core/instances.hpp"
@@ -20,9 +23,12 @@
 
 namespace ember::flow {
 
+/// Per-channel affine step with data-dependent initialisation (Glow's ActNorm; see the file
+/// description).
 template <Real T>
 class ActNorm : public FlowStep<T> {
 public:
+    /// An uninitialised ActNorm over `channels` channels; `eps` keeps the first scale finite.
     explicit ActNorm(Index channels, double eps = 1e-6) : channels_(channels), eps_(eps) {
         EMBER_CHECK(channels > 0, "ActNorm", "channels must be positive, got ", channels);
         EMBER_CHECK(eps > 0, "ActNorm", "eps must be positive, got ", eps);
@@ -31,9 +37,10 @@ public:
         initialized_ = this->register_buffer("initialized", Tensor<T>::zeros(Shape{}));
     }
 
+    /// Whether the data-dependent initialisation has happened (a buffer: checkpoints keep it).
     bool initialized() const { return initialized_.item() != T(0); }
 
-    // Sets bias and log_scale from the batch x (see the header comment), in place.
+    /// Sets bias and log_scale from the batch x (see the header comment), in place.
     void initialize(const Var<T>& x) {
         check_input("ActNorm::initialize", x.shape());
         const Shape per_channel = channel_shape(x.shape());
@@ -65,7 +72,9 @@ public:
         return Var<T>(y * exp(-reshape(log_scale_, per_channel)) - reshape(bias_, per_channel));
     }
 
+    /// The bias parameter [C].
     const Var<T>& bias() const { return bias_; }
+    /// The log-scale parameter [C].
     const Var<T>& log_scale() const { return log_scale_; }
 
     std::string describe() const override { return nn::detail::call_string("ActNorm", channels_); }

@@ -1,28 +1,31 @@
 #pragma once
-// Coupling layers: half of the coordinates (mask m = 1) pass unchanged and parametrise an
-// elementwise invertible map of the other half (m = 0), so the Jacobian is triangular
-// and its determinant is a product of diagonal terms, whatever the network `net` is.
-//
-// AffineCoupling (RealNVP, Dinh et al. 2017; docs/math.md §6). With h = net(m ⊙ x), whose
-// channels (axis 1) are 2C: the first C raw log-scales h_s, the last C raw shifts h_t,
-//   s = (1 - m) ⊙ scale · tanh(h_s)     log-scale, |s| ≤ |scale| (a learned [C] vector)
-//   t = (1 - m) ⊙ h_t                   shift
-//   y = x ⊙ exp(s) + t                  (= x where m = 1, since s = t = 0 there)
-//   log|det ∂y/∂x| = Σ s
-// Ordering the m = 1 coordinates first, ∂y/∂x = [[I, 0], [∂y_b/∂x_a, diag(exp(s_b))]]:
-// lower block-triangular, so its determinant is Π exp(s_b). Bounding the log-scale with
-// tanh keeps exp(s) from overflowing when the network outputs a large value early in
-// training (RealNVP's reference code does the same); the learned scale, initialised to 1,
-// still lets a trained layer use a wider range.
-// Inverse: m ⊙ y = m ⊙ x, so s and t are recomputed from y and x = (y - t) ⊙ exp(-s).
-//
-// AdditiveCoupling (NICE, Dinh et al. 2015): net outputs C channels t̂, and
-//   y = x + (1 - m) ⊙ t̂(m ⊙ x),   log|det| = 0 (unit diagonal),   x = y - (1 - m) ⊙ t̂(m ⊙ y).
-//
-// Masks ([D] for vectors x [N, D], [C,H,W] for images x [N,C,H,W]) are in masks.hpp; the
-// network is any module mapping [N, ...] to [N, 2C, ...] (affine) or [N, C, ...]
-// (additive), e.g. those of conditioner.hpp. The mask is a buffer ("mask"), so a checkpoint
-// records which half each layer conditions on.
+/// \file
+/// Coupling layers: half of the coordinates (mask m = 1) pass unchanged and parametrise an
+/// elementwise invertible map of the other half (m = 0), so the Jacobian is triangular
+/// and its determinant is a product of diagonal terms, whatever the network `net` is.
+///
+/// AffineCoupling (RealNVP, Dinh et al. 2017; docs/math.md §6). With h = net(m ⊙ x), whose
+/// channels (axis 1) are 2C: the first C raw log-scales h_s, the last C raw shifts h_t,
+///
+///     s = (1 - m) ⊙ scale · tanh(h_s)     log-scale, |s| ≤ |scale| (a learned [C] vector)
+///     t = (1 - m) ⊙ h_t                   shift
+///     y = x ⊙ exp(s) + t                  (= x where m = 1, since s = t = 0 there)
+///     log|det ∂y/∂x| = Σ s
+/// Ordering the m = 1 coordinates first, ∂y/∂x = [[I, 0], [∂y_b/∂x_a, diag(exp(s_b))]]:
+/// lower block-triangular, so its determinant is Π exp(s_b). Bounding the log-scale with
+/// tanh keeps exp(s) from overflowing when the network outputs a large value early in
+/// training (RealNVP's reference code does the same); the learned scale, initialised to 1,
+/// still lets a trained layer use a wider range.
+/// Inverse: m ⊙ y = m ⊙ x, so s and t are recomputed from y and x = (y - t) ⊙ exp(-s).
+///
+/// AdditiveCoupling (NICE, Dinh et al. 2015): net outputs C channels t̂, and
+///
+///     y = x + (1 - m) ⊙ t̂(m ⊙ x),   log|det| = 0 (unit diagonal),   x = y - (1 - m) ⊙ t̂(m ⊙ y).
+///
+/// Masks ([D] for vectors x [N, D], [C,H,W] for images x [N,C,H,W]) are in masks.hpp; the
+/// network is any module mapping [N, ...] to [N, 2C, ...] (affine) or [N, C, ...]
+/// (additive), e.g. those of conditioner.hpp. The mask is a buffer ("mask"), so a checkpoint
+/// records which half each layer conditions on.
 #include <memory>
 #include <utility>
 
@@ -48,9 +51,13 @@ inline Shape channel_broadcast_shape(const Shape& mask) {
 }
 }  // namespace detail
 
+/// RealNVP's affine coupling: y = x ⊙ exp(s) + t on the coordinates where the mask is 0,
+/// with s and t computed by `net` from the others (see the file description).
 template <Real T>
 class AffineCoupling : public FlowStep<T> {
 public:
+    /// A coupling that conditions on the coordinates where `mask` is 1; `net` maps [N, C, ...]
+    /// to [N, 2C, ...] (raw log-scales, then shifts).
     AffineCoupling(Tensor<T> mask, std::shared_ptr<nn::Module<T>> net) {
         detail::check_mask(mask, "AffineCoupling");
         channels_ = mask.dim(0);
@@ -71,8 +78,11 @@ public:
         return Var<T>((y - t) * exp(-s));
     }
 
+    /// The mask: 1 where coordinates pass unchanged and condition the rest.
     const Tensor<T>& mask() const { return mask_; }
+    /// The network that computes the log-scales and shifts.
     nn::Module<T>& net() const { return *net_; }
+    /// The learned bound on the log-scale, [C] (initially 1).
     const Var<T>& scale() const { return scale_; }
 
     std::string describe() const override { return "AffineCoupling(mask " + mask_.shape().str() + ")"; }
@@ -95,9 +105,12 @@ private:
     Var<T> scale_;
 };
 
+/// NICE's additive coupling: y = x + (1 - m) ⊙ t̂(m ⊙ x), volume-preserving (log|det| = 0).
 template <Real T>
 class AdditiveCoupling : public FlowStep<T> {
 public:
+    /// A coupling that conditions on the coordinates where `mask` is 1; `net` maps [N, C, ...]
+    /// to the shifts [N, C, ...].
     AdditiveCoupling(Tensor<T> mask, std::shared_ptr<nn::Module<T>> net) {
         detail::check_mask(mask, "AdditiveCoupling");
         channels_ = mask.dim(0);
@@ -115,7 +128,9 @@ public:
         return Var<T>(y - shift(y));
     }
 
+    /// The mask: 1 where coordinates pass unchanged and condition the rest.
     const Tensor<T>& mask() const { return mask_; }
+    /// The network that computes the shifts.
     nn::Module<T>& net() const { return *net_; }
 
     std::string describe() const override { return "AdditiveCoupling(mask " + mask_.shape().str() + ")"; }

@@ -1,24 +1,27 @@
 #pragma once
-// FactorOut: the multi-scale step of RealNVP (Dinh et al. 2017, §3.6) and Glow's "split".
-// After a scale, half of the channels are declared final latents and every later step
-// transforms only the other half:
-//   y = concat(inner(x[:, :k]), x[:, k:])   along channels (axis 1)
-//   log|det ∂y/∂x| = log|det ∂inner|        (the factored-out block is the identity)
-//   x = concat(inner⁻¹(y[:, :k]), y[:, k:])
-// The Jacobian is block-diagonal, [[∂inner, 0], [0, I]]. The factored-out channels reach the
-// base density N(0, I) as they are, so the cost of the later scales halves with each split,
-// and the latents of the coarse scales are a fraction of z.
-//
-// `inner` is any step that keeps its per-sample shape [k, H, W]; a flow that squeezes to a
-// coarser scale ends with Unsqueeze (squeeze.hpp) to come back:
-//   auto coarse = std::make_shared<flow::Flow<float>>(Shape{2, 14, 14});
-//   coarse->add<flow::Squeeze>();                                   // [8, 7, 7]
-//   ... steps at 7×7 ...
-//   coarse->add<flow::Unsqueeze>();                                 // [2, 14, 14]
-//   f.add<flow::FactorOut>(2, coarse);                              // f is at [4, 14, 14]
-// In Glow the factored-out half has a Gaussian prior whose mean and scale are predicted from
-// the kept half; an affine coupling that transforms channels k.. conditioned on :k, placed
-// just before the FactorOut, is exactly that prior (channel_mask with flip = false).
+/// \file
+/// FactorOut: the multi-scale step of RealNVP (Dinh et al.\ 2017, §3.6) and Glow's "split".
+/// After a scale, half of the channels are declared final latents and every later step
+/// transforms only the other half:
+///
+///     y = concat(inner(x[:, :k]), x[:, k:])   along channels (axis 1)
+///     log|det ∂y/∂x| = log|det ∂inner|        (the factored-out block is the identity)
+///     x = concat(inner⁻¹(y[:, :k]), y[:, k:])
+/// The Jacobian is block-diagonal, [[∂inner, 0], [0, I]]. The factored-out channels reach the
+/// base density N(0, I) as they are, so the cost of the later scales halves with each split,
+/// and the latents of the coarse scales are a fraction of z.
+///
+/// `inner` is any step that keeps its per-sample shape [k, H, W]; a flow that squeezes to a
+/// coarser scale ends with Unsqueeze (squeeze.hpp) to come back:
+///
+///     auto coarse = std::make_shared<flow::Flow<float>>(Shape{2, 14, 14});
+///     coarse->add<flow::Squeeze>();                                   // [8, 7, 7]
+///     ... steps at 7×7 ...
+///     coarse->add<flow::Unsqueeze>();                                 // [2, 14, 14]
+///     f.add<flow::FactorOut>(2, coarse);                              // f is at [4, 14, 14]
+/// In Glow the factored-out half has a Gaussian prior whose mean and scale are predicted from
+/// the kept half; an affine coupling that transforms channels k.. conditioned on :k, placed
+/// just before the FactorOut, is exactly that prior (channel_mask with flip = false).
 #include <memory>
 #include <utility>
 
@@ -27,10 +30,12 @@
 
 namespace ember::flow {
 
+/// The multi-scale split: `inner` transforms the first k channels, the others pass through
+/// as final latents (see the file description).
 template <Real T>
 class FactorOut : public FlowStep<T> {
 public:
-    // Keeps the first `kept_channels` channels for `inner`; the rest are final latents.
+    /// Keeps the first `kept_channels` channels for `inner`; the rest are final latents.
     FactorOut(Index kept_channels, std::shared_ptr<FlowStep<T>> inner) : kept_(kept_channels) {
         EMBER_CHECK(kept_channels > 0, "FactorOut", "kept channels must be positive, got ", kept_channels);
         EMBER_CHECK(inner != nullptr, "FactorOut", "inner step is null");
@@ -62,7 +67,9 @@ public:
         return in;
     }
 
+    /// The step applied to the kept channels.
     FlowStep<T>& inner() const { return *inner_; }
+    /// k, the number of channels the inner step transforms.
     Index kept_channels() const { return kept_; }
 
     std::string describe() const override { return "FactorOut(" + std::to_string(kept_) + ", " + inner_->describe() + ")"; }

@@ -1,10 +1,12 @@
 #pragma once
-// inverse_matrix(W): W⁻¹ of a small square matrix, differentiable (to any order).
-// The value comes from Eigen's partially pivoted LU, in double. From W W⁻¹ = I,
-//   d(W⁻¹) = -W⁻¹ dW W⁻¹,   so   ∂L/∂W = -W⁻ᵀ (∂L/∂W⁻¹) W⁻ᵀ,
-// written with matmul and inverse_matrix itself, recomputed as a Var when the backward is
-// being recorded, so gradients of gradients are exact. The invertible linear steps use it
-// for their inverse pass, which is then differentiable in their parameters too.
+/// \file
+/// inverse_matrix(W): W⁻¹ of a small square matrix, differentiable (to any order).
+/// The value comes from Eigen's partially pivoted LU, in double. From W W⁻¹ = I,
+///
+///     d(W⁻¹) = -W⁻¹ dW W⁻¹,   so   ∂L/∂W = -W⁻ᵀ (∂L/∂W⁻¹) W⁻ᵀ,
+/// written with matmul and inverse_matrix itself, recomputed as a Var when the backward is
+/// being recorded, so gradients of gradients are exact. The invertible linear steps use it
+/// for their inverse pass, which is then differentiable in their parameters too.
 #include <Eigen/LU>
 #include <limits>
 
@@ -13,6 +15,8 @@
 
 namespace ember::flow {
 
+/// W⁻¹ of a square matrix [C,C], differentiable to any order; throws Error when W is
+/// singular to working precision.
 template <Real T>
 Var<T> inverse_matrix(const Var<T>& w) {
     const Shape& s = w.shape();

@@ -1,21 +1,24 @@
 #pragma once
-// Invertible linear maps with the LU parameterisation (Glow, Kingma & Dhariwal 2018):
-//   W = P · L · (U + diag(sign ⊙ exp(log_abs_diag)))                         [C, C]
-// P a fixed permutation (buffer "permutation"), L unit lower-triangular (parameter
-// "lower", strictly lower part used), U strictly upper-triangular ("upper", strictly upper
-// part used), the diagonal of the upper factor as fixed signs ("sign_diag", a buffer) times
-// exp(log_abs_diag) ("log_abs_diag", [C]). Then det W = ±Π exp(log_abs_diag), so
-//   log|det W| = Σ log_abs_diag,
-// which costs O(C) instead of the O(C³) of a determinant, and W stays invertible for any
-// parameter values (its diagonal factor can never reach 0).
-//
-//   InvertibleLinear(D):    x [N, D],       y = x Wᵀ (y_i = W x_i),   log|det| = Σ log_abs_diag
-//   InvertibleConv1x1(C):   x [N, C, H, W], y[:, :, h, w] = W x[:, :, h, w] at each pixel,
-//                           log|det| = H·W · Σ log_abs_diag (one C×C block per pixel)
-// Both start from a random rotation (Q of the QR factorisation of a Gaussian matrix, with
-// the signs of R's diagonal folded in so that Q is uniformly distributed), decomposed as
-// Q = P L U by Eigen's partially pivoted LU: |det Q| = 1, so a new step has log-determinant
-// 0 and mixes all channels. The inverse pass uses W⁻¹ (inverse_matrix), differentiable.
+/// \file
+/// Invertible linear maps with the LU parameterisation (Glow, Kingma & Dhariwal 2018):
+///
+///     W = P · L · (U + diag(sign ⊙ exp(log_abs_diag)))                         [C, C]
+/// P a fixed permutation (buffer "permutation"), L unit lower-triangular (parameter
+/// "lower", strictly lower part used), U strictly upper-triangular ("upper", strictly upper
+/// part used), the diagonal of the upper factor as fixed signs ("sign_diag", a buffer) times
+/// exp(log_abs_diag) ("log_abs_diag", [C]). Then det W = ±Π exp(log_abs_diag), so
+///
+///     log|det W| = Σ log_abs_diag,
+/// which costs O(C) instead of the O(C³) of a determinant, and W stays invertible for any
+/// parameter values (its diagonal factor can never reach 0).
+///
+///     InvertibleLinear(D):    x [N, D],       y = x Wᵀ (y_i = W x_i),   log|det| = Σ log_abs_diag
+///     InvertibleConv1x1(C):   x [N, C, H, W], y[:, :, h, w] = W x[:, :, h, w] at each pixel,
+///                             log|det| = H·W · Σ log_abs_diag (one C×C block per pixel)
+/// Both start from a random rotation (Q of the QR factorisation of a Gaussian matrix, with
+/// the signs of R's diagonal folded in so that Q is uniformly distributed), decomposed as
+/// Q = P L U by Eigen's partially pivoted LU: |det Q| = 1, so a new step has log-determinant
+/// 0 and mixes all channels. The inverse pass uses W⁻¹ (inverse_matrix), differentiable.
 #include <Eigen/LU>
 #include <Eigen/QR>
 #include <cmath>
@@ -102,9 +105,11 @@ private:
 
 }  // namespace detail
 
+/// y = x Wᵀ for x [N, D], with W in the LU parameterisation (see the file description).
 template <Real T>
 class InvertibleLinear : public detail::LUWeight<T> {
 public:
+    /// A step over `features` features, starting from a random rotation drawn from `gen`.
     InvertibleLinear(Index features, Generator& gen) : detail::LUWeight<T>("InvertibleLinear", features, gen) {}
 
     FlowOutput<T> forward_and_logdet(const Var<T>& x) override {
@@ -123,9 +128,12 @@ private:
     }
 };
 
+/// Glow's invertible 1×1 convolution: the same C×C matrix W applied at every pixel of x
+/// [N, C, H, W].
 template <Real T>
 class InvertibleConv1x1 : public detail::LUWeight<T> {
 public:
+    /// A step over `channels` channels, starting from a random rotation drawn from `gen`.
     InvertibleConv1x1(Index channels, Generator& gen) : detail::LUWeight<T>("InvertibleConv1x1", channels, gen) {}
 
     FlowOutput<T> forward_and_logdet(const Var<T>& x) override {

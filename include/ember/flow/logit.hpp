@@ -1,14 +1,16 @@
 #pragma once
-// The logit transform (RealNVP's preprocessing), elementwise on x ∈ [0, 1]:
-//   u = α + (1 - 2α) x                     squeezes [0,1] into [α, 1-α], away from 0 and 1
-//   y = logit(u) = log u - log(1 - u)      maps it onto the real line, where a Gaussian base
-//                                          density has support
-//   dy/dx = (1 - 2α) / (u (1 - u)),  so  log|det ∂y/∂x| = Σ [log(1 - 2α) - log u - log(1 - u)]
-//   x = (sigmoid(y) - α) / (1 - 2α)
-// As the first step of a flow, it makes log p(x) a density on [0,1]^D (what bits per
-// dimension needs, image.hpp). α = 0.05 as in RealNVP; α = 0 is the plain logit and then
-// x must lie strictly inside (0, 1). Inputs outside the domain are an error rather than
-// a NaN or ±inf.
+/// \file
+/// The logit transform (RealNVP's preprocessing), elementwise on x ∈ [0, 1]:
+///
+///     u = α + (1 - 2α) x                     squeezes [0,1] into [α, 1-α], away from 0 and 1
+///     y = logit(u) = log u - log(1 - u)      maps it onto the real line, where a Gaussian base
+///                                            density has support
+///     dy/dx = (1 - 2α) / (u (1 - u)),  so  log|det ∂y/∂x| = Σ [log(1 - 2α) - log u - log(1 - u)]
+///     x = (sigmoid(y) - α) / (1 - 2α)
+/// As the first step of a flow, it makes log p(x) a density on [0,1]^D (what bits per
+/// dimension needs, image.hpp). α = 0.05 as in RealNVP; α = 0 is the plain logit and then
+/// x must lie strictly inside (0, 1). Inputs outside the domain are an error rather than
+/// a NaN or ±inf.
 #include <cmath>
 
 #include "ember/core/instances.hpp"
@@ -16,9 +18,11 @@
 
 namespace ember::flow {
 
+/// The logit transform y = logit(α + (1 - 2α) x) of data in [0, 1] (see the file description).
 template <Real T>
 class LogitTransform : public FlowStep<T> {
 public:
+    /// A transform with squeeze parameter `alpha` in [0, 0.5).
     explicit LogitTransform(double alpha = 0.05) : alpha_(alpha) {
         EMBER_CHECK(alpha >= 0 && alpha < 0.5, "LogitTransform", "alpha must be in [0, 0.5), got ", alpha);
     }
@@ -38,6 +42,7 @@ public:
         return Var<T>((sigmoid(y) - static_cast<T>(alpha_)) * static_cast<T>(1 / (1 - 2 * alpha_)));
     }
 
+    /// α.
     double alpha() const { return alpha_; }
     std::string describe() const override { return nn::detail::call_string("LogitTransform", alpha_); }
 

@@ -1,18 +1,21 @@
 #pragma once
-// Binary masks that split a sample into the part a coupling layer conditions on (mask 1,
-// copied unchanged) and the part it transforms (mask 0). Successive couplings flip the
-// mask, so every coordinate is transformed by some layer (RealNVP, Dinh et al. 2017):
-//   half_mask(D)              vectors [D]: 1 on the first ⌈D/2⌉ features ("alternating
-//                             halves" with flip = true on every other layer);
-//   checkerboard_mask(C,H,W)  images [C,H,W]: 1 where h + w is even, for every channel;
-//   channel_mask(C,H,W)       images [C,H,W]: 1 on the first ⌈C/2⌉ channels (after a
-//                             squeeze, so the two halves hold interleaved pixels).
-// flip = true gives 1 - mask.
+/// \file
+/// Binary masks that split a sample into the part a coupling layer conditions on (mask 1,
+/// copied unchanged) and the part it transforms (mask 0). Successive couplings flip the
+/// mask, so every coordinate is transformed by some layer (RealNVP, Dinh et al. 2017):
+///
+///     half_mask(D)              vectors [D]: 1 on the first ⌈D/2⌉ features ("alternating
+///                               halves" with flip = true on every other layer);
+///     checkerboard_mask(C,H,W)  images [C,H,W]: 1 where h + w is even, for every channel;
+///     channel_mask(C,H,W)       images [C,H,W]: 1 on the first ⌈C/2⌉ channels (after a
+///                               squeeze, so the two halves hold interleaved pixels).
+/// flip = true gives 1 - mask.
 #include "ember/core/instances.hpp"
 #include "ember/core/tensor.hpp"
 
 namespace ember::flow {
 
+/// A [features] mask: 1 on the first ⌈features/2⌉ features (flip: 1 - that).
 template <Real T>
 Tensor<T> half_mask(Index features, bool flip = false) {
     EMBER_CHECK(features >= 2, "half_mask", "needs at least 2 features to split, got ", features);
@@ -22,6 +25,7 @@ Tensor<T> half_mask(Index features, bool flip = false) {
     return m;
 }
 
+/// A [C,H,W] mask: 1 where h + w is even, for every channel (flip: 1 - that).
 template <Real T>
 Tensor<T> checkerboard_mask(Index channels, Index height, Index width, bool flip = false) {
     EMBER_CHECK(channels >= 1 && height >= 1 && width >= 1 && height * width >= 2, "checkerboard_mask",
@@ -33,6 +37,7 @@ Tensor<T> checkerboard_mask(Index channels, Index height, Index width, bool flip
     return m;
 }
 
+/// A [C,H,W] mask: 1 on the first ⌈C/2⌉ channels (flip: 1 - that).
 template <Real T>
 Tensor<T> channel_mask(Index channels, Index height, Index width, bool flip = false) {
     EMBER_CHECK(channels >= 2 && height >= 1 && width >= 1, "channel_mask",

@@ -1,13 +1,15 @@
 #pragma once
-// Squeeze (space-to-depth, RealNVP), and Unsqueeze, the same map as a step in the other
-// direction. Squeeze turns each 2×2 block of pixels into 4 channels,
-//   [N, C, H, W] -> [N, 4C, H/2, W/2],   y[n, 4c + 2i + j, h, w] = x[n, c, 2h + i, 2w + j]
-// (i, j ∈ {0, 1}: Glow's channel order). It only moves values, so its Jacobian is a
-// permutation matrix: log|det| = 0. After a squeeze, a channel mask splits each 2×2 block
-// between the two halves, which is what lets couplings at coarser scales mix neighbouring
-// pixels. Written as a gather (`take`, whose adjoint is a scatter-add) because ember's
-// tensors have at most 4 axes and the reshape-transpose formulation needs 6; the gather
-// makes squeeze and unsqueeze differentiable to any order.
+/// \file
+/// Squeeze (space-to-depth, RealNVP), and Unsqueeze, the same map as a step in the other
+/// direction. Squeeze turns each 2×2 block of pixels into 4 channels,
+///
+///     [N, C, H, W] -> [N, 4C, H/2, W/2],   y[n, 4c + 2i + j, h, w] = x[n, c, 2h + i, 2w + j]
+/// (i, j ∈ {0, 1}: Glow's channel order). It only moves values, so its Jacobian is a
+/// permutation matrix: log|det| = 0. After a squeeze, a channel mask splits each 2×2 block
+/// between the two halves, which is what lets couplings at coarser scales mix neighbouring
+/// pixels. Written as a gather (`take`, whose adjoint is a scatter-add) because ember's
+/// tensors have at most 4 axes and the reshape-transpose formulation needs 6; the gather
+/// makes squeeze and unsqueeze differentiable to any order.
 #include <memory>
 #include <vector>
 
@@ -36,7 +38,7 @@ inline IndexList squeeze_indices(Index N, Index C, Index H, Index W, bool to_dep
 }
 }  // namespace detail
 
-// [N, C, H, W] -> [N, 4C, H/2, W/2]; H and W must be even.
+/// [N, C, H, W] -> [N, 4C, H/2, W/2]; H and W must be even.
 template <Real T>
 Var<T> squeeze2d(const Var<T>& x) {
     const Shape& s = x.shape();
@@ -45,7 +47,7 @@ Var<T> squeeze2d(const Var<T>& x) {
     return take(x, detail::squeeze_indices(s[0], s[1], s[2], s[3], true), Shape{s[0], 4 * s[1], s[2] / 2, s[3] / 2});
 }
 
-// The inverse: [N, 4C, H, W] -> [N, C, 2H, 2W].
+/// The inverse: [N, 4C, H, W] -> [N, C, 2H, 2W].
 template <Real T>
 Var<T> unsqueeze2d(const Var<T>& y) {
     const Shape& s = y.shape();
@@ -54,6 +56,7 @@ Var<T> unsqueeze2d(const Var<T>& y) {
                 Shape{s[0], s[1] / 4, 2 * s[2], 2 * s[3]});
 }
 
+/// Space-to-depth as a step: squeeze2d forward, unsqueeze2d inverse, log|det| = 0.
 template <Real T>
 class Squeeze : public FlowStep<T> {
 public:
@@ -69,8 +72,8 @@ public:
     std::string describe() const override { return "Squeeze()"; }
 };
 
-// The inverse step, [N, 4C, H, W] -> [N, C, 2H, 2W]: ends a coarser scale inside a
-// FactorOut (factor_out.hpp), whose inner flow must give back the shape it was given.
+/// The inverse step, [N, 4C, H, W] -> [N, C, 2H, 2W]: ends a coarser scale inside a
+/// FactorOut (factor_out.hpp), whose inner flow must give back the shape it was given.
 template <Real T>
 class Unsqueeze : public FlowStep<T> {
 public:

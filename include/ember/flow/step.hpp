@@ -1,20 +1,23 @@
 #pragma once
-// The interface of one invertible step of a normalising flow (docs/math.md §6).
-//
-// A flow maps data x to a latent z = f(x) = f_K(...f_1(x)) whose density is simple; by the
-// change of variables
-//   log p_X(x) = log p_Z(f(x)) + Σ_k log|det ∂f_k/∂h_{k-1}|,   h_0 = x, h_k = f_k(h_{k-1}),
-// so each step must give its output AND the log-determinant of its Jacobian, per sample:
-//   forward_and_logdet(x [N, ...]) -> { y = f(x) [N, ...], logdet [N] }
-//   inverse(y) = f⁻¹(y)
-// Samples never interact (no step mixes the batch), so the Jacobian of the whole batch is
-// block-diagonal and logdet[i] = log|det ∂y_i/∂x_i|. The one exception is ActNorm's
-// data-dependent initialisation, which reads a batch once and then fixes its parameters.
-//
-// Steps are nn::Modules: parameters(), state_dict(), train()/eval() and checkpoints work as
-// for any layer. Module::forward(x) returns y alone, so a step also fits in a Sequential.
-// Both directions are built from ember's differentiable ops, so log p(x), samples and
-// their gradients are all differentiable (to second order).
+/// \file
+/// The interface of one invertible step of a normalising flow (docs/math.md §6).
+///
+/// A flow maps data x to a latent z = f(x) = f_K(...f_1(x)) whose density is simple; by the
+/// change of variables
+///
+///     log p_X(x) = log p_Z(f(x)) + Σ_k log|det ∂f_k/∂h_{k-1}|,   h_0 = x, h_k = f_k(h_{k-1}),
+/// so each step must give its output AND the log-determinant of its Jacobian, per sample:
+///
+///     forward_and_logdet(x [N, ...]) -> { y = f(x) [N, ...], logdet [N] }
+///     inverse(y) = f⁻¹(y)
+/// Samples never interact (no step mixes the batch), so the Jacobian of the whole batch is
+/// block-diagonal and logdet[i] = log|det ∂y_i/∂x_i|. The one exception is ActNorm's
+/// data-dependent initialisation, which reads a batch once and then fixes its parameters.
+///
+/// Steps are nn::Modules: parameters(), state_dict(), train()/eval() and checkpoints work as
+/// for any layer. Module::forward(x) returns y alone, so a step also fits in a Sequential.
+/// Both directions are built from ember's differentiable ops, so log p(x), samples and
+/// their gradients are all differentiable (to second order).
 #include <array>
 #include <span>
 #include <string>
@@ -27,20 +30,26 @@
 
 namespace ember::flow {
 
+/// A step's output and the log-determinant of its Jacobian, per sample.
 template <Real T>
 struct FlowOutput {
-    Var<T> y;       // f(x), [N, ...]
-    Var<T> logdet;  // [N]: log|det ∂f(x_i)/∂x_i| of each sample
+    Var<T> y;       ///< f(x), [N, ...]
+    Var<T> logdet;  ///< [N]: log|det ∂f(x_i)/∂x_i| of each sample
 };
 
+/// One invertible step of a normalising flow: its output and log-determinant (see the file
+/// description).
 template <Real T>
 class FlowStep : public nn::Module<T> {
 public:
+    /// y = f(x) for x [N, ...] and logdet [N], log|det ∂y_i/∂x_i| of each sample.
     virtual FlowOutput<T> forward_and_logdet(const Var<T>& x) = 0;
+    /// f⁻¹(y).
     virtual Var<T> inverse(const Var<T>& y) = 0;
-    // The per-sample shape of f(x) for a per-sample input shape (Squeeze changes it).
+    /// The per-sample shape of f(x) for a per-sample input shape (Squeeze changes it).
     virtual Shape output_shape(const Shape& input) const { return input; }
 
+    /// f(x) alone, so that a step fits in a Sequential.
     Var<T> forward(const Var<T>& x) override { return forward_and_logdet(x).y; }
 };
 

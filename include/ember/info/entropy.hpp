@@ -1,9 +1,10 @@
 #pragma once
-// Differential entropies for evaluating generators (docs/math.md §8), in nats:
-//   * Gaussian closed forms H(N(μ, Σ)) = ½ log det(2πe Σ): diagonal (differentiable, any
-//     batch shape) and full covariance (Cholesky through Eigen);
-//   * the Kozachenko-Leonenko k-nearest-neighbour estimator for samples of an unknown
-//     density (plain Tensor code: it is an evaluation metric, not a training loss).
+/// \file
+/// Differential entropies for evaluating generators (docs/math.md §8), in nats:
+///   * Gaussian closed forms H(N(μ, Σ)) = ½ log det(2πe Σ): diagonal (differentiable, any
+///     batch shape) and full covariance (Cholesky through Eigen);
+///   * the Kozachenko-Leonenko k-nearest-neighbour estimator for samples of an unknown
+///     density (plain Tensor code: it is an evaluation metric, not a training loss).
 #include <Eigen/Cholesky>
 #include <Eigen/Core>
 #include <algorithm>
@@ -22,10 +23,11 @@ namespace ember::info {
 
 // ---- Gaussian closed forms ----------------------------------------------------------------
 
-// Entropy of N(μ, diag(σ²)) over the last axis of `variance` (σ_j², all > 0):
-//   H = ½ Σ_j log(2πe σ_j²) = ½ Σ_j (log σ_j² + 1 + log 2π).
-// variance [d] gives a scalar, [B, d] one entropy per row [B]. Differentiable (for a VAE's
-// encoder, pass exp(log_var)). For N(0, I_d): (d/2) log(2πe) ≈ 1.4189·d.
+/// Entropy of N(μ, diag(σ²)) over the last axis of `variance` (σ_j², all > 0):
+///
+///     H = ½ Σ_j log(2πe σ_j²) = ½ Σ_j (log σ_j² + 1 + log 2π).
+/// variance [d] gives a scalar, [B, d] one entropy per row [B]. Differentiable (for a VAE's
+/// encoder, pass exp(log_var)). For N(0, I_d): (d/2) log(2πe) ≈ 1.4189·d.
 template <Real T>
 Var<T> gaussian_entropy_diag(const Var<T>& variance) {
     EMBER_CHECK(variance.defined() && variance.rank() >= 1 && variance.numel() > 0, "gaussian_entropy_diag",
@@ -38,15 +40,17 @@ Var<T> gaussian_entropy_diag(const Var<T>& variance) {
     const T c = static_cast<T>(0.5 * (1 + std::log(2 * std::numbers::pi)));
     return sum(Var<T>(T(0.5) * log(variance) + c), -1);
 }
+/// gaussian_entropy_diag on a tensor of variances, without recording.
 template <Real T>
 Tensor<T> gaussian_entropy_diag(const Tensor<T>& variance) {
     return gaussian_entropy_diag(Var<T>(variance)).value();
 }
 
-// Entropy of N(μ, Σ) for a full covariance Σ [d,d]:
-//   H = ½ log det(2πe Σ) = (d/2)(1 + log 2π) + Σ_i log L_ii,  Σ = L Lᵀ (Cholesky, Eigen LLT).
-// Computed in double. Σ must be symmetric (to √ε of its largest entry; it is symmetrised
-// before factoring) and positive definite, else ember::Error says which.
+/// Entropy of N(μ, Σ) for a full covariance Σ [d,d]:
+///
+///     H = ½ log det(2πe Σ) = (d/2)(1 + log 2π) + Σ_i log L_ii,  Σ = L Lᵀ (Cholesky, Eigen LLT).
+/// Computed in double. Σ must be symmetric (to √ε of its largest entry; it is symmetrised
+/// before factoring) and positive definite, else ember::Error says which.
 template <Real T>
 double gaussian_entropy(const Tensor<T>& covariance) {
     constexpr const char* op = "gaussian_entropy";
@@ -86,9 +90,9 @@ double gaussian_entropy(const Tensor<T>& covariance) {
 
 // ---- Kozachenko-Leonenko k-nearest-neighbour estimator ---------------------------------------
 
-// ψ(n), the digamma function at a positive integer: -γ + Σ_{j<n} 1/j, by that sum for
-// n ≤ 64 and by the asymptotic series log n - 1/(2n) - 1/(12n²) + 1/(120n⁴) - 1/(252n⁶)
-// (error below 1/(240 n⁸) < 1e-16) beyond.
+/// ψ(n), the digamma function at a positive integer: -γ + Σ_{j<n} 1/j, by that sum for
+/// n ≤ 64 and by the asymptotic series log n - 1/(2n) - 1/(12n²) + 1/(120n⁴) - 1/(252n⁶)
+/// (error below 1/(240 n⁸) < 1e-16) beyond.
 inline double digamma(Index n) {
     EMBER_CHECK(n >= 1, "digamma", "defined here for positive integers, got ", n);
     if (n <= 64) {
@@ -100,18 +104,18 @@ inline double digamma(Index n) {
     return std::log(x) - 0.5 / x - x2 * (1.0 / 12 - x2 * (1.0 / 120 - x2 / 252));
 }
 
-// log V_d, V_d = π^{d/2} / Γ(d/2 + 1) the volume of the Euclidean unit ball (radius 1) in R^d.
+/// log V_d, V_d = π^{d/2} / Γ(d/2 + 1) the volume of the Euclidean unit ball (radius 1) in R^d.
 inline double log_unit_ball_volume(Index d) {
     EMBER_CHECK(d >= 1, "log_unit_ball_volume", "dimension must be >= 1, got ", d);
     const double h = 0.5 * static_cast<double>(d);
     return h * std::log(std::numbers::pi) - std::lgamma(h + 1);
 }
 
-// log ε_i for every sample, ε_i the Euclidean distance from x_i to its k-th nearest
-// neighbour among the other N-1 samples (brute force, O(N²d), threads over i; distances in
-// double). Throws if some ε_i = 0, i.e. x_i has k or more exact duplicates: the estimator
-// would give -inf, and duplicates mean the data are not from a density (quantised pixels,
-// a collapsed generator); deduplicate or add a small jitter first.
+/// log ε_i for every sample, ε_i the Euclidean distance from x_i to its k-th nearest
+/// neighbour among the other N-1 samples (brute force, O(N²d), threads over i; distances in
+/// double). Throws if some ε_i = 0, i.e. x_i has k or more exact duplicates: the estimator
+/// would give -inf, and duplicates mean the data are not from a density (quantised pixels,
+/// a collapsed generator); deduplicate or add a small jitter first.
 template <Real T>
 std::vector<double> knn_log_distances(const Tensor<T>& samples, Index k = 1) {
     constexpr const char* op = "knn_entropy";
@@ -153,17 +157,18 @@ std::vector<double> knn_log_distances(const Tensor<T>& samples, Index k = 1) {
     return out;
 }
 
-// Kozachenko-Leonenko estimate of the differential entropy (nats) of the density the rows
-// of `samples` [N, d] were drawn from:
-//   Ĥ = ψ(N) - ψ(k) + log V_d + (d/N) Σ_i log ε_i,
-// ε_i the Euclidean DISTANCE (a radius, not 2× it) from x_i to its k-th nearest neighbour
-// and V_d the volume of the unit ball of radius 1 (log_unit_ball_volume). Kraskov et al.
-// (2004, eq. 20) write the same estimator with the diameter 2ε_i and c_d = V_d / 2^d; the
-// 2^d cancels. Why it works: N·V_d·ε_i^d·p(x_i) is approximately Gamma(k, 1), whose log has
-// mean ψ(k); ψ(N) instead of log N makes the uniform-density case exact in expectation.
-// Consistent for any k; the bias at finite N comes from the curvature of p over the
-// k-NN ball, O((k/N)^{2/d}); k > 1 lowers the variance (ψ'(k) per point) at the price of
-// that bias. Samples must be distinct (see knn_log_distances).
+/// Kozachenko-Leonenko estimate of the differential entropy (nats) of the density the rows
+/// of `samples` [N, d] were drawn from:
+///
+///     Ĥ = ψ(N) - ψ(k) + log V_d + (d/N) Σ_i log ε_i,
+/// ε_i the Euclidean DISTANCE (a radius, not 2× it) from x_i to its k-th nearest neighbour
+/// and V_d the volume of the unit ball of radius 1 (log_unit_ball_volume). Kraskov et al.
+/// (2004, eq. 20) write the same estimator with the diameter 2ε_i and c_d = V_d / 2^d; the
+/// 2^d cancels. Why it works: N·V_d·ε_i^d·p(x_i) is approximately Gamma(k, 1), whose log has
+/// mean ψ(k); ψ(N) instead of log N makes the uniform-density case exact in expectation.
+/// Consistent for any k; the bias at finite N comes from the curvature of p over the
+/// k-NN ball, O((k/N)^{2/d}); k > 1 lowers the variance (ψ'(k) per point) at the price of
+/// that bias. Samples must be distinct (see knn_log_distances).
 template <Real T>
 double knn_entropy(const Tensor<T>& samples, Index k = 1) {
     const std::vector<double> log_eps = knn_log_distances(samples, k);

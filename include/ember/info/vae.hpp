@@ -1,24 +1,25 @@
 #pragma once
-// The mathematics of variational auto-encoders (docs/math.md §5) and the Gaussian closed forms
-// used to test and evaluate them (docs/math.md §8).
-//
-//   log p(x) = ELBO + KL(q(z|x) || p(z|x)),   ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))
-//
-// The encoder outputs μ and logvar = log σ² of a diagonal Gaussian q(z|x); the prior is
-// p(z) = N(0, I). Everything that takes a Var is built from ember's differentiable ops, so
-// gradients (and gradients of gradients) flow to every Var argument.
-//
-// Conventions shared by the per-sample functions below:
-//  * "per sample": the trailing `event_dims` axes (default 1, the feature axis) are summed
-//    and the leading (batch) axes are kept: [B, d] -> [B], [K, B, d] -> [K, B], and with
-//    event_dims = 3, [B, C, H, W] -> [B]. 1 <= event_dims <= rank.
-//  * The operands of one function broadcast against each other with NumPy's rules, so data
-//    x [B, D] meets decoder outputs for K samples of z, [K, B, D], and a shared learned
-//    variance may be [D] or a scalar. Shapes that do not broadcast are an ember::Error that
-//    names the function and every operand's shape.
-//  * K samples per input are laid out as [K, B, d] (sample k of input b at [k, b, :]). It
-//    is contiguous, so reshape(z, {K * B, d}) (row k·B + b) feeds a decoder for free, and
-//    reshape(out, {K, B, ...}) brings its output back.
+/// \file
+/// The mathematics of variational auto-encoders (docs/math.md §5) and the Gaussian closed forms
+/// used to test and evaluate them (docs/math.md §8).
+///
+///     log p(x) = ELBO + KL(q(z|x) || p(z|x)),   ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z))
+///
+/// The encoder outputs μ and logvar = log σ² of a diagonal Gaussian q(z|x); the prior is
+/// p(z) = N(0, I). Everything that takes a Var is built from ember's differentiable ops, so
+/// gradients (and gradients of gradients) flow to every Var argument.
+///
+/// Conventions shared by the per-sample functions below:
+///  * "per sample": the trailing `event_dims` axes (default 1, the feature axis) are summed
+///    and the leading (batch) axes are kept: [B, d] -> [B], [K, B, d] -> [K, B], and with
+///    event_dims = 3, [B, C, H, W] -> [B]. 1 <= event_dims <= rank.
+///  * The operands of one function broadcast against each other with NumPy's rules, so data
+///    x [B, D] meets decoder outputs for K samples of z, [K, B, D], and a shared learned
+///    variance may be [D] or a scalar. Shapes that do not broadcast are an ember::Error that
+///    names the function and every operand's shape.
+///  * K samples per input are laid out as [K, B, d] (sample k of input b at [k, b, :]). It
+///    is contiguous, so reshape(z, {K * B, d}) (row k·B + b) feeds a decoder for free, and
+///    reshape(out, {K, B, ...}) brings its output back.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -98,10 +99,10 @@ Var<T> sum_event(const Var<T>& v, int event_dims, const char* op) {
 
 // ---- sampling ---------------------------------------------------------------------------
 
-// Reparameterised sample z = μ + exp(½·logvar) ⊙ ε (docs/math.md §5): z is a differentiable
-// function of μ and logvar, so a Monte-Carlo estimate of E_q[f(z)] has a gradient with
-// respect to the encoder. This overload takes the noise ε: either μ's shape (one sample per
-// input) or [K, ...μ's shape] (K samples; the result is then [K, B, d]).
+/// Reparameterised sample z = μ + exp(½·logvar) ⊙ ε (docs/math.md §5): z is a differentiable
+/// function of μ and logvar, so a Monte-Carlo estimate of E_q[f(z)] has a gradient with
+/// respect to the encoder. This overload takes the noise ε: either μ's shape (one sample per
+/// input) or [K, ...μ's shape] (K samples; the result is then [K, B, d]).
 template <Real T>
 Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, const Tensor<T>& eps) {
     detail::vae::check_same_shape("reparameterize", "mu", mu.shape(), "logvar", logvar.shape());
@@ -117,14 +118,14 @@ Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, const Tensor<T>& e
     return Var<T>(mu + exp(logvar * T(0.5)) * eps);
 }
 
-// One sample per input, ε ~ N(0, I) drawn from `gen`: z has μ's shape.
+/// One sample per input, ε ~ N(0, I) drawn from `gen`: z has μ's shape.
 template <Real T>
 Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Generator& gen) {
     detail::vae::check_same_shape("reparameterize", "mu", mu.shape(), "logvar", logvar.shape());
     return reparameterize(mu, logvar, normal<T>(mu.shape(), gen));
 }
 
-// K samples per input, ε ~ N(0, I) drawn from `gen`: z is [K, ...μ's shape], e.g. [K, B, d].
+/// K samples per input, ε ~ N(0, I) drawn from `gen`: z is [K, ...μ's shape], e.g.\ [K, B, d].
 template <Real T>
 Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Index K, Generator& gen) {
     detail::vae::check_same_shape("reparameterize", "mu", mu.shape(), "logvar", logvar.shape());
@@ -138,10 +139,11 @@ Var<T> reparameterize(const Var<T>& mu, const Var<T>& logvar, Index K, Generator
 
 // ---- KL divergences between diagonal Gaussians --------------------------------------------
 
-// KL(N(μ, σ²) || N(0, I)) per sample (docs/math.md §5):
-//   -½ Σ_j (1 + logvar_j - μ_j² - exp(logvar_j)) = ½ Σ_j (μ_j² + expm1(logvar_j) - logvar_j).
-// The expm1 form is the same number without the cancellation of exp(l) - 1 near l = 0.
-// mu and logvar must have the same shape; [B, d] -> [B].
+/// KL(N(μ, σ²) || N(0, I)) per sample (docs/math.md §5):
+///
+///     -½ Σ_j (1 + logvar_j - μ_j² - exp(logvar_j)) = ½ Σ_j (μ_j² + expm1(logvar_j) - logvar_j).
+/// The expm1 form is the same number without the cancellation of exp(l) - 1 near l = 0.
+/// mu and logvar must have the same shape; [B, d] -> [B].
 template <Real T>
 Var<T> kl_normal_std(const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     detail::vae::check_same_shape("kl_normal_std", "mu", mu.shape(), "logvar", logvar.shape());
@@ -149,23 +151,25 @@ Var<T> kl_normal_std(const Var<T>& mu, const Var<T>& logvar, int event_dims = 1)
     return detail::vae::sum_event(Var<T>((square(mu) + expm1(logvar) - logvar) * T(0.5)), event_dims, "kl_normal_std");
 }
 
-// Batch reductions of kl_normal_std: the mean over the batch (the usual VAE loss term) and
-// the sum (a per-data-set total). Both are rank-0.
+/// Batch reductions of kl_normal_std: the mean over the batch (the usual VAE loss term) and
+/// the sum (a per-data-set total). Both are rank-0.
 template <Real T>
 Var<T> kl_normal_std_mean(const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     return mean(kl_normal_std(mu, logvar, event_dims));
 }
+/// The sum of kl_normal_std over the batch (rank 0).
 template <Real T>
 Var<T> kl_normal_std_sum(const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     return sum(kl_normal_std(mu, logvar, event_dims));
 }
 
-// KL(N(μ₁, diag e^{logvar₁}) || N(μ₂, diag e^{logvar₂})) per sample:
-//   ½ Σ [logvar₂ - logvar₁ + (exp(logvar₁) + (μ₁-μ₂)²) / exp(logvar₂) - 1]
-//   = ½ Σ [(logvar₂ - logvar₁) + expm1(logvar₁ - logvar₂) + (μ₁-μ₂)² exp(-logvar₂)].
-// The second form never forms exp(logvar₁) and exp(logvar₂) separately (no overflow when
-// both are large) and is exactly 0 for identical arguments. All four broadcast (a learned
-// prior may be [d]); the result is the broadcast shape without its event axes.
+/// KL(N(μ₁, diag e^{logvar₁}) || N(μ₂, diag e^{logvar₂})) per sample:
+///
+///     ½ Σ [logvar₂ - logvar₁ + (exp(logvar₁) + (μ₁-μ₂)²) / exp(logvar₂) - 1]
+///     = ½ Σ [(logvar₂ - logvar₁) + expm1(logvar₁ - logvar₂) + (μ₁-μ₂)² exp(-logvar₂)].
+/// The second form never forms exp(logvar₁) and exp(logvar₂) separately (no overflow when
+/// both are large) and is exactly 0 for identical arguments. All four broadcast (a learned
+/// prior may be [d]); the result is the broadcast shape without its event axes.
 template <Real T>
 Var<T> kl_normal_diag(const Var<T>& mu1, const Var<T>& logvar1, const Var<T>& mu2, const Var<T>& logvar2,
                       int event_dims = 1) {
@@ -181,11 +185,11 @@ Var<T> kl_normal_diag(const Var<T>& mu1, const Var<T>& logvar1, const Var<T>& mu
 
 // ---- log-likelihoods (per sample) --------------------------------------------------------
 
-// Bernoulli decoder with logits a (docs/math.md §5): log p(x|z) = Σ x·a - sp(a), sp = softplus.
-// Computed as -Σ [x·sp(-a) + (1-x)·sp(a)], the same function for every real x (because
-// sp(a) - sp(-a) = a) without the cancellation of x·a against sp(a): for x ∈ {0, 1} each
-// term is a single softplus, accurate to the last bit even at |a| = 100 and never inf/NaN
-// for finite inputs. x in [0, 1] (binarised or grey-level pixels), broadcasting against a.
+/// Bernoulli decoder with logits a (docs/math.md §5): log p(x|z) = Σ x·a - sp(a), sp = softplus.
+/// Computed as -Σ [x·sp(-a) + (1-x)·sp(a)], the same function for every real x (because
+/// sp(a) - sp(-a) = a) without the cancellation of x·a against sp(a): for x ∈ {0, 1} each
+/// term is a single softplus, accurate to the last bit even at |a| = 100 and never inf/NaN
+/// for finite inputs. x in [0, 1] (binarised or grey-level pixels), broadcasting against a.
 template <Real T>
 Var<T> bernoulli_log_prob(const Var<T>& x, const Var<T>& logits, int event_dims = 1) {
     const Shape s = detail::vae::broadcast_named("bernoulli_log_prob", {{"x", x.shape()}, {"logits", logits.shape()}});
@@ -194,10 +198,11 @@ Var<T> bernoulli_log_prob(const Var<T>& x, const Var<T>& logits, int event_dims 
                                   "bernoulli_log_prob");
 }
 
-// Diagonal Gaussian log density, per sample:
-//   log N(x; μ, diag e^{logvar}) = -½ Σ [log 2π + logvar + (x-μ)² exp(-logvar)].
-// This is the helper for log q(z|x) of a Gaussian encoder (x = z, μ, logvar from the
-// encoder) and for a Gaussian decoder's log p(x|z). x, mu, logvar broadcast.
+/// Diagonal Gaussian log density, per sample:
+///
+///     log N(x; μ, diag e^{logvar}) = -½ Σ [log 2π + logvar + (x-μ)² exp(-logvar)].
+/// This is the helper for log q(z|x) of a Gaussian encoder (x = z, μ, logvar from the
+/// encoder) and for a Gaussian decoder's log p(x|z). x, mu, logvar broadcast.
 template <Real T>
 Var<T> gaussian_log_prob(const Var<T>& x, const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     const Shape s = detail::vae::broadcast_named(
@@ -208,8 +213,8 @@ Var<T> gaussian_log_prob(const Var<T>& x, const Var<T>& mu, const Var<T>& logvar
         "gaussian_log_prob");
 }
 
-// Standard normal log density, per sample: log N(z; 0, I) = -½ Σ (log 2π + z²). The prior
-// term log p(z) of a VAE.
+/// Standard normal log density, per sample: log N(z; 0, I) = -½ Σ (log 2π + z²). The prior
+/// term log p(z) of a VAE.
 template <Real T>
 Var<T> standard_normal_log_prob(const Var<T>& z, int event_dims = 1) {
     detail::vae::check_event_dims("standard_normal_log_prob", z.shape(), event_dims);
@@ -219,12 +224,12 @@ Var<T> standard_normal_log_prob(const Var<T>& z, int event_dims = 1) {
 
 // ---- bounds on log p(x) ------------------------------------------------------------------
 
-// ELBO per sample (docs/math.md §5): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), with the KL in
-// closed form (kl_normal_std) and the expectation estimated by the decoder's
-// log-likelihood at reparameterised samples: `log_px_given_z` is [B] for one sample per
-// input, or [K, B] for K samples (averaged over K). mu, logvar: the encoder's outputs for
-// the same inputs, [B, d]. Returns [B]; maximise its batch mean. The ELBO is a lower bound:
-// log p(x) - ELBO = KL(q(z|x) || p(z|x)) >= 0.
+/// ELBO per sample (docs/math.md §5): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), with the KL in
+/// closed form (kl_normal_std) and the expectation estimated by the decoder's
+/// log-likelihood at reparameterised samples: `log_px_given_z` is [B] for one sample per
+/// input, or [K, B] for K samples (averaged over K). mu, logvar: the encoder's outputs for
+/// the same inputs, [B, d]. Returns [B]; maximise its batch mean. The ELBO is a lower bound:
+/// log p(x) - ELBO = KL(q(z|x) || p(z|x)) >= 0.
 template <Real T>
 Var<T> elbo(const Var<T>& log_px_given_z, const Var<T>& mu, const Var<T>& logvar, int event_dims = 1) {
     const Var<T> kl = kl_normal_std(mu, logvar, event_dims);
@@ -239,11 +244,11 @@ Var<T> elbo(const Var<T>& log_px_given_z, const Var<T>& mu, const Var<T>& logvar
     return Var<T>(mean(log_px_given_z, 0) - kl);
 }
 
-// Log importance weights log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), with
-// p(z) = N(0, I) and q(z|x) = N(μ, diag e^{logvar}) (gaussian_log_prob). z: the K samples,
-// [K, B, d] (from reparameterize(mu, logvar, K, gen)); log_px_given_z: the decoder's
-// log-likelihoods at them, [K, B]. Returns [K, B]. With K = 1 and z drawn from q, log w is
-// the single-sample ("sampled-KL") ELBO estimate; its mean over z is the ELBO.
+/// Log importance weights log w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x), with
+/// p(z) = N(0, I) and q(z|x) = N(μ, diag e^{logvar}) (gaussian_log_prob). z: the K samples,
+/// [K, B, d] (from reparameterize(mu, logvar, K, gen)); log_px_given_z: the decoder's
+/// log-likelihoods at them, [K, B]. Returns [K, B]. With K = 1 and z drawn from q, log w is
+/// the single-sample ("sampled-KL") ELBO estimate; its mean over z is the ELBO.
 template <Real T>
 Var<T> iwae_log_weights(const Var<T>& log_px_given_z, const Var<T>& z, const Var<T>& mu, const Var<T>& logvar,
                         int event_dims = 1) {
@@ -254,11 +259,12 @@ Var<T> iwae_log_weights(const Var<T>& log_px_given_z, const Var<T>& z, const Var
     return Var<T>(log_px_given_z + standard_normal_log_prob(z, event_dims) - log_qz);
 }
 
-// Importance-weighted bound (IWAE, Burda et al. 2016; docs/math.md §5):
-//   IWAE_K = log (1/K) Σ_k exp(log w_k) = logsumexp_k(log w_k) - log K,
-// with the K log-weights along `axis` (default 0: [K, B] -> [B]). logsumexp subtracts the
-// maximum, so weights like exp(-1000) do not underflow. E[IWAE_K] <= log p(x), increases
-// with K, and tends to log p(x) as K -> ∞; IWAE_1 is the ELBO.
+/// Importance-weighted bound (IWAE, Burda et al.\ 2016; docs/math.md §5):
+///
+///     IWAE_K = log (1/K) Σ_k exp(log w_k) = logsumexp_k(log w_k) - log K,
+/// with the K log-weights along `axis` (default 0: [K, B] -> [B]). logsumexp subtracts the
+/// maximum, so weights like exp(-1000) do not underflow. E[IWAE_K] <= log p(x), increases
+/// with K, and tends to log p(x) as K -> ∞; IWAE_1 is the ELBO.
 template <Real T>
 Var<T> iwae_bound(const Var<T>& log_w, int axis = 0) {
     EMBER_CHECK(log_w.rank() >= 1, "iwae_bound", "log_w must have an axis of K samples, got shape ", log_w.shape().str());
@@ -269,17 +275,19 @@ Var<T> iwae_bound(const Var<T>& log_w, int axis = 0) {
 
 // ---- full-covariance Gaussians (evaluation; double precision, no autodiff) ----------------
 
-// KL between two full-covariance Gaussians in d dimensions (docs/math.md §8):
-//   KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
-// Through Cholesky factors Σ = L Lᵀ: tr(Σ₂⁻¹Σ₁) = ||L₂⁻¹L₁||²_F, the quadratic form is
-// ||L₂⁻¹(μ₂-μ₁)||², log det Σ = 2 Σ log L_ii; no inverse is formed. For evaluation and tests
-// (not differentiable). A covariance that is not symmetric positive definite is an error.
+/// KL between two full-covariance Gaussians in d dimensions (docs/math.md §8):
+///
+///     KL(N(μ₁,Σ₁) || N(μ₂,Σ₂)) = ½[tr(Σ₂⁻¹Σ₁) + (μ₂-μ₁)ᵀΣ₂⁻¹(μ₂-μ₁) - d + log(det Σ₂ / det Σ₁)].
+/// Through Cholesky factors Σ = L Lᵀ: tr(Σ₂⁻¹Σ₁) = ||L₂⁻¹L₁||²_F, the quadratic form is
+/// ||L₂⁻¹(μ₂-μ₁)||², log det Σ = 2 Σ log L_ii; no inverse is formed. For evaluation and tests
+/// (not differentiable). A covariance that is not symmetric positive definite is an error.
 EMBER_INLINE double kl_gaussian_full(const Eigen::VectorXd& mu1, const Eigen::MatrixXd& cov1,
                                      const Eigen::VectorXd& mu2, const Eigen::MatrixXd& cov2);
 
-// Full-covariance Gaussian log density of each row of x [N, d]:
-//   log N(x; μ, Σ) = -½[d log 2π + log det Σ + (x-μ)ᵀΣ⁻¹(x-μ)]   (via Σ = L Lᵀ).
-// For evaluation, e.g. the exact log p(x) of a linear-Gaussian model. Returns [N].
+/// Full-covariance Gaussian log density of each row of x [N, d]:
+///
+///     log N(x; μ, Σ) = -½[d log 2π + log det Σ + (x-μ)ᵀΣ⁻¹(x-μ)]   (via Σ = L Lᵀ).
+/// For evaluation, e.g. the exact log p(x) of a linear-Gaussian model. Returns [N].
 EMBER_INLINE Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, const Eigen::VectorXd& mu,
                                                     const Eigen::MatrixXd& cov);
 
@@ -297,7 +305,7 @@ Eigen::MatrixXd to_eigen(const Tensor<T>& t) {
 
 }  // namespace detail::vae
 
-// The same on tensors: mu [d], cov [d,d] (float or double; computed in double).
+/// The same on tensors: mu [d], cov [d,d] (float or double; computed in double).
 template <Real T>
 double kl_gaussian_full(const Tensor<T>& mu1, const Tensor<T>& cov1, const Tensor<T>& mu2, const Tensor<T>& cov2) {
     const bool ok = mu1.rank() == 1 && mu2.rank() == 1 && cov1.rank() == 2 && cov2.rank() == 2;
@@ -307,8 +315,8 @@ double kl_gaussian_full(const Tensor<T>& mu1, const Tensor<T>& cov1, const Tenso
                             Eigen::VectorXd(detail::vae::to_eigen(mu2).transpose()), detail::vae::to_eigen(cov2));
 }
 
-// The same on tensors: x [N, d] -> [N] (or x [d] -> a scalar), mu [d], cov [d,d];
-// computed in double and returned in x's type.
+/// The same on tensors: x [N, d] -> [N] (or x [d] -> a scalar), mu [d], cov [d,d];
+/// computed in double and returned in x's type.
 template <Real T>
 Tensor<T> gaussian_full_log_prob(const Tensor<T>& x, const Tensor<T>& mu, const Tensor<T>& cov) {
     const bool ok = (x.rank() == 1 || x.rank() == 2) && mu.rank() == 1 && cov.rank() == 2;

@@ -1,16 +1,17 @@
 #pragma once
-// Atomic file replacement, used by every ember saver (NPY, safetensors).
-//
-// The new contents go to a temporary file in the target's own directory (a rename is only
-// atomic within one file system), which is flushed, fsync'ed, closed and renamed over the
-// target; then the directory is fsync'ed so that the rename itself survives a power cut.
-// Whatever happens (an exception from the code producing the bytes, a full disk, a crash),
-// the target holds either its previous contents or the complete new ones, never a mix.
-// On an exception the temporary is removed; only a crash of the whole process can leave
-// one behind (a hidden ".NAME.tmp-PID-N" file next to the target).
-//
-// POSIX only (open/write/fsync/rename). The new file gets the usual 0666 & ~umask
-// permissions; the permissions of a file it replaces are not carried over.
+/// \file
+/// Atomic file replacement, used by every ember saver (NPY, safetensors).
+///
+/// The new contents go to a temporary file in the target's own directory (a rename is only
+/// atomic within one file system), which is flushed, fsync'ed, closed and renamed over the
+/// target; then the directory is fsync'ed so that the rename itself survives a power cut.
+/// Whatever happens (an exception from the code producing the bytes, a full disk, a crash),
+/// the target holds either its previous contents or the complete new ones, never a mix.
+/// On an exception the temporary is removed; only a crash of the whole process can leave
+/// one behind (a hidden ".NAME.tmp-PID-N" file next to the target).
+///
+/// POSIX only (open/write/fsync/rename). The new file gets the usual 0666 & ~umask
+/// permissions; the permissions of a file it replaces are not carried over.
 #if !__has_include(<unistd.h>)
 #error "ember/io needs a POSIX system (open, write, fsync, rename)"
 #endif
@@ -47,13 +48,14 @@ template <class Fill>
     requires std::invocable<Fill&, AtomicWriter&>
 void write_file_atomic(const std::filesystem::path& path, Fill&& fill, const char* op = "write_file_atomic");
 
-// Receives the bytes of a file being written by write_file_atomic. Writes are buffered;
-// a failed system call throws ember::Error naming the file.
+/// Receives the bytes of a file being written by write_file_atomic. Writes are buffered;
+/// a failed system call throws ember::Error naming the file.
 class AtomicWriter {
 public:
     AtomicWriter(const AtomicWriter&) = delete;
     AtomicWriter& operator=(const AtomicWriter&) = delete;
 
+    /// Appends `n` bytes from `data`.
     void write(const void* data, std::size_t n) {
         const auto* p = static_cast<const std::byte*>(data);
         if (buf_.size() + n > kBufferSize) flush();
@@ -61,7 +63,9 @@ public:
         else buf_.insert(buf_.end(), p, p + n);
         written_ += n;
     }
+    /// Appends the characters of `s`.
     void write(std::string_view s) { write(s.data(), s.size()); }
+    /// Bytes written so far.
     std::uint64_t bytes_written() const { return written_; }
 
 private:
@@ -99,9 +103,9 @@ private:
     std::uint64_t written_ = 0;
 };
 
-// Replaces `path` atomically with the bytes that `fill(AtomicWriter&)` writes (see the top
-// of this file). If `fill` throws, the exception propagates, the temporary is removed and
-// `path` is untouched. Failures of the file system throw ember::Error("op: path: ...").
+/// Replaces `path` atomically with the bytes that `fill(AtomicWriter&)` writes (see the top
+/// of this file). If `fill` throws, the exception propagates, the temporary is removed and
+/// `path` is untouched. Failures of the file system throw ember::Error("op: path: ...").
 template <class Fill>
     requires std::invocable<Fill&, AtomicWriter&>
 void write_file_atomic(const std::filesystem::path& path, Fill&& fill, const char* op) {
@@ -162,7 +166,7 @@ void write_file_atomic(const std::filesystem::path& path, Fill&& fill, const cha
     }
 }
 
-// The same for bytes already in memory.
+/// The same for bytes already in memory.
 inline void write_file_atomic(const std::filesystem::path& path, std::string_view bytes,
                               const char* op = "write_file_atomic") {
     write_file_atomic(path, [&](AtomicWriter& w) { w.write(bytes); }, op);

@@ -1,16 +1,17 @@
 #pragma once
-// Reading numeric CSV files such as training metrics logs (ember/train/metrics.hpp):
-// a header row of column names, then rows of numbers.
-//
-//   CsvTable t = read_numeric_csv("out/metrics.csv");
-//   const std::vector<double>& loss = t.column("loss");   // one value per row
-//
-// The dialect is the plain one ember writes: fields separated by ',', no quoting, lines
-// ended by "\n" or "\r\n", spaces around fields ignored, blank lines skipped. A field is
-// a number as std::from_chars reads it ("1", "-2.5e-3", "nan", "inf", "-inf"); an empty
-// field is a missing value and reads as NaN. Anything else (text in a number column, a
-// row with the wrong number of fields, an empty or repeated column name) is an
-// ember::Error naming the file, the line and the column.
+/// \file
+/// Reading numeric CSV files such as training metrics logs (ember/train/metrics.hpp):
+/// a header row of column names, then rows of numbers.
+///
+///     CsvTable t = read_numeric_csv("out/metrics.csv");
+///     const std::vector<double>& loss = t.column("loss");   // one value per row
+///
+/// The dialect is the plain one ember writes: fields separated by ',', no quoting, lines
+/// ended by "\n" or "\r\n", spaces around fields ignored, blank lines skipped. A field is
+/// a number as std::from_chars reads it ("1", "-2.5e-3", "nan", "inf", "-inf"); an empty
+/// field is a missing value and reads as NaN. Anything else (text in a number column, a
+/// row with the wrong number of fields, an empty or repeated column name) is an
+/// ember::Error naming the file, the line and the column.
 #include <algorithm>
 #include <charconv>
 #include <cstddef>
@@ -27,19 +28,22 @@
 
 namespace ember {
 
+/// A numeric CSV file in memory: column names and, per column, one value per data row.
 struct CsvTable {
-    std::vector<std::string> columns;         // names, in file order
-    std::vector<std::vector<double>> values;  // values[c][r]: column c, data row r
+    std::vector<std::string> columns;         ///< names, in file order
+    std::vector<std::vector<double>> values;  ///< values[c][r]: column c, data row r
 
+    /// Number of data rows.
     std::size_t rows() const { return values.empty() ? 0 : values.front().size(); }
+    /// Whether a column is called `name`.
     bool has(std::string_view name) const { return std::find(columns.begin(), columns.end(), name) != columns.end(); }
-    // "step, loss, lr": the names for an error message.
+    /// "step, loss, lr": the names for an error message.
     std::string column_list() const {
         std::string names;
         for (const std::string& c : columns) names += (names.empty() ? "" : ", ") + c;
         return names;
     }
-    // The values of column `name`; throws ember::Error listing the columns if there is none.
+    /// The values of column `name`; throws ember::Error listing the columns if there is none.
     const std::vector<double>& column(std::string_view name) const {
         const auto it = std::find(columns.begin(), columns.end(), name);
         if (it == columns.end())
@@ -81,7 +85,7 @@ inline bool parse_csv_number(std::string_view field, double& out) {
 
 }  // namespace io_detail
 
-// Parses CSV text; `label` names it in error messages (a file name, say).
+/// Parses CSV text; `label` names it in error messages (a file name, say).
 inline CsvTable parse_numeric_csv(std::string_view text, std::string_view label = "<memory>") {
     const char* op = "read_numeric_csv";
     CsvTable table;
@@ -120,6 +124,7 @@ inline CsvTable parse_numeric_csv(std::string_view text, std::string_view label 
     return table;
 }
 
+/// Reads the numeric CSV file at `path` (see the file description for the dialect).
 inline CsvTable read_numeric_csv(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) detail::fail("read_numeric_csv", path.string(), ": cannot open the file");

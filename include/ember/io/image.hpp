@@ -1,17 +1,18 @@
 #pragma once
-// 8-bit RGB images in memory and as PNG files: the canvas that ember's picture helpers
-// (image_grid.hpp, plot2d.hpp, line_plot.hpp) draw on.
-//
-//   Image img(200, 100);                         // white
-//   img.fill_rect(10, 10, 50, 20, {255, 0, 0});
-//   draw_text(img, 10, 40, "loss 0.25", colours::black, 2);
-//   Image both = hstack({img, other});           // panels side by side
-//   save_png("out/picture.png", both);           // atomic (ember/io/atomic_file.hpp)
-//
-// PNG encoding uses stb_image_write and text uses stb_easy_font, from libstb-dev; see
-// ember/io/detail/stb.hpp for how a header-only library includes them (programs need no
-// STB_IMAGE_WRITE_IMPLEMENTATION define). Coordinates are pixels, x to the right, y
-// downwards, (0, 0) the top-left corner. Drawing is clipped to the image.
+/// \file
+/// 8-bit RGB images in memory and as PNG files: the canvas that ember's picture helpers
+/// (image_grid.hpp, plot2d.hpp, line_plot.hpp) draw on.
+///
+///     Image img(200, 100);                         // white
+///     img.fill_rect(10, 10, 50, 20, {255, 0, 0});
+///     draw_text(img, 10, 40, "loss 0.25", colours::black, 2);
+///     Image both = hstack({img, other});           // panels side by side
+///     save_png("out/picture.png", both);           // atomic (ember/io/atomic_file.hpp)
+///
+/// PNG encoding uses stb_image_write and text uses stb_easy_font, from libstb-dev; see
+/// ember/io/detail/stb.hpp for how a header-only library includes them (programs need no
+/// STB_IMAGE_WRITE_IMPLEMENTATION define). Coordinates are pixels, x to the right, y
+/// downwards, (0, 0) the top-left corner. Drawing is clipped to the image.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -29,33 +30,49 @@
 
 namespace ember {
 
+/// A colour: red, green and blue, 0 to 255 each.
 struct Rgb {
+    ///@{
+    /// One channel, 0 to 255.
     std::uint8_t r = 0, g = 0, b = 0;
+    ///@}
+    /// Equal channels.
     friend bool operator==(Rgb, Rgb) = default;
 };
 
+/// Named colours of the plots.
 namespace colours {
+/// (255, 255, 255).
 inline constexpr Rgb white{255, 255, 255};
+/// (0, 0, 0).
 inline constexpr Rgb black{0, 0, 0};
+/// (128, 128, 128): legend frames.
 inline constexpr Rgb grey{128, 128, 128};
+/// (225, 225, 225): grid lines.
 inline constexpr Rgb light_grey{225, 225, 225};
+/// (228, 26, 28): the default colour of mode markers.
 inline constexpr Rgb red{228, 26, 28};
-// Marks NaN pixels and cells in image grids and heat maps: no colour map produces it.
+/// Marks NaN pixels and cells in image grids and heat maps: no colour map produces it.
 inline constexpr Rgb nan_magenta{255, 0, 255};
 }  // namespace colours
 
-// A rectangle of pixels: columns [x, x + w), rows [y, y + h).
+/// A rectangle of pixels: columns [x, x + w), rows [y, y + h).
 struct Rect {
+    ///@{
+    /// Position and size in pixels (see the struct description).
     int x = 0, y = 0, w = 0, h = 0;
+    ///@}
+    /// Whether pixel (px, py) lies inside.
     bool contains(int px, int py) const { return px >= x && py >= y && px < x + w && py < y + h; }
 };
 
-// An RGB image, 3 bytes a pixel, row-major, row 0 at the top.
+/// An RGB image, 3 bytes a pixel, row-major, row 0 at the top.
 class Image {
 public:
-    // stb_image_write computes byte offsets in `int`; 16384² RGB pixels stay well below 2^31.
+    /// stb_image_write computes byte offsets in `int`; 16384² RGB pixels stay well below 2^31.
     static constexpr int kMaxSide = 16384;
 
+    /// A `width` x `height` image (each side 1 to kMaxSide) filled with `background`.
     Image(int width, int height, Rgb background = colours::white) : width_(width), height_(height) {
         EMBER_CHECK(width >= 1 && height >= 1 && width <= kMaxSide && height <= kMaxSide, "Image", "size ", width,
                     "x", height, " is out of range; each side must be in [1, ", kMaxSide, "]");
@@ -63,26 +80,31 @@ public:
         fill(background);
     }
 
+    /// Width in pixels.
     int width() const { return width_; }
+    /// Height in pixels.
     int height() const { return height_; }
+    /// The whole image as a rectangle.
     Rect bounds() const { return {0, 0, width_, height_}; }
-    // width() * height() * 3 bytes: R, G, B of pixel (0,0), then (1,0), ...
+    /// width() * height() * 3 bytes: R, G, B of pixel (0,0), then (1,0), ...
     const std::uint8_t* data() const { return pixels_.data(); }
 
-    // The pixel at (x, y); throws ember::Error outside the image.
+    /// The pixel at (x, y); throws ember::Error outside the image.
     Rgb at(int x, int y) const {
         EMBER_CHECK(bounds().contains(x, y), "Image::at", "pixel (", x, ", ", y, ") is outside the ", width_, "x",
                     height_, " image");
         const std::uint8_t* p = &pixels_[offset(x, y)];
         return {p[0], p[1], p[2]};
     }
-    // Sets one pixel; pixels outside the image are ignored, so shapes may overhang it.
+    /// Sets one pixel; pixels outside the image are ignored, so shapes may overhang it.
     void set(int x, int y, Rgb c) {
         if (!bounds().contains(x, y)) return;
         std::uint8_t* p = &pixels_[offset(x, y)];
         p[0] = c.r, p[1] = c.g, p[2] = c.b;
     }
+    /// Sets every pixel to `c`.
     void fill(Rgb c) { fill_rect(0, 0, width_, height_, c); }
+    /// Sets the pixels of a rectangle (clipped to the image) to `c`.
     void fill_rect(int x, int y, int w, int h, Rgb c) {
         // In long long: x + w must not overflow for a rectangle far off the image.
         const int x0 = std::max(x, 0), y0 = std::max(y, 0);
@@ -91,19 +113,20 @@ public:
         for (int yy = y0; yy < y1; ++yy)
             for (int xx = x0; xx < x1; ++xx) set(xx, yy, c);
     }
-    // A 1-pixel outline just inside the rectangle.
+    /// A 1-pixel outline just inside the rectangle.
     void draw_rect(int x, int y, int w, int h, Rgb c) {
         fill_rect(x, y, w, 1, c);
         fill_rect(x, y + h - 1, w, 1, c);
         fill_rect(x, y, 1, h, c);
         fill_rect(x + w - 1, y, 1, h, c);
     }
-    // A straight line between two points given in continuous pixel coordinates, drawn as
-    // `thickness` x `thickness` squares at unit steps along it (no anti-aliasing). Only
-    // pixels inside `clip` (default: the whole image) are changed.
+    /// A straight line between two points given in continuous pixel coordinates, drawn as
+    /// `thickness` x `thickness` squares at unit steps along it (no anti-aliasing). Only
+    /// pixels inside `clip` (default: the whole image) are changed.
     void draw_line(double x0, double y0, double x1, double y1, Rgb c, int thickness = 1) {
         draw_line(x0, y0, x1, y1, c, thickness, bounds());
     }
+    /// draw_line drawing only inside `clip`.
     void draw_line(double x0, double y0, double x1, double y1, Rgb c, int thickness, Rect clip) {
         thickness = std::max(thickness, 1);
         // Cut the segment to the clip rectangle (widened by the pen) first: an end point far
@@ -123,7 +146,7 @@ public:
         }
     }
 
-    // Copies `src` so that its top-left corner lands at (x, y); parts outside are clipped.
+    /// Copies `src` so that its top-left corner lands at (x, y); parts outside are clipped.
     void blit(const Image& src, int x, int y) {
         if (&src == this) {  // rows copied early would be read again
             const Image copy = src;
@@ -171,7 +194,7 @@ private:
     std::vector<std::uint8_t> pixels_;
 };
 
-// Panels side by side, tops aligned, `gap` pixels apart; the rest is `background`.
+/// Panels side by side, tops aligned, `gap` pixels apart; the rest is `background`.
 inline Image hstack(const std::vector<Image>& panels, int gap = 8, Rgb background = colours::white) {
     EMBER_CHECK(!panels.empty(), "hstack", "needs at least one image");
     int w = gap * static_cast<int>(panels.size() - 1), h = 0;
@@ -181,7 +204,7 @@ inline Image hstack(const std::vector<Image>& panels, int gap = 8, Rgb backgroun
     for (const Image& p : panels) out.blit(p, x, 0), x += p.width() + gap;
     return out;
 }
-// Panels one below the other, left edges aligned, `gap` pixels apart.
+/// Panels one below the other, left edges aligned, `gap` pixels apart.
 inline Image vstack(const std::vector<Image>& panels, int gap = 8, Rgb background = colours::white) {
     EMBER_CHECK(!panels.empty(), "vstack", "needs at least one image");
     int w = 0, h = gap * static_cast<int>(panels.size() - 1);
@@ -194,9 +217,9 @@ inline Image vstack(const std::vector<Image>& panels, int gap = 8, Rgb backgroun
 
 // ---- colours ------------------------------------------------------------------------------
 
-// Matplotlib's viridis (perceptually uniform, readable in grey and by colour-blind
-// viewers) as a degree-6 polynomial per channel (Matt Zucker's fit, within ~2% of the
-// tabulated map). t is clamped to [0, 1]: 0 = dark purple, 1 = yellow; NaN gives 0.
+/// Matplotlib's viridis (perceptually uniform, readable in grey and by colour-blind
+/// viewers) as a degree-6 polynomial per channel (Matt Zucker's fit, within ~2% of the
+/// tabulated map). t is clamped to [0, 1]: 0 = dark purple, 1 = yellow; NaN gives 0.
 inline Rgb viridis(double t) {
     static constexpr std::array<std::array<double, 3>, 7> c = {{
         {0.2777273272234177, 0.005407344544966578, 0.3340998053353061},
@@ -217,7 +240,7 @@ inline Rgb viridis(double t) {
     return {out[0], out[1], out[2]};
 }
 
-// Colour `i` of matplotlib's "tab10" cycle (blue, orange, green, red, ...), for series.
+/// Colour `i` of matplotlib's "tab10" cycle (blue, orange, green, red, ...), for series.
 inline Rgb series_colour(std::size_t i) {
     static constexpr std::array<Rgb, 10> tab10 = {{{31, 119, 180},
                                                    {255, 127, 14},
@@ -247,15 +270,15 @@ inline std::string font_safe(std::string_view text) {
 }
 }  // namespace io_detail
 
-// Width in pixels of `text` (its longest line).
+/// Width in pixels of `text` (its longest line).
 inline int text_width(std::string_view text, int scale = 1) {
     std::string s = io_detail::font_safe(text);
     return ember_stb_detail::stb_easy_font_width(s.data()) * scale;
 }
-// Height in pixels of a line of digits or capitals (letters like g, p, y reach 2 lower).
+/// Height in pixels of a line of digits or capitals (letters like g, p, y reach 2 lower).
 inline int text_height(int scale = 1) { return 7 * scale; }
 
-// Draws `text` with its top-left corner at (x, y).
+/// Draws `text` with its top-left corner at (x, y).
 inline void draw_text(Image& img, int x, int y, std::string_view text, Rgb colour, int scale = 1) {
     std::string s = io_detail::font_safe(text);
     // Each quad is 4 vertices of 16 bytes (x, y, z floats + RGBA), and no glyph of the font
@@ -276,7 +299,7 @@ inline void draw_text(Image& img, int x, int y, std::string_view text, Rgb colou
 
 // ---- PNG ----------------------------------------------------------------------------------
 
-// The PNG file of `img` (8-bit RGB), in memory.
+/// The PNG file of `img` (8-bit RGB), in memory.
 inline std::string encode_png(const Image& img) {
     std::string bytes;
     auto append = [](void* context, void* data, int size) {
@@ -288,7 +311,7 @@ inline std::string encode_png(const Image& img) {
     return bytes;
 }
 
-// Writes `img` as a PNG file, atomically: a reader never sees a half-written picture.
+/// Writes `img` as a PNG file, atomically: a reader never sees a half-written picture.
 inline void save_png(const std::filesystem::path& path, const Image& img) {
     write_file_atomic(path, encode_png(img), "save_png");
 }

@@ -1,20 +1,22 @@
 #pragma once
-// A batch of images as one picture, laid out like torchvision.utils.make_grid / save_image:
-//
-//   save_image_grid("samples.png", x, 8, -1.0, 1.0);   // x: [N, C, H, W], C = 1 or 3
-//
-// Images go left to right, `nrow` per row (torchvision's name: it is the number of
-// COLUMNS), each with `padding` pixels of black around it; with N images the grid has
-// min(nrow, N) columns and ceil(N / nrow) rows, and the unused cells of the last row stay
-// black. So the picture is (H + padding) * rows + padding pixels high and
-// (W + padding) * columns + padding wide, and image i's top-left pixel is at
-//   x = (i % columns) * (W + padding) + padding,  y = (i / columns) * (H + padding) + padding.
-//
-// Values are clamped to [lo, hi] and mapped linearly to 0..255 (rounded to nearest, as
-// torchvision's save_image does). Grey images (C = 1) are written as RGB with R = G = B.
-// NaN does not fail the save: such a pixel is drawn magenta (255, 0, 255), a colour no
-// grey image has, so that samples of a diverged model are visible rather than lost
-// (for C = 3 a pixel with a NaN in any channel is magenta). +-inf clamp like any value.
+/// \file
+/// A batch of images as one picture, laid out like torchvision.utils.make_grid / save_image:
+///
+///     save_image_grid("samples.png", x, 8, -1.0, 1.0);   // x: [N, C, H, W], C = 1 or 3
+///
+/// Images go left to right, `nrow` per row (torchvision's name: it is the number of
+/// COLUMNS), each with `padding` pixels of black around it; with N images the grid has
+/// min(nrow, N) columns and ceil(N / nrow) rows, and the unused cells of the last row stay
+/// black. So the picture is (H + padding) * rows + padding pixels high and
+/// (W + padding) * columns + padding wide, and image i's top-left pixel is at
+///
+///     x = (i % columns) * (W + padding) + padding,  y = (i / columns) * (H + padding) + padding.
+///
+/// Values are clamped to [lo, hi] and mapped linearly to 0..255 (rounded to nearest, as
+/// torchvision's save_image does). Grey images (C = 1) are written as RGB with R = G = B.
+/// NaN does not fail the save: such a pixel is drawn magenta (255, 0, 255), a colour no
+/// grey image has, so that samples of a diverged model are visible rather than lost
+/// (for C = 3 a pixel with a NaN in any channel is magenta). +-inf clamp like any value.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -26,6 +28,8 @@
 
 namespace ember {
 
+/// The images [N, C, H, W] (C = 1 or 3) as one grid picture, values in [lo, hi] mapped to
+/// 0..255 (see the file description).
 template <Real T>
 Image image_grid(const Tensor<T>& images, int nrow, double lo, double hi, int padding = 2) {
     constexpr const char* op = "image_grid";
@@ -72,7 +76,7 @@ Image image_grid(const Tensor<T>& images, int nrow, double lo, double hi, int pa
     return out;
 }
 
-// Writes image_grid(images, nrow, lo, hi, padding) to `path` as a PNG file, atomically.
+/// Writes image_grid(images, nrow, lo, hi, padding) to `path` as a PNG file, atomically.
 template <Real T>
 void save_image_grid(const std::filesystem::path& path, const Tensor<T>& images, int nrow, double lo, double hi,
                      int padding = 2) {

@@ -1,15 +1,16 @@
 #pragma once
-// Line plots of training curves: several named series of (x, y) points with axes, numeric
-// ticks, a legend and optionally a logarithmic y axis; and the same for the columns of a
-// metrics CSV file (ember/train/metrics.hpp) against its "step" column.
-//
-//   save_line_plot("loss.png", {{"train", steps, train_loss}, {"test", steps, test_loss}},
-//                  {.title = "NLL", .log_y = true});
-//   save_metrics_plot("out/metrics.csv", "out/metrics.png", {"loss", "test_nll"});
-//
-// Points whose x or y is not finite (a missing value in the CSV is NaN) are skipped and
-// the line joins their neighbours, so a metric logged every 100 steps next to one logged
-// every step still draws as a line. On a log axis, values <= 0 are skipped the same way.
+/// \file
+/// Line plots of training curves: several named series of (x, y) points with axes, numeric
+/// ticks, a legend and optionally a logarithmic y axis; and the same for the columns of a
+/// metrics CSV file (ember/train/metrics.hpp) against its "step" column.
+///
+///     save_line_plot("loss.png", {{"train", steps, train_loss}, {"test", steps, test_loss}},
+///                    {.title = "NLL", .log_y = true});
+///     save_metrics_plot("out/metrics.csv", "out/metrics.png", {"loss", "test_nll"});
+///
+/// Points whose x or y is not finite (a missing value in the CSV is NaN) are skipped and
+/// the line joins their neighbours, so a metric logged every 100 steps next to one logged
+/// every step still draws as a line. On a log axis, values <= 0 are skipped the same way.
 #include <cmath>
 #include <cstddef>
 #include <filesystem>
@@ -25,20 +26,36 @@
 
 namespace ember {
 
+/// One named line of a line plot: its points (x[i], y[i]).
 struct Series {
+    /// The name in the legend.
     std::string name;
-    std::vector<double> x, y;  // the same length
+    ///@{
+    /// The coordinates of the points.
+    std::vector<double> x, y;  ///< the same length
+    ///@}
 };
 
+/// What a line plot shows and how.
 struct LinePlotOptions {
+    /// Title above the plot (none when empty).
     std::string title{};
+    ///@{
+    /// Axis labels.
     std::string x_label = "step", y_label{};
-    int width = 640, height = 400;  // the whole picture, in pixels
+    ///@}
+    ///@{
+    int width = 640, height = 400;  ///< the whole picture, in pixels
+    ///@}
+    /// Plot log10(y) (values <= 0 are skipped).
     bool log_y = false;
-    // Default: the finite data with 5% margins (log_y: in log10, positive values only).
+    ///@{
+    /// Default: the finite data with 5% margins (log_y: in log10, positive values only).
     std::optional<AxisRange> x_range{}, y_range{};
-    bool legend = true;  // names and colours, in the top right corner of the data area
-    bool grid = true;    // light lines at the ticks
+    ///@}
+    bool legend = true;  ///< names and colours, in the top right corner of the data area
+    bool grid = true;    ///< light lines at the ticks
+    /// Width of the lines in pixels.
     int line_width = 2;
 };
 
@@ -65,10 +82,10 @@ inline void draw_legend(Image& img, const PlotArea& a, const std::vector<Series>
 
 }  // namespace io_detail
 
-// The series drawn in matplotlib's tab10 colours, in order. Throws ember::Error if a
-// series' x and y differ in length, the options are out of range, or an explicit range is
-// empty (or not positive on a log axis). Nothing to plot is not an error: the frame is
-// drawn around an empty area.
+/// The series drawn in matplotlib's tab10 colours, in order. Throws ember::Error if a
+/// series' x and y differ in length, the options are out of range, or an explicit range is
+/// empty (or not positive on a log axis). Nothing to plot is not an error: the frame is
+/// drawn around an empty area.
 inline Image line_plot(const std::vector<Series>& series, const LinePlotOptions& o = {}) {
     constexpr const char* op = "line_plot";
     EMBER_CHECK(o.width >= 160 && o.height >= 120 && o.width <= 8192 && o.height <= 8192, op, "size ", o.width, "x",
@@ -115,13 +132,14 @@ inline Image line_plot(const std::vector<Series>& series, const LinePlotOptions&
     return img;
 }
 
+/// Writes line_plot(series, o) as a PNG file at `path`.
 inline void save_line_plot(const std::filesystem::path& path, const std::vector<Series>& series,
                            const LinePlotOptions& o = {}) {
     save_png(path, line_plot(series, o));
 }
 
-// The columns `columns` of a metrics table against its "step" column; no columns given
-// means all of them but "step". Throws ember::Error if a column (or "step") is missing.
+/// The columns `columns` of a metrics table against its "step" column; no columns given
+/// means all of them but "step". Throws ember::Error if a column (or "step") is missing.
 inline Image metrics_plot(const CsvTable& table, const std::vector<std::string>& columns = {},
                           const LinePlotOptions& o = {}) {
     EMBER_CHECK(table.has("step"), "metrics_plot", "the table has no \"step\" column to plot against; its columns are: ",
@@ -138,12 +156,13 @@ inline Image metrics_plot(const CsvTable& table, const std::vector<std::string>&
     return line_plot(series, o);
 }
 
-// Reads a metrics CSV file (ember/io/csv.hpp) and plots it with metrics_plot.
+/// Reads a metrics CSV file (ember/io/csv.hpp) and plots it with metrics_plot.
 inline Image plot_metrics_csv(const std::filesystem::path& csv, const std::vector<std::string>& columns = {},
                               const LinePlotOptions& o = {}) {
     return metrics_plot(read_numeric_csv(csv), columns, o);
 }
 
+/// Reads the metrics CSV file `csv` and writes metrics_plot of it as a PNG file at `png`.
 inline void save_metrics_plot(const std::filesystem::path& csv, const std::filesystem::path& png,
                               const std::vector<std::string>& columns = {}, const LinePlotOptions& o = {}) {
     save_png(png, plot_metrics_csv(csv, columns, o));

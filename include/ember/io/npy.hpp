@@ -1,20 +1,21 @@
 #pragma once
-// NumPy .npy files (format versions 1.0, 2.0 and 3.0) of float32, float64 or uint8 arrays,
-// rank 0 to 4, in C order.
-//
-//   Tensor<float> x = load_npy<float>("x.npy");        // converts from any of the 3 dtypes
-//   save_npy("y.npy", y);                               // float32 for Tensor<float>
-//   save_npy("img.npy", img, DType::U8);                // values must lie in [0, 255]
-//   Tensor<double> z = npy_from_bytes<double>(bytes);   // the same parser, from memory
-//
-// Reading is strict: the header dict must have exactly 'descr', 'fortran_order' and
-// 'shape'; big-endian, Fortran-order and other dtypes are refused, and the data must be
-// exactly as long as the shape says. Every failure is an ember::Error
-// "load_npy: FILE: what was expected, what was found". Saving is atomic
-// (ember/io/atomic_file.hpp) and writes the header byte for byte as numpy does.
-//
-// The first half of this file (DType, element conversion, byte sources, shape checks) is
-// shared with ember/io/safetensors.hpp.
+/// \file
+/// NumPy .npy files (format versions 1.0, 2.0 and 3.0) of float32, float64 or uint8 arrays,
+/// rank 0 to 4, in C order.
+///
+///     Tensor<float> x = load_npy<float>("x.npy");        // converts from any of the 3 dtypes
+///     save_npy("y.npy", y);                               // float32 for Tensor<float>
+///     save_npy("img.npy", img, DType::U8);                // values must lie in [0, 255]
+///     Tensor<double> z = npy_from_bytes<double>(bytes);   // the same parser, from memory
+///
+/// Reading is strict: the header dict must have exactly 'descr', 'fortran_order' and
+/// 'shape'; big-endian, Fortran-order and other dtypes are refused, and the data must be
+/// exactly as long as the shape says. Every failure is an ember::Error
+/// "load_npy: FILE: what was expected, what was found". Saving is atomic
+/// (ember/io/atomic_file.hpp) and writes the header byte for byte as numpy does.
+///
+/// The first half of this file (DType, element conversion, byte sources, shape checks) is
+/// shared with ember/io/safetensors.hpp.
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -42,10 +43,11 @@ namespace ember {
 // Element types on disk (shared with safetensors.hpp)
 // ===================================================================================
 
-// The element types ember reads and writes. Reading converts any of them to the tensor's
-// float/double; writing converts from it.
+/// The element types ember reads and writes. Reading converts any of them to the tensor's
+/// float/double; writing converts from it.
 enum class DType { F32, F64, U8 };
 
+/// NumPy's name of the type: "float32", "float64" or "uint8".
 inline const char* dtype_name(DType d) {
     switch (d) {
         case DType::F32: return "float32";
@@ -54,9 +56,10 @@ inline const char* dtype_name(DType d) {
     }
     return "?";
 }
+/// Bytes per element.
 inline std::size_t dtype_size(DType d) { return d == DType::F32 ? 4 : d == DType::F64 ? 8 : 1; }
 
-// The dtype that stores T without conversion: F32 for float, F64 for double.
+/// The dtype that stores T without conversion: F32 for float, F64 for double.
 template <Real T>
 inline constexpr DType dtype_of = std::same_as<T, float> ? DType::F32 : DType::F64;
 
@@ -525,7 +528,7 @@ void write_npy(Sink& sink, const Tensor<T>& tensor, DType dtype, const Where& wh
 
 }  // namespace io_detail
 
-// Reads an .npy file of float32, float64 or uint8 values into a Tensor<T>, converting.
+/// Reads an .npy file of float32, float64 or uint8 values into a Tensor<T>, converting.
 template <Real T>
 Tensor<T> load_npy(const std::filesystem::path& path) {
     const io_detail::Where where{"load_npy", path.string()};
@@ -533,7 +536,7 @@ Tensor<T> load_npy(const std::filesystem::path& path) {
     return io_detail::read_npy<T>(src, where);
 }
 
-// The same from the bytes of an .npy file in memory; `label` names it in error messages.
+/// The same from the bytes of an .npy file in memory; `label` names it in error messages.
 template <Real T>
 Tensor<T> npy_from_bytes(std::span<const std::byte> bytes, std::string_view label = "<memory>") {
     const io_detail::Where where{"load_npy", std::string(label)};
@@ -541,7 +544,7 @@ Tensor<T> npy_from_bytes(std::span<const std::byte> bytes, std::string_view labe
     return io_detail::read_npy<T>(src, where);
 }
 
-// Writes `tensor` (any layout; stored in C order) as an .npy file of `dtype`, atomically.
+/// Writes `tensor` (any layout; stored in C order) as an .npy file of `dtype`, atomically.
 template <Real T>
 void save_npy(const std::filesystem::path& path, const Tensor<T>& tensor, DType dtype = dtype_of<T>) {
     const io_detail::Where where{"save_npy", path.string()};
@@ -549,7 +552,7 @@ void save_npy(const std::filesystem::path& path, const Tensor<T>& tensor, DType 
     write_file_atomic(path, [&](AtomicWriter& w) { io_detail::write_npy(w, tensor, dtype, where); }, "save_npy");
 }
 
-// The bytes of the .npy file save_npy would write.
+/// The bytes of the .npy file save_npy would write.
 template <Real T>
 std::vector<std::byte> npy_to_bytes(const Tensor<T>& tensor, DType dtype = dtype_of<T>) {
     io_detail::VectorSink sink;

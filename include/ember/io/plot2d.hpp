@@ -1,17 +1,18 @@
 #pragma once
-// Pictures of 2-D data: a scatter plot and a density (2-D histogram) of points, and a heat
-// map of values on a grid, each with a frame, numeric ticks, a title and optional markers
-// (say, the centres of a toy distribution's modes).
-//
-//   Plot2dOptions o{.title = "target", .x_range = {{-3, 3}}, .y_range = {{-3, 3}},
-//                   .modes = ring8_modes().centres};
-//   Image left = density_plot(target_samples, o);
-//   o.title = "model";
-//   save_png("compare.png", hstack({left, density_plot(model_samples, o)}));
-//
-// Points are a Tensor [N, 2] of (x, y). Points outside the range and points with a NaN
-// coordinate are not drawn (or counted). Every plot is an Image whose data area is
-// `width` x `height` pixels, plus margins for the frame and labels.
+/// \file
+/// Pictures of 2-D data: a scatter plot and a density (2-D histogram) of points, and a heat
+/// map of values on a grid, each with a frame, numeric ticks, a title and optional markers
+/// (say, the centres of a toy distribution's modes).
+///
+///     Plot2dOptions o{.title = "target", .x_range = {{-3, 3}}, .y_range = {{-3, 3}},
+///                     .modes = ring8_modes().centres};
+///     Image left = density_plot(target_samples, o);
+///     o.title = "model";
+///     save_png("compare.png", hstack({left, density_plot(model_samples, o)}));
+///
+/// Points are a Tensor [N, 2] of (x, y). Points outside the range and points with a NaN
+/// coordinate are not drawn (or counted). Every plot is an Image whose data area is
+/// `width` x `height` pixels, plus margins for the frame and labels.
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -27,24 +28,33 @@
 
 namespace ember {
 
+/// What a scatter, density or heat-map plot shows and how.
 struct Plot2dOptions {
+    /// Title above the plot (none when empty).
     std::string title{};
-    // The data shown; default: the points' extent with 5% margins (heat maps: [0, columns]
-    // x [0, rows]). Pass the same ranges to panels that are to be compared.
+    ///@{
+    /// The data shown; default: the points' extent with 5% margins (heat maps: [0, columns]
+    /// x [0, rows]). Pass the same ranges to panels that are to be compared.
     std::optional<AxisRange> x_range{}, y_range{};
-    int width = 320, height = 320;             // the data area, in pixels
-    std::vector<std::array<double, 2>> modes{};  // (x, y) positions, marked by a "+"
+    ///@}
+    ///@{
+    int width = 320, height = 320;             ///< the data area, in pixels
+    ///@}
+    std::vector<std::array<double, 2>> modes{};  ///< (x, y) positions, marked by a "+"
+    /// Colour of the mode markers.
     Rgb mode_colour = colours::red;
-    bool axes = true;  // ticks and numeric labels (the frame and title are always drawn)
+    bool axes = true;  ///< ticks and numeric labels (the frame and title are always drawn)
 
     // scatter_plot
+    /// Colour of the points.
     Rgb point_colour = series_colour(0);
-    int point_size = 2;  // side of the square drawn for each point, in pixels
-    // density_plot: bins x bins cells over the range; colour = viridis(count / max count),
-    // or of log(1 + count) / log(1 + max) with log_density (shows sparse tails).
+    int point_size = 2;  ///< side of the square drawn for each point, in pixels
+    /// density_plot: bins x bins cells over the range; colour = viridis(count / max count),
+    /// or of log(1 + count) / log(1 + max) with log_density (shows sparse tails).
     int bins = 100;
+    /// Colour the density plot by log(1 + count) (see bins).
     bool log_density = false;
-    // heatmap_plot: the values mapped to viridis 0 and 1; default: their min and max.
+    /// heatmap_plot: the values mapped to viridis 0 and 1; default: their min and max.
     std::optional<AxisRange> value_range{};
 };
 
@@ -109,7 +119,7 @@ void fill_cells(Image& img, const PlotArea& a, int rows, int cols, ColourOf colo
 
 }  // namespace io_detail
 
-// One dot (a point_size square) per point.
+/// One dot (a point_size square) per point.
 template <Real T>
 Image scatter_plot(const Tensor<T>& points, const Plot2dOptions& o = {}) {
     constexpr const char* op = "scatter_plot";
@@ -134,7 +144,7 @@ Image scatter_plot(const Tensor<T>& points, const Plot2dOptions& o = {}) {
     return img;
 }
 
-// A 2-D histogram of the points, bins x bins cells over the range, in viridis.
+/// A 2-D histogram of the points, bins x bins cells over the range, in viridis.
 template <Real T>
 Image density_plot(const Tensor<T>& points, const Plot2dOptions& o = {}) {
     constexpr const char* op = "density_plot";
@@ -164,9 +174,9 @@ Image density_plot(const Tensor<T>& points, const Plot2dOptions& o = {}) {
     return img;
 }
 
-// values [rows, cols] as coloured cells, row 0 at the TOP (the largest y), e.g. a density
-// evaluated at cell centres. Colours: viridis over value_range (default [min, max] of the
-// finite values); NaN cells are magenta (255, 0, 255).
+/// values [rows, cols] as coloured cells, row 0 at the TOP (the largest y), e.g.\ a density
+/// evaluated at cell centres. Colours: viridis over value_range (default [min, max] of the
+/// finite values); NaN cells are magenta (255, 0, 255).
 template <Real T>
 Image heatmap_plot(const Tensor<T>& values, const Plot2dOptions& o = {}) {
     constexpr const char* op = "heatmap_plot";

@@ -1,9 +1,10 @@
 #pragma once
-// The parts shared by ember's plots (plot2d.hpp, line_plot.hpp): an axis range, tick
-// positions and labels, the mapping from data to pixels, and the frame with its ticks,
-// numeric labels and title.
-//
-// Tick labels are formatted by std::to_chars, so they do not depend on the C locale.
+/// \file
+/// The parts shared by ember's plots (plot2d.hpp, line_plot.hpp): an axis range, tick
+/// positions and labels, the mapping from data to pixels, and the frame with its ticks,
+/// numeric labels and title.
+///
+/// Tick labels are formatted by std::to_chars, so they do not depend on the C locale.
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -18,15 +19,18 @@
 
 namespace ember {
 
-// A closed interval of data values shown along one axis.
+/// A closed interval of data values shown along one axis.
 struct AxisRange {
+    ///@{
+    /// The ends of the interval, lo < hi.
     double lo = 0, hi = 1;
+///@}
 };
 
-// A range that covers the finite values in [first, last) with `margin` (a fraction of the
-// span) on each side. A single distinct value v gets v +- max(1, |v| / 10) around it, no
-// values at all [0, 1]. With log_scale only positive values count, the margin applies to
-// their log10, and the fallbacks are a decade either side of v, and [0.1, 10].
+/// A range that covers the finite values in [first, last) with `margin` (a fraction of the
+/// span) on each side. A single distinct value v gets v +- max(1, |v| / 10) around it, no
+/// values at all [0, 1]. With log_scale only positive values count, the margin applies to
+/// their log10, and the fallbacks are a decade either side of v, and [0.1, 10].
 template <class It>
 AxisRange auto_range(It first, It last, double margin = 0.05, bool log_scale = false) {
     double lo = INFINITY, hi = -INFINITY;
@@ -49,6 +53,8 @@ AxisRange auto_range(It first, It last, double margin = 0.05, bool log_scale = f
     return log_scale ? AxisRange{std::pow(10.0, lo), std::pow(10.0, hi)} : AxisRange{lo, hi};
 }
 
+/// Throws ember::Error (naming `op` and `axis`) unless r is finite with lo < hi, and with
+/// log_scale also lo > 0.
 inline void check_range(const AxisRange& r, const char* op, const char* axis, bool log_scale = false) {
     EMBER_CHECK(std::isfinite(r.lo) && std::isfinite(r.hi) && r.lo < r.hi, op, "the ", axis, " range [", r.lo,
                 ", ", r.hi, "] must be finite with lo < hi");
@@ -58,8 +64,8 @@ inline void check_range(const AxisRange& r, const char* op, const char* axis, bo
 
 // ---- ticks ----------------------------------------------------------------------------------
 
-// Round tick values (1, 2 or 5 times a power of ten apart) inside [lo, hi], at most about
-// `max_ticks` of them.
+/// Round tick values (1, 2 or 5 times a power of ten apart) inside [lo, hi], at most about
+/// `max_ticks` of them.
 inline std::vector<double> nice_ticks(double lo, double hi, int max_ticks = 6) {
     std::vector<double> ticks;
     if (!(lo < hi) || !std::isfinite(lo) || !std::isfinite(hi)) return ticks;
@@ -77,9 +83,9 @@ inline std::vector<double> nice_ticks(double lo, double hi, int max_ticks = 6) {
     return ticks;
 }
 
-// Ticks for a logarithmic axis over [lo, hi] (0 < lo < hi): powers of ten (every second or
-// third one if there are many); when fewer than two fit, also 2 and 5 times them; when
-// even that gives fewer than two, the linear nice_ticks.
+/// Ticks for a logarithmic axis over [lo, hi] (0 < lo < hi): powers of ten (every second or
+/// third one if there are many); when fewer than two fit, also 2 and 5 times them; when
+/// even that gives fewer than two, the linear nice_ticks.
 inline std::vector<double> log_ticks(double lo, double hi, int max_ticks = 6) {
     std::vector<double> ticks;
     if (!(0 < lo && lo < hi) || !std::isfinite(hi)) return ticks;
@@ -98,10 +104,10 @@ inline std::vector<double> log_ticks(double lo, double hi, int max_ticks = 6) {
     return nice_ticks(lo, hi, max_ticks);
 }
 
-// Labels for the ticks of one axis, in one style for the whole axis: as many decimals as
-// the distance between ticks needs ("0.0 0.5 1.0", "1500 2000"), or 3 significant digits
-// ("1e-05 2e-05", "1e+06 2e+06") when the step is below 1e-4 or a tick reaches 1e6, on
-// logarithmic axes and for a single tick.
+/// Labels for the ticks of one axis, in one style for the whole axis: as many decimals as
+/// the distance between ticks needs ("0.0 0.5 1.0", "1500 2000"), or 3 significant digits
+/// ("1e-05 2e-05", "1e+06 2e+06") when the step is below 1e-4 or a tick reaches 1e6, on
+/// logarithmic axes and for a single tick.
 inline std::vector<std::string> tick_labels(const std::vector<double>& ticks, bool log_scale = false) {
     double biggest = 0;
     for (double t : ticks) biggest = std::max(biggest, std::fabs(t));
@@ -120,15 +126,22 @@ inline std::vector<std::string> tick_labels(const std::vector<double>& ticks, bo
 
 // ---- the frame ----------------------------------------------------------------------------
 
-// Where a plot's data area is in an image and which data it shows. px/py map data
-// coordinates to continuous pixel coordinates: x_lo is the left edge of the area, y_hi
-// the top edge (pixel row area.y), so a point lands in pixel (floor(px), floor(py)).
+/// Where a plot's data area is in an image and which data it shows. px/py map data
+/// coordinates to continuous pixel coordinates: x_lo is the left edge of the area, y_hi
+/// the top edge (pixel row area.y), so a point lands in pixel (floor(px), floor(py)).
 struct PlotArea {
+    /// The data area, in pixels of the image.
     Rect area;
+    ///@{
+    /// The data shown along x and along y.
     AxisRange x, y;
+    ///@}
+    /// Whether the y axis is logarithmic (y.lo > 0).
     bool log_y = false;
 
+    /// The pixel x coordinate of data value v.
     double px(double v) const { return area.x + (v - x.lo) / (x.hi - x.lo) * area.w; }
+    /// The pixel y coordinate of data value v (row area.y at y.hi).
     double py(double v) const {
         const double t = log_y ? (std::log10(v) - std::log10(y.lo)) / (std::log10(y.hi) - std::log10(y.lo))
                                : (v - y.lo) / (y.hi - y.lo);
@@ -136,20 +149,31 @@ struct PlotArea {
     }
 };
 
+/// How a plot's frame looks: title, axis labels, colours, ticks and grid.
 struct FrameStyle {
+    ///@{
+    /// Title above the frame and axis labels below and beside it (none when empty).
     std::string title{}, x_label{}, y_label{};
-    int title_scale = 2;  // font scale of the title; tick labels use 1
+    ///@}
+    int title_scale = 2;  ///< font scale of the title; tick labels use 1
+    /// Colour of the frame and ticks.
     Rgb axis_colour{60, 60, 60};
+    /// Colour of the title, labels and tick labels.
     Rgb text_colour = colours::black;
+    /// Draw ticks with numeric labels.
     bool ticks = true;
-    bool grid = false;  // light grid lines at the ticks, under the data
+    bool grid = false;  ///< light grid lines at the ticks, under the data
 };
 
-// Pixels a frame needs around the data area: left for the y tick labels, top for the
-// title, bottom for the x tick labels and x label, right for the half of the last x label.
+/// Pixels a frame needs around the data area: left for the y tick labels, top for the
+/// title, bottom for the x tick labels and x label, right for the half of the last x label.
 struct FrameMargins {
+    ///@{
+    /// Margin in pixels on each side.
     int left, top, right, bottom;
+///@}
 };
+/// The margins a frame with style `s` needs around the data area of `a`.
 inline FrameMargins frame_margins(const FrameStyle& s, const PlotArea& a) {
     FrameMargins m{8, 8, 14, 8};
     if (s.ticks) {
@@ -171,7 +195,7 @@ inline FrameMargins frame_margins(const FrameStyle& s, const PlotArea& a) {
     return m;
 }
 
-// Grid lines (when asked for) inside the data area; call before drawing the data.
+/// Grid lines (when asked for) inside the data area; call before drawing the data.
 inline void draw_grid(Image& img, const PlotArea& a, const FrameStyle& s) {
     if (!s.grid) return;
     for (double t : nice_ticks(a.x.lo, a.x.hi)) {
@@ -184,9 +208,9 @@ inline void draw_grid(Image& img, const PlotArea& a, const FrameStyle& s) {
     }
 }
 
-// The box around the data area (just outside it), outward ticks with numeric labels on
-// the left and bottom, the title and the axis labels; call after drawing the data. The
-// image is the plot's own, laid out with frame_margins: the title goes at its top.
+/// The box around the data area (just outside it), outward ticks with numeric labels on
+/// the left and bottom, the title and the axis labels; call after drawing the data. The
+/// image is the plot's own, laid out with frame_margins: the title goes at its top.
 inline void draw_frame(Image& img, const PlotArea& a, const FrameStyle& s) {
     const Rect& r = a.area;
     img.draw_rect(r.x - 1, r.y - 1, r.w + 2, r.h + 2, s.axis_colour);

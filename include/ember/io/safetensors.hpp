@@ -1,21 +1,23 @@
 #pragma once
-// safetensors checkpoints (the Hugging Face format): an 8-byte little-endian header length
-// N, N bytes of JSON
-//   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, ...,
-//    "__metadata__": {"key": "value", ...}}            (metadata optional)
-// and then the raw little-endian tensor data; offsets count from the end of the header.
-//
-//   save_safetensors<float>("model.safetensors", {{"W", W}, {"b", b}}, {{"step", "100"}});
-//   Safetensors<float> ckpt = load_safetensors<float>("model.safetensors");
-//   Tensor<float> W2 = ckpt.at("W");
-//
-// Tensors are saved as F32 (Tensor<float>) or F64 (Tensor<double>), or as another dtype
-// given to save_safetensors (U8 needs values in [0, 255]). Loading reads F32, F64 and U8
-// into float or double, converting. It validates everything the spec requires: the header
-// length, strict JSON, unique keys, known dtypes, ranks (at most ember's 4), and data
-// offsets that match each tensor's size and tile the data section exactly, without gaps or
-// overlaps. Every failure is an ember::Error "load_safetensors: FILE: ...". Saving is
-// atomic (ember/io/atomic_file.hpp).
+/// \file
+/// safetensors checkpoints (the Hugging Face format): an 8-byte little-endian header length
+/// N, N bytes of JSON
+///
+///     {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, ...,
+///      "__metadata__": {"key": "value", ...}}            (metadata optional)
+/// and then the raw little-endian tensor data; offsets count from the end of the header.
+///
+///     save_safetensors<float>("model.safetensors", {{"W", W}, {"b", b}}, {{"step", "100"}});
+///     Safetensors<float> ckpt = load_safetensors<float>("model.safetensors");
+///     Tensor<float> W2 = ckpt.at("W");
+///
+/// Tensors are saved as F32 (Tensor<float>) or F64 (Tensor<double>), or as another dtype
+/// given to save_safetensors (U8 needs values in [0, 255]). Loading reads F32, F64 and U8
+/// into float or double, converting. It validates everything the spec requires: the header
+/// length, strict JSON, unique keys, known dtypes, ranks (at most ember's 4), and data
+/// offsets that match each tensor's size and tile the data section exactly, without gaps or
+/// overlaps. Every failure is an ember::Error "load_safetensors: FILE: ...". Saving is
+/// atomic (ember/io/atomic_file.hpp).
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -41,14 +43,16 @@
 
 namespace ember {
 
-// The contents of a safetensors file: tensors by name (sorted by name) and the
-// "__metadata__" strings.
+/// The contents of a safetensors file: tensors by name (sorted by name) and the
+/// "__metadata__" strings.
 template <Real T>
 struct Safetensors {
+    /// The tensors, by name.
     std::map<std::string, Tensor<T>> tensors;
+    /// The "__metadata__" entries (string to string).
     std::map<std::string, std::string> metadata;
 
-    // The tensor called `name`; throws ember::Error naming it if there is none.
+    /// The tensor called `name`; throws ember::Error naming it if there is none.
     const Tensor<T>& at(const std::string& name) const {
         const auto it = tensors.find(name);
         EMBER_CHECK(it != tensors.end(), "Safetensors::at", "no tensor named '", name, "'");
@@ -518,7 +522,7 @@ NamedTensors<T> to_named(const std::map<std::string, Tensor<T>>& tensors) {
 
 }  // namespace io_detail
 
-// Reads a safetensors file; every tensor is converted to T.
+/// Reads a safetensors file; every tensor is converted to T.
 template <Real T>
 Safetensors<T> load_safetensors(const std::filesystem::path& path) {
     const io_detail::Where where{"load_safetensors", path.string()};
@@ -526,7 +530,7 @@ Safetensors<T> load_safetensors(const std::filesystem::path& path) {
     return io_detail::read_safetensors<T>(src, where);
 }
 
-// The same from the bytes of a safetensors file in memory; `label` names it in errors.
+/// The same from the bytes of a safetensors file in memory; `label` names it in errors.
 template <Real T>
 Safetensors<T> safetensors_from_bytes(std::span<const std::byte> bytes, std::string_view label = "<memory>") {
     const io_detail::Where where{"load_safetensors", std::string(label)};
@@ -534,8 +538,8 @@ Safetensors<T> safetensors_from_bytes(std::span<const std::byte> bytes, std::str
     return io_detail::read_safetensors<T>(src, where);
 }
 
-// Writes `tensors` (in this order; names unique) and `metadata` atomically, every tensor
-// as `dtype`.
+/// Writes `tensors` (in this order; names unique) and `metadata` atomically, every tensor
+/// as `dtype`.
 template <Real T>
 void save_safetensors(const std::filesystem::path& path, const std::vector<std::pair<std::string, Tensor<T>>>& tensors,
                       const std::map<std::string, std::string>& metadata = {}, DType dtype = dtype_of<T>) {
@@ -546,20 +550,21 @@ void save_safetensors(const std::filesystem::path& path, const std::vector<std::
         path, [&](AtomicWriter& w) { io_detail::write_safetensors(w, tensors, metadata, dtype, where); },
         "save_safetensors");
 }
+/// save_safetensors of a map from name to tensor: the tensors are written in name order.
 template <Real T>
 void save_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor<T>>& tensors,
                       const std::map<std::string, std::string>& metadata = {}, DType dtype = dtype_of<T>) {
     save_safetensors(path, io_detail::to_named(tensors), metadata, dtype);
 }
-// For a braced list, save_safetensors<float>(path, {{"W", W}, {"b", b}}): without this
-// overload the list could become either the vector or the map, which is ambiguous.
+/// For a braced list, save_safetensors<float>(path, {{"W", W}, {"b", b}}): without this
+/// overload the list could become either the vector or the map, which is ambiguous.
 template <Real T>
 void save_safetensors(const std::filesystem::path& path, std::initializer_list<std::pair<std::string, Tensor<T>>> tensors,
                       const std::map<std::string, std::string>& metadata = {}, DType dtype = dtype_of<T>) {
     save_safetensors(path, io_detail::NamedTensors<T>(tensors), metadata, dtype);
 }
 
-// The bytes of the file save_safetensors would write.
+/// The bytes of the file save_safetensors would write.
 template <Real T>
 std::vector<std::byte> safetensors_to_bytes(const std::vector<std::pair<std::string, Tensor<T>>>& tensors,
                                             const std::map<std::string, std::string>& metadata = {},

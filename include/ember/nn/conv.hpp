@@ -1,10 +1,12 @@
 #pragma once
-// Conv2d and ConvTranspose2d layers over ember::conv2d / conv_transpose2d, with square
-// kernels and PyTorch's weight layouts and default initialisation:
-//   Conv2d:           weight [out, in, k, k], bias [out]
-//   ConvTranspose2d:  weight [in, out, k, k], bias [out]
-//   UpsampleConv2d:   weight [out, in, k, k], bias [out]: nn.Upsample(f) then nn.Conv2d with
-//                     "same" padding, computed by upsample_conv2d's phase decomposition
+/// \file
+/// Conv2d and ConvTranspose2d layers over ember::conv2d / conv_transpose2d, with square
+/// kernels and PyTorch's weight layouts and default initialisation:
+///
+///     Conv2d:           weight [out, in, k, k], bias [out]
+///     ConvTranspose2d:  weight [in, out, k, k], bias [out]
+///     UpsampleConv2d:   weight [out, in, k, k], bias [out]: nn.Upsample(f) then nn.Conv2d with
+///                       "same" padding, computed by upsample_conv2d's phase decomposition
 #include "ember/core/instances.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"
@@ -13,12 +15,22 @@
 
 namespace ember::nn {
 
+/// Conv2d's settings besides the channels and kernel size, as PyTorch's arguments.
 struct Conv2dOptions {
+    ///@{
+    /// Stride, zero padding on each side and dilation, as in torch.nn.Conv2d.
     Index stride = 1, padding = 0, dilation = 1;
+    ///@}
+    /// Whether the layer has a bias.
     bool bias = true;
 };
+/// ConvTranspose2d's settings besides the channels and kernel size, as PyTorch's arguments.
 struct ConvTranspose2dOptions {
+    ///@{
+    /// Stride, padding, output padding and dilation, as in torch.nn.ConvTranspose2d.
     Index stride = 1, padding = 0, output_padding = 0, dilation = 1;
+    ///@}
+    /// Whether the layer has a bias.
     bool bias = true;
 };
 
@@ -29,9 +41,12 @@ inline void check_channels(const char* op, Index in, Index out, Index k) {
 }
 }  // namespace detail
 
+/// A 2-D convolution with a square kernel, as torch.nn.Conv2d: weight [out, in, k, k].
 template <Real T>
 class Conv2d : public WeightedLayer<T> {
 public:
+    /// A convolution from `in_channels` to `out_channels` with a `kernel` x `kernel` kernel,
+    /// initialised from `gen` as PyTorch does.
     Conv2d(Index in_channels, Index out_channels, Index kernel, Generator& gen, Conv2dOptions o = {})
         : in_(in_channels), out_(out_channels), k_(kernel), o_(o) {
         detail::check_channels("Conv2d", in_channels, out_channels, kernel);
@@ -58,12 +73,14 @@ private:
     Conv2dOptions o_;
 };
 
-// Nearest upsampling by `factor` followed by a k x k convolution (k odd, padding (k-1)/2):
-// the same function and parameters as Upsample(factor) then Conv2d(in, out, k, padding
-// (k-1)/2), at about half the cost for 3x3 kernels (ember/ops/upsample_conv.hpp).
+/// Nearest upsampling by `factor` followed by a k x k convolution (k odd, padding (k-1)/2):
+/// the same function and parameters as Upsample(factor) then Conv2d(in, out, k, padding
+/// (k-1)/2), at about half the cost for 3x3 kernels (ember/ops/upsample_conv.hpp).
 template <Real T>
 class UpsampleConv2d : public WeightedLayer<T> {
 public:
+    /// A layer upsampling by `factor` then convolving from `in_channels` to `out_channels` with
+    /// an odd `kernel`, initialised from `gen` as Conv2d.
     UpsampleConv2d(Index factor, Index in_channels, Index out_channels, Index kernel, Generator& gen, bool bias = true)
         : f_(factor), in_(in_channels), out_(out_channels), k_(kernel) {
         detail::check_channels("UpsampleConv2d", in_channels, out_channels, kernel);
@@ -85,9 +102,13 @@ private:
     Index f_, in_, out_, k_;
 };
 
+/// A 2-D transposed convolution with a square kernel, as torch.nn.ConvTranspose2d: weight
+/// [in, out, k, k].
 template <Real T>
 class ConvTranspose2d : public WeightedLayer<T> {
 public:
+    /// A transposed convolution from `in_channels` to `out_channels` with a `kernel` x `kernel`
+    /// kernel, initialised from `gen` as PyTorch does.
     ConvTranspose2d(Index in_channels, Index out_channels, Index kernel, Generator& gen, ConvTranspose2dOptions o = {})
         : in_(in_channels), out_(out_channels), k_(kernel), o_(o) {
         detail::check_channels("ConvTranspose2d", in_channels, out_channels, kernel);
@@ -100,7 +121,7 @@ public:
         return conv_transpose2d(x, w, this->bias_,
                                 ember::ConvTranspose2dOptions{o_.stride, o_.padding, o_.output_padding, o_.dilation});
     }
-    // The weight is [in, out, k, k]: output features are axis 1 (PyTorch uses dim=1 too).
+    /// The weight is [in, out, k, k]: output features are axis 1 (PyTorch uses dim=1 too).
     int output_axis() const override { return 1; }
     std::string describe() const override {
         return ember::nn::detail::call_string("ConvTranspose2d", in_, out_, "kernel=" + std::to_string(k_),

@@ -1,6 +1,7 @@
 #pragma once
-// Linear(in, out): y = x Wᵀ + b with W [out, in] and b [out], PyTorch's layout, for x of
-// shape [..., in]. Default initialisation as PyTorch's: W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
+/// \file
+/// Linear(in, out): y = x Wᵀ + b with W [out, in] and b [out], PyTorch's layout, for x of
+/// shape [..., in]. Default initialisation as PyTorch's: W, b ~ U(-1/sqrt(in), 1/sqrt(in)).
 #include "ember/core/instances.hpp"
 #include "ember/nn/init.hpp"
 #include "ember/nn/layer.hpp"
@@ -9,9 +10,11 @@
 
 namespace ember::nn {
 
+/// y = x Wᵀ + b, as torch.nn.Linear (see the file description).
 template <Real T>
 class Linear : public WeightedLayer<T> {
 public:
+    /// A layer from `in_features` to `out_features`, initialised from `gen` as PyTorch does.
     Linear(Index in_features, Index out_features, Generator& gen, bool bias = true)
         : in_(in_features), out_(out_features) {
         EMBER_CHECK(in_features > 0 && out_features > 0, "Linear", "feature counts must be positive, got ", in_features,
@@ -21,7 +24,9 @@ public:
         init::pytorch_default_(this->weight_.value(), bias ? this->bias_.value() : Tensor<T>(), gen);
     }
 
+    /// Number of input features.
     Index in_features() const { return in_; }
+    /// Number of output features.
     Index out_features() const { return out_; }
 
     Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) override {

@@ -1,21 +1,22 @@
 #pragma once
-// The base of every layer: a Module owns named parameters (Vars that require grad), named
-// buffers (tensors that are state but not trained, such as BatchNorm's running mean) and
-// named child modules, and knows whether it is in training or evaluation mode.
-//
-// Names compose with dots, as in PyTorch, so that optimisers, checkpoints and people can
-// find a tensor: a Sequential registered as "disc" whose first child is a Linear gives
-// "disc.0.weight" and "disc.0.bias". A checkpoint written from these names can be loaded
-// by a PyTorch model with the same structure, and the other way round.
-//
-// Modules are composed at run time (type-erased behind shared_ptr<Module<T>>), not as one
-// nested template type: a network's type stays short, errors stay readable and a network
-// compiles in the time of its layers.
-//
-// Parameters and buffers are handles (Var, Tensor): a layer keeps one in a member for its
-// forward and the registry keeps another to the same storage. Anything that changes them
-// from outside (optimisers, load_state_dict) writes into that storage in place, so the two
-// never diverge.
+/// \file
+/// The base of every layer: a Module owns named parameters (Vars that require grad), named
+/// buffers (tensors that are state but not trained, such as BatchNorm's running mean) and
+/// named child modules, and knows whether it is in training or evaluation mode.
+///
+/// Names compose with dots, as in PyTorch, so that optimisers, checkpoints and people can
+/// find a tensor: a Sequential registered as "disc" whose first child is a Linear gives
+/// "disc.0.weight" and "disc.0.bias". A checkpoint written from these names can be loaded
+/// by a PyTorch model with the same structure, and the other way round.
+///
+/// Modules are composed at run time (type-erased behind shared_ptr<Module<T>>), not as one
+/// nested template type: a network's type stays short, errors stay readable and a network
+/// compiles in the time of its layers.
+///
+/// Parameters and buffers are handles (Var, Tensor): a layer keeps one in a member for its
+/// forward and the registry keeps another to the same storage. Anything that changes them
+/// from outside (optimisers, load_state_dict) writes into that storage in place, so the two
+/// never diverge.
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -34,43 +35,52 @@
 
 namespace ember::nn {
 
+/// The base of every layer: named parameters, buffers and child modules, and the training
+/// mode (see the file description).
 template <Real T>
 class Module {
 public:
+    /// The element type.
     using value_type = T;
 
     Module() = default;
     virtual ~Module() = default;
-    // Copying would silently share parameters; moving keeps the handles.
+    /// Copying would silently share parameters; moving keeps the handles.
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
+    /// Moves the handles of the parameters, buffers and children.
     Module(Module&&) noexcept = default;
+    /// Moves the handles of the parameters, buffers and children.
     Module& operator=(Module&&) noexcept = default;
 
+    /// The layer's output for input `x`, recorded on the graph.
     virtual Var<T> forward(const Var<T>& x) = 0;
+    /// forward(x).
     Var<T> operator()(const Var<T>& x) { return forward(x); }
 
-    // Sequential runs this module and a LeakyReLU after it as one call of forward_leaky_relu
-    // when the module can fuse the two (Conv2d: conv2d_leaky_relu); the default cannot and
-    // returns an undefined Var.
+    /// Sequential runs this module and a LeakyReLU after it as one call of forward_leaky_relu
+    /// when the module can fuse the two (Conv2d: conv2d_leaky_relu); the default cannot and
+    /// returns an undefined Var.
     virtual Var<T> forward_leaky_relu(const Var<T>&, double /*slope*/) { return {}; }
-    // The negative slope when this module is a LeakyReLU, else nothing.
+    /// The negative slope when this module is a LeakyReLU, else nothing.
     virtual std::optional<double> leaky_relu_slope() const { return std::nullopt; }
 
-    // A one-line description with the constructor's arguments, e.g. "Linear(784, 512)".
+    /// A one-line description with the constructor's arguments, e.g.\ "Linear(784, 512)".
     virtual std::string describe() const = 0;
 
-    // Training mode (the default) or evaluation mode, for this module and all below it.
-    // It changes what BatchNorm, Dropout and spectral normalisation do.
+    /// Training mode (the default) or evaluation mode, for this module and all below it.
+    /// It changes what BatchNorm, Dropout and spectral normalisation do.
     void train(bool on = true) {
         training_ = on;
         for (auto& [name, child] : children_) child->train(on);
     }
+    /// train(false): evaluation mode for this module and all below it.
     void eval() { train(false); }
+    /// Whether the module is in training mode.
     bool is_training() const { return training_; }
 
-    // forward(x) as samples and test metrics need it: no graph, evaluation mode (BatchNorm's
-    // running statistics, no dropout), then the module's own mode again, even on an error.
+    /// forward(x) as samples and test metrics need it: no graph, evaluation mode (BatchNorm's
+    /// running statistics, no dropout), then the module's own mode again, even on an error.
     Tensor<T> infer(const Tensor<T>& x) {
         struct Restore {
             Module& m;
@@ -82,7 +92,7 @@ public:
         return forward(Var<T>(x)).value();
     }
 
-    // Parameters in registration order, depth first, with dotted names.
+    /// Parameters in registration order, depth first, with dotted names.
     std::vector<std::pair<std::string, Var<T>>> named_parameters() const {
         std::vector<std::pair<std::string, Var<T>>> out;
         visit("", [&](const std::string& prefix, const Module& m) {
@@ -90,11 +100,13 @@ public:
         });
         return out;
     }
+    /// The parameters of named_parameters(), without their names.
     std::vector<Var<T>> parameters() const {
         std::vector<Var<T>> out;
         for (auto& [name, p] : named_parameters()) out.push_back(p);
         return out;
     }
+    /// Buffers in registration order, depth first, with dotted names.
     std::vector<std::pair<std::string, Tensor<T>>> named_buffers() const {
         std::vector<std::pair<std::string, Tensor<T>>> out;
         visit("", [&](const std::string& prefix, const Module& m) {
@@ -102,7 +114,7 @@ public:
         });
         return out;
     }
-    // Everything a checkpoint needs to rebuild this module: parameter values, then buffers.
+    /// Everything a checkpoint needs to rebuild this module: parameter values, then buffers.
     std::vector<std::pair<std::string, Tensor<T>>> state_dict() const {
         std::vector<std::pair<std::string, Tensor<T>>> out;
         for (auto& [name, p] : named_parameters()) out.emplace_back(name, p.value());
@@ -110,11 +122,11 @@ public:
         return out;
     }
 
-    // Copies `state` (tensors by dotted name, e.g. a loaded safetensors file) into the
-    // parameters and buffers, in place. Names are looked up under `prefix` (so one file
-    // can hold a generator under "gen." and a critic under "disc."). Every shape is
-    // checked before anything is written. With strict, a missing parameter or buffer is
-    // an error, and so is a tensor under `prefix` that this module does not have.
+    /// Copies `state` (tensors by dotted name, e.g.\ a loaded safetensors file) into the
+    /// parameters and buffers, in place. Names are looked up under `prefix` (so one file
+    /// can hold a generator under "gen." and a critic under "disc."). Every shape is
+    /// checked before anything is written. With strict, a missing parameter or buffer is
+    /// an error, and so is a tensor under `prefix` that this module does not have.
     void load_state_dict(const std::map<std::string, Tensor<T>>& state, const std::string& prefix = "",
                          bool strict = true) {
         const auto own = state_dict();
@@ -142,21 +154,22 @@ public:
         for (auto& [dst, src] : copies) dst.copy_from(src.contiguous());
     }
 
-    // Clears the gradients of all parameters (they become undefined).
+    /// Clears the gradients of all parameters (they become undefined).
     void zero_grad() {
         for (auto& [name, p] : named_parameters()) p.zero_grad();
     }
-    // Freezes (false) or unfreezes every parameter, e.g. a critic while its generator trains.
+    /// Freezes (false) or unfreezes every parameter, e.g.\ a critic while its generator trains.
     void requires_grad(bool on) {
         for (auto& [name, p] : named_parameters()) p.set_requires_grad(on);
     }
+    /// Number of parameter elements (all parameters, frozen or not).
     Index parameter_count() const {
         Index n = 0;
         for (auto& [name, p] : named_parameters()) n += p.numel();
         return n;
     }
 
-    // The module tree, one line per module, with parameter counts: what print(model) shows.
+    /// The module tree, one line per module, with parameter counts: what print(model) shows.
     std::string summary() const {
         std::ostringstream os;
         summary_into(os, "", 0);
@@ -164,27 +177,29 @@ public:
         return os.str();
     }
 
-    // Calls f(prefix, module) for this module and every module below it, depth first.
+    /// Calls f(prefix, module) for this module and every module below it, depth first.
     void visit(const std::string& prefix, const std::function<void(const std::string&, const Module&)>& f) const {
         f(prefix, *this);
         for (const auto& [name, child] : children_) child->visit(prefix + name + ".", f);
     }
+    /// Calls f(module) for this module and every module below it, depth first, with write access.
     void visit_mut(const std::function<void(Module&)>& f) {
         f(*this);
         for (auto& [name, child] : children_) child->visit_mut(f);
     }
+    /// The direct children with their names, in registration order.
     const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
 protected:
-    // A new parameter `name` holding `value`; the returned handle shares its storage.
+    /// A new parameter `name` holding `value`; the returned handle shares its storage.
     Var<T> register_parameter(std::string name, Tensor<T> value) {
         check_new_name(name);
         Var<T> p(std::move(value), true);
         params_.emplace_back(std::move(name), p);
         return p;
     }
-    // Registers an existing leaf Var as parameter `name` (a wrapper such as SpectralNorm
-    // adopts the parameters of the layer it wraps, under PyTorch's names).
+    /// Registers an existing leaf Var as parameter `name` (a wrapper such as SpectralNorm
+    /// adopts the parameters of the layer it wraps, under PyTorch's names).
     Var<T> register_parameter(std::string name, Var<T> p) {
         check_new_name(name);
         EMBER_CHECK(p.defined() && p.is_leaf() && p.requires_grad(), "Module::register",
@@ -192,11 +207,13 @@ protected:
         params_.emplace_back(std::move(name), p);
         return p;
     }
+    /// A new buffer `name` holding `value`; the returned handle shares its storage.
     Tensor<T> register_buffer(std::string name, Tensor<T> value) {
         check_new_name(name);
         buffers_.emplace_back(std::move(name), value);
         return value;
     }
+    /// Registers `m` as child module `name` (it takes this module's training mode); returns it.
     template <class M>
     std::shared_ptr<M> register_module(std::string name, std::shared_ptr<M> m) {
         EMBER_CHECK(m != nullptr, describe().c_str(), "child module '", name, "' is null");

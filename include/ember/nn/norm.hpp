@@ -1,13 +1,15 @@
 #pragma once
-// Normalisation layers, with PyTorch's definitions:
-//   BatchNorm1d ([N,C] or [N,C,L]) and BatchNorm2d ([N,C,H,W]): in training, normalise
-//     each channel by the batch's mean and biased variance, and update the running
-//     statistics  running = (1 - momentum)·running + momentum·batch  (with the unbiased
-//     variance, n/(n-1)); in evaluation, normalise by the running statistics.
-//   LayerNorm(shape): normalise each sample over its trailing `shape` axes.
-// Both then scale and shift by learned per-feature weight (ones) and bias (zeros).
-// Twice differentiable, so gradient penalties pass through them; BatchNorm's normalisation
-// is one fused op (ember/ops/batch_norm.hpp).
+/// \file
+/// Normalisation layers, with PyTorch's definitions:
+///
+///     BatchNorm1d ([N,C] or [N,C,L]) and BatchNorm2d ([N,C,H,W]): in training, normalise
+///       each channel by the batch's mean and biased variance, and update the running
+///       statistics  running = (1 - momentum)·running + momentum·batch  (with the unbiased
+///       variance, n/(n-1)); in evaluation, normalise by the running statistics.
+///     LayerNorm(shape): normalise each sample over its trailing `shape` axes.
+/// Both then scale and shift by learned per-feature weight (ones) and bias (zeros).
+/// Twice differentiable, so gradient penalties pass through them; BatchNorm's normalisation
+/// is one fused op (ember/ops/batch_norm.hpp).
 #include <numeric>
 #include <vector>
 
@@ -19,17 +21,23 @@
 
 namespace ember::nn {
 
+/// BatchNorm's settings, as torch.nn.BatchNorm's arguments.
 struct BatchNormOptions {
+    /// Added to the variance before the square root.
     double eps = 1e-5;
+    /// Weight of the current batch in the running statistics.
     double momentum = 0.1;
+    /// Learn a per-channel weight and bias.
     bool affine = true;
+    /// Keep running statistics and normalise by them in evaluation mode (else always by the batch).
     bool track_running_stats = true;
 };
 
+/// Batch normalisation over channel axis 1; BatchNorm1d and BatchNorm2d fix the input ranks.
 template <Real T>
 class BatchNorm : public Module<T> {
 public:
-    // `ranks` lists the input ranks this layer accepts ({2,3} for 1d, {4} for 2d).
+    /// `ranks` lists the input ranks this layer accepts ({2,3} for 1d, {4} for 2d).
     BatchNorm(const char* name, std::vector<int> ranks, Index num_features, BatchNormOptions o)
         : name_(name), ranks_(std::move(ranks)), C_(num_features), o_(o) {
         EMBER_CHECK(num_features > 0, name, "num_features must be positive, got ", num_features);
@@ -45,11 +53,17 @@ public:
         }
     }
 
+    /// The per-channel weight (undefined without affine).
     const Var<T>& weight() const { return weight_; }
+    /// The per-channel bias (undefined without affine).
     const Var<T>& bias() const { return bias_; }
+    /// The running mean of each channel (undefined without track_running_stats).
     const Tensor<T>& running_mean() const { return running_mean_; }
+    /// The running unbiased variance of each channel (undefined without track_running_stats).
     const Tensor<T>& running_var() const { return running_var_; }
 
+    /// x normalised per channel (by the batch in training, by the running statistics in
+    /// evaluation), then scaled and shifted.
     Var<T> forward(const Var<T>& x) override {
         const Shape& xs = x.shape();
         const bool rank_ok = std::find(ranks_.begin(), ranks_.end(), xs.rank()) != ranks_.end();
@@ -100,20 +114,27 @@ private:
     Tensor<T> running_mean_, running_var_;
 };
 
+/// Batch normalisation of [N, C] or [N, C, L], as torch.nn.BatchNorm1d.
 template <Real T>
 class BatchNorm1d : public BatchNorm<T> {
 public:
+    /// Normalises `num_features` channels.
     explicit BatchNorm1d(Index num_features, BatchNormOptions o = {}) : BatchNorm<T>("BatchNorm1d", {2, 3}, num_features, o) {}
 };
+/// Batch normalisation of [N, C, H, W], as torch.nn.BatchNorm2d.
 template <Real T>
 class BatchNorm2d : public BatchNorm<T> {
 public:
+    /// Normalises `num_features` channels.
     explicit BatchNorm2d(Index num_features, BatchNormOptions o = {}) : BatchNorm<T>("BatchNorm2d", {4}, num_features, o) {}
 };
 
+/// Layer normalisation over the trailing axes, as torch.nn.LayerNorm.
 template <Real T>
 class LayerNorm : public Module<T> {
 public:
+    /// Normalises each sample over its trailing axes `normalized_shape` (1 to 3 of them), with a
+    /// learned weight and bias of that shape when `elementwise_affine`.
     explicit LayerNorm(std::vector<Index> normalized_shape, double eps = 1e-5, bool elementwise_affine = true)
         : shape_(std::move(normalized_shape)), eps_(eps) {
         EMBER_CHECK(!shape_.empty() && shape_.size() <= 3, "LayerNorm", "normalized_shape needs 1 to 3 axes, got ",
@@ -131,6 +152,7 @@ public:
         }
     }
 
+    /// x normalised over its trailing axes per sample, then scaled and shifted.
     Var<T> forward(const Var<T>& x) override {
         const Shape& xs = x.shape();
         const int k = static_cast<int>(shape_.size());

@@ -1,15 +1,17 @@
 #pragma once
-// Spectral normalisation (Miyato et al. 2018), as GAN critics and EBM energies use it to
-// bound their Lipschitz constant: the layer computes with W / σ(W), where σ(W) is W's
-// largest singular value, estimated by power iteration on persistent vectors u and v:
-//     v ← normalise(Wᵀu),  u ← normalise(W v)     (n_power_iterations times, training only)
-//     σ = uᵀ W v                                  (u, v constants: gradients flow through W)
-// W is viewed as a matrix with the layer's output features as rows ([out, in·k·k]).
-//
-// The wrapper keeps PyTorch's names (torch.nn.utils.spectral_norm): parameters
-// "weight_orig" and "bias", buffers "weight_u" and "weight_v", so state dicts interchange.
-// Like torch.nn.utils.parametrizations.spectral_norm, u and v are first refined by 15
-// iterations at construction, so σ is accurate from the first step.
+/// \file
+/// Spectral normalisation (Miyato et al.\ 2018), as GAN critics and EBM energies use it to
+/// bound their Lipschitz constant: the layer computes with W / σ(W), where σ(W) is W's
+/// largest singular value, estimated by power iteration on persistent vectors u and v:
+///
+///     v ← normalise(Wᵀu),  u ← normalise(W v)     (n_power_iterations times, training only)
+///     σ = uᵀ W v                                  (u, v constants: gradients flow through W)
+/// W is viewed as a matrix with the layer's output features as rows ([out, in·k·k]).
+///
+/// The wrapper keeps PyTorch's names (torch.nn.utils.spectral_norm): parameters
+/// "weight_orig" and "bias", buffers "weight_u" and "weight_v", so state dicts interchange.
+/// Like torch.nn.utils.parametrizations.spectral_norm, u and v are first refined by 15
+/// iterations at construction, so σ is accurate from the first step.
 #include <cmath>
 #include <memory>
 
@@ -24,14 +26,19 @@
 
 namespace ember::nn {
 
+/// Settings of SpectralNorm.
 struct SpectralNormOptions {
+    /// Power iterations per training forward pass.
     int n_power_iterations = 1;
+    /// Keeps the normalisation of u and v away from a division by zero.
     double eps = 1e-12;
 };
 
+/// A layer whose weight is divided by its largest singular value (see the file description).
 template <Real T>
 class SpectralNorm : public Module<T> {
 public:
+    /// Wraps `layer`, adopting its parameters; u and v start from normal draws of `gen`.
     SpectralNorm(std::shared_ptr<WeightedLayer<T>> layer, Generator& gen, SpectralNormOptions o = {})
         : layer_(std::move(layer)), o_(o) {
         EMBER_CHECK(layer_ != nullptr, "SpectralNorm", "the wrapped layer is null");
@@ -49,16 +56,17 @@ public:
         power_iterations(15);
     }
 
+    /// The wrapped layer's output computed with normalized_weight().
     Var<T> forward(const Var<T>& x) override { return layer_->forward_with_weight(x, normalized_weight()); }
 
-    // W / σ(W), running the power iteration first when training.
+    /// W / σ(W), running the power iteration first when training.
     Var<T> normalized_weight() {
         if (this->is_training()) power_iterations(o_.n_power_iterations);
         const Var<T> Wv = matmul(weight_matrix(weight_), Var<T>(v_.reshape(Shape{cols_, 1})));
         const Var<T> sigma = sum(Var<T>(Wv * u_.reshape(Shape{rows_, 1})));
         return weight_ / sigma;
     }
-    // The current estimate of σ(W), without a graph.
+    /// The current estimate of σ(W), without a graph.
     T sigma() const {
         const Tensor<T> W = weight_matrix(Var<T>(weight_.value())).value().contiguous();
         const auto Wm = matrix(W);
@@ -100,7 +108,7 @@ private:
     Index rows_ = 0, cols_ = 0;
 };
 
-// spectral_norm(std::make_shared<Linear<float>>(784, 512, gen), gen)
+/// spectral_norm(std::make_shared<Linear<float>>(784, 512, gen), gen)
 template <Real T, class L>
 std::shared_ptr<SpectralNorm<T>> spectral_norm(std::shared_ptr<L> layer, Generator& gen, SpectralNormOptions o = {}) {
     return std::make_shared<SpectralNorm<T>>(std::move(layer), gen, o);

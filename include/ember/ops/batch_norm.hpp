@@ -1,13 +1,16 @@
 #pragma once
-// Batch normalisation without the affine part, as one op: for x [N, C, ...],
-//   y = (x - μ_c) · r_c,   μ_c = mean of channel c over every axis but 1,
-//   r_c = 1 / sqrt(σ²_c + eps),   σ²_c = the biased variance of channel c.
-// The forward pass is two sweeps over x (statistics, then y) instead of the seven
-// elementwise ops and four reductions of the composed formula, and the gradient
-//   ∂L/∂x = r_c · (g - mean_c(g) - y · mean_c(g · y))
-// is two more sweeps. When a backward pass builds a graph (create_graph, e.g. for a gradient
-// penalty), the same gradient is built from differentiable ops instead, so the op stays
-// twice differentiable.
+/// \file
+/// Batch normalisation without the affine part, as one op: for x [N, C, ...],
+///
+///     y = (x - μ_c) · r_c,   μ_c = mean of channel c over every axis but 1,
+///     r_c = 1 / sqrt(σ²_c + eps),   σ²_c = the biased variance of channel c.
+/// The forward pass is two sweeps over x (statistics, then y) instead of the seven
+/// elementwise ops and four reductions of the composed formula, and the gradient
+///
+///     ∂L/∂x = r_c · (g - mean_c(g) - y · mean_c(g · y))
+/// is two more sweeps. When a backward pass builds a graph (create_graph, e.g. for a gradient
+/// penalty), the same gradient is built from differentiable ops instead, so the op stays
+/// twice differentiable.
 #include <Eigen/Core>
 #include <cmath>
 #include <vector>
@@ -18,10 +21,14 @@
 
 namespace ember {
 
+/// The result of batch_normalize: the normalised input and the batch statistics.
 template <Real T>
 struct BatchNormalized {
+    /// x normalised per channel, on the graph.
     Var<T> y;
-    Tensor<T> mean, var;  // [C]: the batch mean and the biased variance, for running statistics
+    ///@{
+    Tensor<T> mean, var;  ///< [C]: the batch mean and the biased variance, for running statistics
+    ///@}
 };
 
 namespace detail {
@@ -149,6 +156,8 @@ void batch_norm_backward(const ChannelLayout& l, const T* g, const T* y, const T
 
 }  // namespace detail
 
+/// Normalises x [N, C, ...] per channel by the batch's mean and biased variance (plus eps),
+/// as one fused op, twice differentiable; also returns the statistics.
 template <Real T>
 BatchNormalized<T> batch_normalize(const Var<T>& x, double eps) {
     EMBER_CHECK(x.defined() && x.rank() >= 2, "batch_normalize", "expected input [N, C, ...], got ",

@@ -1,8 +1,9 @@
 #pragma once
-// The two halves of NumPy broadcasting for autodiff: expand (a zero-stride view) and its
-// adjoint sum_to (sums the broadcast axes away). Each is the other's backward, so both are
-// differentiable to any order. reduce_into() is the strided reduction kernel that sum,
-// max and min over axes share (ops/reduce.hpp).
+/// \file
+/// The two halves of NumPy broadcasting for autodiff: expand (a zero-stride view) and its
+/// adjoint sum_to (sums the broadcast axes away). Each is the other's backward, so both are
+/// differentiable to any order. reduce_into() is the strided reduction kernel that sum,
+/// max and min over axes share (ops/reduce.hpp).
 #include <algorithm>
 #include <limits>
 
@@ -75,7 +76,7 @@ Tensor<T> reduce_into(const Tensor<T>& src, const Shape& target, const char* op)
 template <Real T>
 Var<T> sum_to(const Var<T>& x, const Shape& target);
 
-// Broadcasts x to `target` without copying (a zero-stride view); backward sums back.
+/// Broadcasts x to `target` without copying (a zero-stride view); backward sums back.
 template <Real T>
 Var<T> expand(const Var<T>& x, const Shape& target) {
     if (x.shape() == target) return x;
@@ -84,7 +85,7 @@ Var<T> expand(const Var<T>& x, const Shape& target) {
                   [from](const Var<T>& g, std::span<const bool>) { return std::vector<Var<T>>{sum_to(g, from)}; });
 }
 
-// Sums x over the axes along which `target` was broadcast to x's shape.
+/// Sums x over the axes along which `target` was broadcast to x's shape.
 template <Real T>
 Var<T> sum_to(const Var<T>& x, const Shape& target) {
     if (x.shape() == target) return x;

@@ -1,10 +1,12 @@
 #pragma once
-// Convolution family on NCHW by im2col + GEMM (gemm_panels.hpp), and pooling / nearest
-// upsampling. Three bilinear primitives close under differentiation:
-//   conv2d(x, W, b)         y = W · cols(x) + b     (the bias added as y is written out)
-//   conv2d_adjoint(y, W)    x = col2im(Wᵀ · y)       (= conv_transpose2d)
-//   conv2d_weight(x, g)     dW = g · cols(x)ᵀ
-// Each one's backward is made of the other two, so every conv is twice differentiable.
+/// \file
+/// Convolution family on NCHW by im2col + GEMM (gemm_panels.hpp), and pooling / nearest
+/// upsampling. Three bilinear primitives close under differentiation:
+///
+///     conv2d(x, W, b)         y = W · cols(x) + b     (the bias added as y is written out)
+///     conv2d_adjoint(y, W)    x = col2im(Wᵀ · y)       (= conv_transpose2d)
+///     conv2d_weight(x, g)     dW = g · cols(x)ᵀ
+/// Each one's backward is made of the other two, so every conv is twice differentiable.
 #include <Eigen/Core>
 #include <vector>
 
@@ -16,11 +18,19 @@
 
 namespace ember {
 
+/// Stride, padding and dilation of conv2d, as torch.nn.functional.conv2d's arguments.
 struct Conv2dOptions {
+    ///@{
+    /// Stride, zero padding on each side and dilation, the same along both image axes.
     Index stride = 1, padding = 0, dilation = 1;
+///@}
 };
+/// Stride, padding, output padding and dilation of conv_transpose2d, as PyTorch's arguments.
 struct ConvTranspose2dOptions {
+    ///@{
+    /// Stride, padding, output padding and dilation, the same along both image axes.
     Index stride = 1, padding = 0, output_padding = 0, dilation = 1;
+///@}
 };
 
 namespace detail {
@@ -370,22 +380,22 @@ ConvGeometry conv2d_geometry(const Var<T>& x, const Var<T>& weight, const Var<T>
 }
 }  // namespace detail
 
-// x [N,C,H,W], weight [O,C,kh,kw], optional bias [O] -> [N,O,Ho,Wo].
+/// x [N,C,H,W], weight [O,C,kh,kw], optional bias [O] -> [N,O,Ho,Wo].
 template <Real T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}, Conv2dOptions o = {}) {
     return detail::conv_y(x, weight, detail::conv2d_geometry(x, weight, bias, o, "conv2d"), bias);
 }
 
-// leaky_relu(conv2d(x, weight, bias, o), slope), fused where it pays (detail::conv_y_leaky);
-// nn::Sequential calls it for a Conv2d followed by a LeakyReLU.
+/// leaky_relu(conv2d(x, weight, bias, o), slope), fused where it pays (detail::conv_y_leaky);
+/// nn::Sequential calls it for a Conv2d followed by a LeakyReLU.
 template <Real T>
 Var<T> conv2d_leaky_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, Conv2dOptions o, double slope) {
     return detail::conv_y_leaky(x, weight, detail::conv2d_geometry(x, weight, bias, o, "conv2d_leaky_relu"), bias, slope);
 }
 
-// The adjoint (gradient) of conv2d, as generators use it: y [N,Cin,H,W], weight
-// [Cin,Cout,kh,kw] (PyTorch's layout), optional bias [Cout] -> [N,Cout,Hout,Wout] with
-// Hout = (H-1)·stride - 2·padding + dilation·(kh-1) + output_padding + 1.
+/// The adjoint (gradient) of conv2d, as generators use it: y [N,Cin,H,W], weight
+/// [Cin,Cout,kh,kw] (PyTorch's layout), optional bias [Cout] -> [N,Cout,Hout,Wout] with
+/// Hout = (H-1)·stride - 2·padding + dilation·(kh-1) + output_padding + 1.
 template <Real T>
 Var<T> conv_transpose2d(const Var<T>& y, const Var<T>& weight, const Var<T>& bias = {}, ConvTranspose2dOptions o = {}) {
     const Shape &ys = y.shape(), &ws = weight.shape();
@@ -506,13 +516,15 @@ Var<T> window_spread(const Var<T>& gy, const PoolGeometry& g, const char* name) 
 }
 }  // namespace detail
 
+/// Mean over each `kernel` x `kernel` window of x [N, C, H, W] (stride 0: the kernel size);
+/// padding counts as zeros in the mean, as PyTorch's default.
 template <Real T>
 Var<T> avg_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding = 0) {
     return detail::window_sum(x, detail::pool_geometry(x.shape(), kernel, stride ? stride : kernel, padding, "avg_pool2d"),
                               "avg_pool2d");
 }
 
-// Max over each window (padding never wins); the gradient goes to the first maximum.
+/// Max over each window (padding never wins); the gradient goes to the first maximum.
 template <Real T>
 Var<T> max_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding = 0) {
     const auto g = detail::pool_geometry(x.shape(), kernel, stride ? stride : kernel, padding, "max_pool2d");
@@ -539,8 +551,8 @@ Var<T> max_pool2d(const Var<T>& x, Index kernel, Index stride = 0, Index padding
     return take(x, idx, Shape{g.N, g.C, g.Ho, g.Wo});
 }
 
-// Nearest-neighbour upsampling by an integer factor: every pixel spread over a factor x
-// factor block, i.e. the adjoint of sum pooling over those blocks.
+/// Nearest-neighbour upsampling by an integer factor: every pixel spread over a factor x
+/// factor block, i.e.\ the adjoint of sum pooling over those blocks.
 template <Real T>
 Var<T> upsample2d(const Var<T>& x, Index factor) {
     const Shape& s = x.shape();

@@ -1,21 +1,23 @@
 #pragma once
-// Convolutions of small images with the samples innermost ("CHWN", cuda-convnet's layout).
-//
-// After two stride-2 layers an MNIST image is a 7x7 map. Sample by sample, im2col then
-// copies runs of 7 values (single values, for a stride-2 kernel) and col2im adds them back
-// one at a time: in an SGLD step on a small conv energy the two took a third of the time,
-// as much as the GEMMs. With a group of samples innermost, xt[c, iy, ix, i], one pixel of
-// one channel is a run of `count` values whatever the stride or dilation, and the patch
-// matrix need not exist. The GEMM's rows are m = pixel·count + sample:
-//   forward: y = W · cols(x): each row panel of cols(x)ᵀ (pack_row_panel's layout) is
-//            copied straight from xt, a run per pixel and tap (implicit im2col);
-//   adjoint: x = col2im(Wᵀ · y): each row panel of the product is computed into a small
-//            block that stays in cache and is at once added into xt, a run per pixel and
-//            tap (implicit col2im).
-// The price is a transpose into the layout and one out of it per call: linear passes
-// that cost far less than the short copies they replace.
-//
-// Templated on the geometry (conv.hpp's ConvGeometry) so this header does not need conv.hpp.
+/// \file
+/// Convolutions of small images with the samples innermost ("CHWN", cuda-convnet's layout).
+///
+/// After two stride-2 layers an MNIST image is a 7x7 map. Sample by sample, im2col then
+/// copies runs of 7 values (single values, for a stride-2 kernel) and col2im adds them back
+/// one at a time: in an SGLD step on a small conv energy the two took a third of the time,
+/// as much as the GEMMs. With a group of samples innermost, xt[c, iy, ix, i], one pixel of
+/// one channel is a run of `count` values whatever the stride or dilation, and the patch
+/// matrix need not exist. The GEMM's rows are m = pixel·count + sample:
+///
+///     forward: y = W · cols(x): each row panel of cols(x)ᵀ (pack_row_panel's layout) is
+///              copied straight from xt, a run per pixel and tap (implicit im2col);
+///     adjoint: x = col2im(Wᵀ · y): each row panel of the product is computed into a small
+///              block that stays in cache and is at once added into xt, a run per pixel and
+///              tap (implicit col2im).
+/// The price is a transpose into the layout and one out of it per call: linear passes
+/// that cost far less than the short copies they replace.
+///
+/// Templated on the geometry (conv.hpp's ConvGeometry) so this header does not need conv.hpp.
 #include <algorithm>
 #include <array>
 #include <cstdint>

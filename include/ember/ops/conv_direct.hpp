@@ -1,24 +1,25 @@
 #pragma once
-// Stride-1 convolutions with few output channels, without im2col.
-//
-// A generator's or decoder's last layer maps many channels to one image (32 -> 1 at 28x28).
-// Through im2col it would first write C·k² copies of every pixel (225 000 floats per
-// 28x28 image for 32 channels and a 3x3 kernel), only to feed a GEMM with one row: a
-// matrix-vector product bound by memory. Instead, each input plane is copied once into a
-// zero-padded buffer of width Wp = W + 2p. In that layout a kernel tap (ki, kj) is a
-// constant shift (ki·Wp + kj)·d of the flat index, so a tap's contribution to a run of
-// outputs is a run of inputs read at one offset. The output is computed at padded width
-// over L = (Ho-1)·Wp + Wo positions; the Wp - Wo extra columns of each row are dropped
-// (forward) or held at zero (weight gradient). Buffers carry a zero tail, so the SIMD
-// loops run over whole blocks.
-//
-//   forward: each block of outputs is held in registers for all O channels while every
-//            tap of every input channel is added (one load per tap, O fused multiply-adds);
-//   weight:  dW[o,c,tap] = Σ_q gy[o,q]·x[c,q+shift(tap)], one dot product per (o, c, tap)
-//            with four partial sums to hide the FMA latency.
-//
-// The input gradient needs no kernel here: for stride 1 it is itself a convolution with
-// O input channels (conv_adjoint_as_conv), whose im2col is small.
+/// \file
+/// Stride-1 convolutions with few output channels, without im2col.
+///
+/// A generator's or decoder's last layer maps many channels to one image (32 -> 1 at 28x28).
+/// Through im2col it would first write C·k² copies of every pixel (225 000 floats per
+/// 28x28 image for 32 channels and a 3x3 kernel), only to feed a GEMM with one row: a
+/// matrix-vector product bound by memory. Instead, each input plane is copied once into a
+/// zero-padded buffer of width Wp = W + 2p. In that layout a kernel tap (ki, kj) is a
+/// constant shift (ki·Wp + kj)·d of the flat index, so a tap's contribution to a run of
+/// outputs is a run of inputs read at one offset. The output is computed at padded width
+/// over L = (Ho-1)·Wp + Wo positions; the Wp - Wo extra columns of each row are dropped
+/// (forward) or held at zero (weight gradient). Buffers carry a zero tail, so the SIMD
+/// loops run over whole blocks.
+///
+///     forward: each block of outputs is held in registers for all O channels while every
+///              tap of every input channel is added (one load per tap, O fused multiply-adds);
+///     weight:  dW[o,c,tap] = Σ_q gy[o,q]·x[c,q+shift(tap)], one dot product per (o, c, tap)
+///              with four partial sums to hide the FMA latency.
+///
+/// The input gradient needs no kernel here: for stride 1 it is itself a convolution with
+/// O input channels (conv_adjoint_as_conv), whose im2col is small.
 #include <algorithm>
 #include <cstring>
 #include <type_traits>

@@ -1,24 +1,26 @@
 #pragma once
-// ember's GEMM kernel, used where a product runs on one thread: the packed weights of
-// ConstantWeights (packed_weights.hpp: A, a layer's weight, packed once into row panels; B,
-// the few dozen input rows of a sampler's chains, packed per call into column panels) and
-// each thread's products inside the convolutions (conv.hpp, gemm_row_major).
-//
-// Register tile: GemmTile::rows = 3 SIMD vectors of C's rows by GemmTile::cols columns, all
-// of it held in registers while the kernel runs down the depth:
-//   for each k:  a₀, a₁, a₂ = A[tile rows, k]            (3 vector loads)
-//                for each j < cols: b = B[k, j]         (one broadcast)
-//                    acc[r][j] += a_r · b               (3 FMAs)
-// With 32 vector registers (AVX-512) the tile is 3 vectors x 8 columns: 24 accumulators,
-// 3 + 8 loads per 24 FMAs. Eigen's kernel (gebp) uses 3 x 4 with 7 loads per 12 FMAs and
-// measured 150-175 GFLOP/s per core on an AVX-512 Zen 5 core where this tile measured
-// 220-245 (single thread, the latent samplers' shapes; a plain FMA loop peaks at 250 there).
-// With 16 registers (AVX2) the tile is 3 x 4, as Eigen's.
-//
-// Panels are zero-padded to whole tiles, so the inner loop has no edge cases; only the
-// store of an edge tile is clipped. The depth is cut into chunks of kPanelDepth, so that one
-// row panel of A (48 KB: 48 floats or 24 doubles by 256) stays in L1 while the kernel meets
-// every column panel of B.
+/// \file
+/// ember's GEMM kernel, used where a product runs on one thread: the packed weights of
+/// ConstantWeights (packed_weights.hpp: A, a layer's weight, packed once into row panels; B,
+/// the few dozen input rows of a sampler's chains, packed per call into column panels) and
+/// each thread's products inside the convolutions (conv.hpp, gemm_row_major).
+///
+/// Register tile: GemmTile::rows = 3 SIMD vectors of C's rows by GemmTile::cols columns, all
+/// of it held in registers while the kernel runs down the depth:
+///
+///     for each k:  a₀, a₁, a₂ = A[tile rows, k]            (3 vector loads)
+///                  for each j < cols: b = B[k, j]         (one broadcast)
+///                      acc[r][j] += a_r · b               (3 FMAs)
+/// With 32 vector registers (AVX-512) the tile is 3 vectors x 8 columns: 24 accumulators,
+/// 3 + 8 loads per 24 FMAs. Eigen's kernel (gebp) uses 3 x 4 with 7 loads per 12 FMAs and
+/// measured 150-175 GFLOP/s per core on an AVX-512 Zen 5 core where this tile measured
+/// 220-245 (single thread, the latent samplers' shapes; a plain FMA loop peaks at 250 there).
+/// With 16 registers (AVX2) the tile is 3 x 4, as Eigen's.
+///
+/// Panels are zero-padded to whole tiles, so the inner loop has no edge cases; only the
+/// store of an edge tile is clipped. The depth is cut into chunks of kPanelDepth, so that one
+/// row panel of A (48 KB: 48 floats or 24 doubles by 256) stays in L1 while the kernel meets
+/// every column panel of B.
 #include <algorithm>
 #include <cstddef>
 #include <vector>

@@ -1,7 +1,8 @@
 #pragma once
-// Matrix products through Eigen's GEMM on Eigen::Maps of our own buffers: no copies, no
-// second BLAS. A transposed view (strides swapped) is passed to Eigen as a transposed map.
-// Backward: dA = G Bᵀ, dB = Aᵀ G, written with matmul itself, so twice differentiable.
+/// \file
+/// Matrix products through Eigen's GEMM on Eigen::Maps of our own buffers: no copies, no
+/// second BLAS. A transposed view (strides swapped) is passed to Eigen as a transposed map.
+/// Backward: dA = G Bᵀ, dB = Aᵀ G, written with matmul itself, so twice differentiable.
 #include <vector>
 
 #include <Eigen/Core>
@@ -70,7 +71,7 @@ Tensor<T> matrix_ready(const Tensor<T>& t) {
 
 }  // namespace detail
 
-// [M,K] x [K,N], [B,M,K] x [B,K,N] (batched), or [B,M,K] x [K,N] (shared right factor).
+/// [M,K] x [K,N], [B,M,K] x [B,K,N] (batched), or [B,M,K] x [K,N] (shared right factor).
 template <Real T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     const Shape &sa = a.shape(), &sb = b.shape();
@@ -104,13 +105,14 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b) {
     });
 }
 
-// The affine map of a Linear layer with PyTorch's weight layout: x [N, in], weight
-// [out, in], optional bias [out] -> x·weightᵀ + bias [N, out]. One GEMM, which accumulates
-// onto the bias rows (so the output is written once, not zeroed first). Backward, with
-// public ops so twice differentiable:
-//   dx = g·weight,  dweight = gᵀ·x (contiguous, in the weight's own layout),  dbias = Σ_rows g.
-// Through matmul(x, transpose(weight)) the weight's gradient would come back as a
-// transposed view and be copied element by element into the parameter's gradient.
+/// The affine map of a Linear layer with PyTorch's weight layout: x [N, in], weight
+/// [out, in], optional bias [out] -> x·weightᵀ + bias [N, out]. One GEMM, which accumulates
+/// onto the bias rows (so the output is written once, not zeroed first). Backward, with
+/// public ops so twice differentiable:
+///
+///     dx = g·weight,  dweight = gᵀ·x (contiguous, in the weight's own layout),  dbias = Σ_rows g.
+/// Through matmul(x, transpose(weight)) the weight's gradient would come back as a
+/// transposed view and be copied element by element into the parameter's gradient.
 template <Real T>
 Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
     const Shape &xs = x.shape(), &ws = weight.shape();

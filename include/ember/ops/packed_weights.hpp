@@ -1,21 +1,22 @@
 #pragma once
-// Weights packed once for the matrix kernel and reused while a ConstantWeights scope
-// promises that they do not change.
-//
-// A GEMM copies ("packs") both factors into the panel layout of its kernel on every call.
-// In a Linear layer applied to a few dozen rows, such as the chains of a sampler, the
-// weight is the large factor. Re-reading it from L3 and re-packing it was about a quarter
-// of a latent MALA step. Inside a ConstantWeights scope, linear() packs a weight once per
-// direction (x·Wᵀ forward, g·W backward) and keeps the panels. Each later call packs only
-// its small input and runs the kernel of gemm_panels.hpp on the stored panels.
-//
-// The promise: while the scope is open, no weight that linear() reads is written in place.
-// Every sampler opens one for the length of run(), warmup() and sgld(): a target that
-// changed during a run would not be one target. Only leaf weights are cached: a weight
-// computed in the graph, such as spectral norm's W/σ, is a new tensor at every call. A
-// cached entry keeps its weight's buffer alive, so its address cannot be reused by another
-// tensor while the scope is open (a weight computed outside the graph, from parameters that
-// do not require grad, is a leaf: cached at every call, correct but wasted, up to the cap).
+/// \file
+/// Weights packed once for the matrix kernel and reused while a ConstantWeights scope
+/// promises that they do not change.
+///
+/// A GEMM copies ("packs") both factors into the panel layout of its kernel on every call.
+/// In a Linear layer applied to a few dozen rows, such as the chains of a sampler, the
+/// weight is the large factor. Re-reading it from L3 and re-packing it was about a quarter
+/// of a latent MALA step. Inside a ConstantWeights scope, linear() packs a weight once per
+/// direction (x·Wᵀ forward, g·W backward) and keeps the panels. Each later call packs only
+/// its small input and runs the kernel of gemm_panels.hpp on the stored panels.
+///
+/// The promise: while the scope is open, no weight that linear() reads is written in place.
+/// Every sampler opens one for the length of run(), warmup() and sgld(): a target that
+/// changed during a run would not be one target. Only leaf weights are cached: a weight
+/// computed in the graph, such as spectral norm's W/σ, is a new tensor at every call. A
+/// cached entry keeps its weight's buffer alive, so its address cannot be reused by another
+/// tensor while the scope is open (a weight computed outside the graph, from parameters that
+/// do not require grad, is a leaf: cached at every call, correct but wasted, up to the cap).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -152,10 +153,10 @@ const PackedWeight<T>* packed_weight(const Var<T>& weight, WeightUse use, Index 
 
 }  // namespace detail
 
-// A scope in which the weights of linear layers are constant, so each is packed for the
-// matrix kernel once and then reused (see the top of this file). Scopes nest: an inner one
-// uses the outer one's cache. Hold one around a loop of sampler calls, e.g. run(1) in a
-// benchmark, to keep the packing across the calls.
+/// A scope in which the weights of linear layers are constant, so each is packed for the
+/// matrix kernel once and then reused (see the top of this file). Scopes nest: an inner one
+/// uses the outer one's cache. Hold one around a loop of sampler calls, e.g. run(1) in a
+/// benchmark, to keep the packing across the calls.
 class ConstantWeights {
 public:
     ConstantWeights() {
@@ -167,7 +168,7 @@ public:
     ConstantWeights(const ConstantWeights&) = delete;
     ConstantWeights& operator=(const ConstantWeights&) = delete;
 
-    // Weights packed so far by the cache this scope uses (for tests).
+    /// Weights packed so far by the cache this scope uses (for tests).
     std::int64_t packs() const { return detail::active_weight_cache() ? detail::active_weight_cache()->packs() : 0; }
 
 private:

@@ -1,8 +1,9 @@
 #pragma once
-// Reductions over all elements or one axis (keepdim or not): sum, mean, max, min,
-// logsumexp, var, norm2, and argmax. Backwards are written with public ops; where a
-// backward reuses a forward value it recomputes it as a Var when gradients are being
-// recorded, so second derivatives stay exact.
+/// \file
+/// Reductions over all elements or one axis (keepdim or not): sum, mean, max, min,
+/// logsumexp, var, norm2, and argmax. Backwards are written with public ops; where a
+/// backward reuses a forward value it recomputes it as a Var when gradients are being
+/// recorded, so second derivatives stay exact.
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -43,13 +44,14 @@ inline ReducedShapes reduced_shapes(const Shape& s, std::optional<int> axis, boo
 }
 }  // namespace detail
 
-// Sum over all elements (axis = nullopt) or over one axis.
+/// Sum over all elements (axis = nullopt) or over one axis.
 template <Real T>
 Var<T> sum(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "sum");
     return reshape(sum_to(x, r.keep), r.out);
 }
 
+/// Mean over all elements (axis = nullopt) or over one axis.
 template <Real T>
 Var<T> mean(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "mean");
@@ -73,16 +75,20 @@ Var<T> extreme(const Var<T>& x, std::optional<int> axis, bool keepdim, const cha
 }
 }  // namespace detail
 
+/// Maximum over all elements or over one axis; the gradient is shared equally among the
+/// elements that attain it.
 template <Real T>
 Var<T> max(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     return detail::extreme<detail::MaxCombine>(x, axis, keepdim, "max");
 }
+/// Minimum over all elements or over one axis; the gradient is shared equally among the
+/// elements that attain it.
 template <Real T>
 Var<T> min(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     return detail::extreme<detail::MinCombine>(x, axis, keepdim, "min");
 }
 
-// log Σ exp(x), computed with the maximum subtracted (docs/math.md §8).
+/// log Σ exp(x), computed with the maximum subtracted (docs/math.md §8).
 template <Real T>
 Var<T> logsumexp(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "logsumexp");
@@ -100,7 +106,7 @@ Var<T> logsumexp(const Var<T>& x, std::optional<int> axis = std::nullopt, bool k
     });
 }
 
-// Variance with Bessel's correction by default (correction = 1, as torch.var).
+/// Variance with Bessel's correction by default (correction = 1, as torch.var).
 template <Real T>
 Var<T> var(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false, int correction = 1) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "var");
@@ -110,7 +116,7 @@ Var<T> var(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim
     return Var<T>(sum(Var<T>(square(centred)), axis, keepdim) * (T(1) / static_cast<T>(r.count - correction)));
 }
 
-// Euclidean norm sqrt(Σ x²); its gradient x/‖x‖ is taken as 0 at x = 0.
+/// Euclidean norm sqrt(Σ x²); its gradient x/‖x‖ is taken as 0 at x = 0.
 template <Real T>
 Var<T> norm2(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "norm2");
@@ -123,8 +129,8 @@ Var<T> norm2(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepd
     });
 }
 
-// Index of the largest element along `axis` (first one on ties), row-major over the
-// remaining axes.
+/// Index of the largest element along `axis` (first one on ties), row-major over the
+/// remaining axes.
 template <Real T>
 std::vector<Index> argmax(const Tensor<T>& x, int axis = -1) {
     const Shape& s = x.shape();
@@ -152,11 +158,17 @@ std::vector<Index> argmax(const Tensor<T>& x, int axis = -1) {
     Tensor<T> NAME(const Tensor<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) { \
         return NAME(Var<T>(x), axis, keepdim).value();                                                   \
     }
+/// sum of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(sum)
+/// mean of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(mean)
+/// max of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(max)
+/// min of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(min)
+/// logsumexp of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(logsumexp)
+/// norm2 of a Tensor, without recording.
 EMBER_TENSOR_REDUCTION(norm2)
 #undef EMBER_TENSOR_REDUCTION
 
@@ -166,11 +178,17 @@ EMBER_TENSOR_REDUCTION(norm2)
     auto NAME(const E& e, std::optional<int> axis = std::nullopt, bool keepdim = false) {          \
         return NAME(eval(e), axis, keepdim);                                                       \
     }
+/// sum of an elementwise expression, evaluated first: a Var if it has Var leaves.
 EMBER_EXPR_REDUCTION(sum)
+/// mean of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(mean)
+/// max of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(max)
+/// min of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(min)
+/// logsumexp of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(logsumexp)
+/// norm2 of an elementwise expression, evaluated first.
 EMBER_EXPR_REDUCTION(norm2)
 #undef EMBER_EXPR_REDUCTION
 

@@ -1,7 +1,8 @@
 #pragma once
-// Shape operations on Var: reshape, transpose, slice, concat, and gathering by index
-// (index_select for rows, take/put_add for flat indices as pooling and upsampling use).
-// Each backward is another op of this file, so all are differentiable to any order.
+/// \file
+/// Shape operations on Var: reshape, transpose, slice, concat, and gathering by index
+/// (index_select for rows, take/put_add for flat indices as pooling and upsampling use).
+/// Each backward is another op of this file, so all are differentiable to any order.
 #include <memory>
 #include <numeric>
 #include <vector>
@@ -11,7 +12,7 @@
 
 namespace ember {
 
-// Same values, new shape (one dimension may be -1). Copies only a non-contiguous input.
+/// Same values, new shape (one dimension may be -1). Copies only a non-contiguous input.
 template <Real T>
 Var<T> reshape(const Var<T>& x, const Shape& s) {
     if (x.shape() == s) return x;
@@ -24,7 +25,7 @@ Var<T> reshape(const Var<T>& x, const Shape& s) {
                   [from](const Var<T>& g, std::span<const bool>) { return std::vector<Var<T>>{reshape(g, from)}; });
 }
 
-// Flattens all axes from `start` on into one.
+/// Flattens all axes from `start` on into one.
 template <Real T>
 Var<T> flatten(const Var<T>& x, int start = 1) {
     const Shape& s = x.shape();
@@ -34,7 +35,7 @@ Var<T> flatten(const Var<T>& x, int start = 1) {
     return reshape(x, Shape(std::span<const Index>(d)));
 }
 
-// Swaps two axes (a view, no copy).
+/// Swaps two axes (a view, no copy).
 template <Real T>
 Var<T> transpose(const Var<T>& x, int a0 = -2, int a1 = -1) {
     return record("transpose", x.value().transpose(a0, a1), {x}, [a0, a1](const Var<T>& g, std::span<const bool>) {
@@ -59,7 +60,7 @@ Var<T> unslice(const Var<T>& g, const Shape& shape, int axis, Index start, Index
 }
 }  // namespace detail
 
-// Elements [start, end) with `step` along `axis` (a view, no copy).
+/// Elements [start, end) with `step` along `axis` (a view, no copy).
 template <Real T>
 Var<T> slice(const Var<T>& x, int axis, Index start, Index end, Index step) {
     const Shape from = x.shape();
@@ -73,7 +74,7 @@ Var<T> slice(const Var<T>& x, int axis, Index start, Index end, Index step) {
     });
 }
 
-// Joins tensors along `axis`; all other dimensions must agree.
+/// Joins tensors along `axis`; all other dimensions must agree.
 template <Real T>
 Var<T> concat(const std::vector<Var<T>>& xs, int axis = 0) {
     EMBER_CHECK(!xs.empty(), "concat", "needs at least one tensor");
@@ -121,12 +122,13 @@ Var<T> concat(const std::vector<Var<T>>& xs, int axis = 0) {
     return result;
 }
 
+/// A shared list of flat indices, as take() and put_add() use it.
 using IndexList = std::shared_ptr<const std::vector<Index>>;
 
 template <Real T>
 Var<T> put_add(const Var<T>& g, IndexList idx, const Shape& shape);
 
-// out.flat(i) = x.flat(idx[i]), shaped `shape`. The gather behind pooling and upsampling.
+/// out.flat(i) = x.flat(idx[i]), shaped `shape`. The gather behind pooling and upsampling.
 template <Real T>
 Var<T> take(const Var<T>& x, IndexList idx, const Shape& shape) {
     EMBER_CHECK(static_cast<Index>(idx->size()) == shape.numel(), "take", "index count ", idx->size(),
@@ -147,7 +149,7 @@ Var<T> take(const Var<T>& x, IndexList idx, const Shape& shape) {
     });
 }
 
-// The adjoint of take: zeros of `shape`, then out.flat(idx[i]) += g.flat(i).
+/// The adjoint of take: zeros of `shape`, then out.flat(idx[i]) += g.flat(i).
 template <Real T>
 Var<T> put_add(const Var<T>& g, IndexList idx, const Shape& shape) {
     Tensor<T> out = Tensor<T>::zeros(shape);
@@ -159,7 +161,7 @@ Var<T> put_add(const Var<T>& g, IndexList idx, const Shape& shape) {
     });
 }
 
-// Rows of x (axis 0) in the order of `rows`, e.g. a permutation or replay-buffer picks.
+/// Rows of x (axis 0) in the order of `rows`, e.g.\ a permutation or replay-buffer picks.
 template <Real T>
 Var<T> index_select(const Var<T>& x, const std::vector<Index>& rows) {
     EMBER_CHECK(x.rank() >= 1, "index_select", "needs rank >= 1, shape is ", x.shape().str());
@@ -175,7 +177,7 @@ Var<T> index_select(const Var<T>& x, const std::vector<Index>& rows) {
     return take(x, idx, out);
 }
 
-// One-hot rows: out[i, labels[i]] = 1.
+/// One-hot rows: out[i, labels[i]] = 1.
 template <Real T>
 Tensor<T> one_hot(const std::vector<Index>& labels, Index classes) {
     Tensor<T> out = Tensor<T>::zeros(Shape{static_cast<Index>(labels.size()), classes});

@@ -1,16 +1,17 @@
 #pragma once
-// upsample_conv2d(x, W, b, f) = conv2d(upsample2d(x, f), W, b, "same" padding), computed
-// without the upsampled image.
-//
-// Output row f·i + a (phase a ∈ [0, f)) of the convolution reads upsampled rows
-// f·i + a + ki - p, i.e. input rows i + floor((a + ki - p) / f): each phase is a convolution
-// of the low-resolution input with a smaller kernel whose taps are sums of W's taps. All f²
-// phases are computed by one conv2d of x with the phase kernels stacked as f²·O output
-// channels, and then interleaved into the [N, O, f·H, f·W] image. For f = 2 and a 3x3 kernel
-// the phase kernels are 2x2: 16·(H+1)·(W+1) instead of 36·H·W multiply-adds per channel pair,
-// in the forward pass and in both gradients, and no 4x larger upsampled activation is made.
-// Everything is built from differentiable ops (a matmul for the phase kernels, conv2d, and
-// the interleave below with its adjoint), so the result is twice differentiable.
+/// \file
+/// upsample_conv2d(x, W, b, f) = conv2d(upsample2d(x, f), W, b, "same" padding), computed
+/// without the upsampled image.
+///
+/// Output row f·i + a (phase a ∈ [0, f)) of the convolution reads upsampled rows
+/// f·i + a + ki - p, i.e. input rows i + floor((a + ki - p) / f): each phase is a convolution
+/// of the low-resolution input with a smaller kernel whose taps are sums of W's taps. All f²
+/// phases are computed by one conv2d of x with the phase kernels stacked as f²·O output
+/// channels, and then interleaved into the [N, O, f·H, f·W] image. For f = 2 and a 3x3 kernel
+/// the phase kernels are 2x2: 16·(H+1)·(W+1) instead of 36·H·W multiply-adds per channel pair,
+/// in the forward pass and in both gradients, and no 4x larger upsampled activation is made.
+/// Everything is built from differentiable ops (a matmul for the phase kernels, conv2d, and
+/// the interleave below with its adjoint), so the result is twice differentiable.
 #include <vector>
 
 #include "ember/core/instances.hpp"
@@ -107,8 +108,8 @@ Var<T> phase_split(const Var<T>& g, const PhaseGeometry& pg, Index Hc, Index Wc)
 
 }  // namespace detail
 
-// x [N,C,H,W], weight [O,C,k,k] with k odd, optional bias [O], factor f >= 1
-// -> [N,O,f·H,f·W], equal to conv2d(upsample2d(x, f), weight, bias, {.padding = (k-1)/2}).
+/// x [N,C,H,W], weight [O,C,k,k] with k odd, optional bias [O], factor f >= 1
+/// -> [N,O,f·H,f·W], equal to conv2d(upsample2d(x, f), weight, bias, {.padding = (k-1)/2}).
 template <Real T>
 Var<T> upsample_conv2d(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, Index factor) {
     const Shape &xs = x.shape(), &ws = weight.shape();

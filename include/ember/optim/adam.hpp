@@ -1,15 +1,17 @@
 #pragma once
-// Adam and AdamW: PyTorch 1.13's torch/optim/adam.py and adamw.py (_single_tensor_adam(w)).
-// At update t (the parameter's step count, starting at 1):
-//   d  = ±g (+ weight_decay·p for Adam: L2 decay coupled into the gradient)
-//   m  = β1·m + (1 − β1)·d                                  state "exp_avg"
-//   v  = β2·v + (1 − β2)·d·d                                state "exp_avg_sq"
-//   v̂  = max(v̂, v) with amsgrad (the max of the raw, not bias-corrected, v,
-//        as PyTorch's code does)                             state "max_exp_avg_sq"
-//   p  = p − (lr / (1 − β1^t)) · m / (sqrt(v or v̂) / sqrt(1 − β2^t) + eps)
-// AdamW instead decays the parameter directly (decoupled, Loshchilov & Hutter), before the
-// step above and with no decay term in d:  p = p·(1 − lr·weight_decay).
-// Note eps is added after dividing sqrt(v) by sqrt(1 − β2^t), as PyTorch does.
+/// \file
+/// Adam and AdamW: PyTorch 1.13's torch/optim/adam.py and adamw.py (_single_tensor_adam(w)).
+/// At update t (the parameter's step count, starting at 1):
+///
+///     d  = ±g (+ weight_decay·p for Adam: L2 decay coupled into the gradient)
+///     m  = β1·m + (1 − β1)·d                                  state "exp_avg"
+///     v  = β2·v + (1 − β2)·d·d                                state "exp_avg_sq"
+///     v̂  = max(v̂, v) with amsgrad (the max of the raw, not bias-corrected, v,
+///          as PyTorch's code does)                             state "max_exp_avg_sq"
+///     p  = p − (lr / (1 − β1^t)) · m / (sqrt(v or v̂) / sqrt(1 − β2^t) + eps)
+/// AdamW instead decays the parameter directly (decoupled, Loshchilov & Hutter), before the
+/// step above and with no decay term in d:  p = p·(1 − lr·weight_decay).
+/// Note eps is added after dividing sqrt(v) by sqrt(1 − β2^t), as PyTorch does.
 #include <array>
 #include <cmath>
 
@@ -18,22 +20,33 @@
 
 namespace ember {
 
+/// Adam's settings, as torch.optim.Adam's arguments.
 struct AdamOptions {
+    /// Learning rate.
     double lr = 1e-3;
+    /// β1 and β2, the decay rates of the first and second moment averages.
     std::array<double, 2> betas{0.9, 0.999};
+    /// Added to the denominator for numerical stability.
     double eps = 1e-8;
-    double weight_decay = 0;  // coupled (L2): added to the gradient
+    double weight_decay = 0;  ///< coupled (L2): added to the gradient
+    /// Use the maximum of the second moments seen so far (AMSGrad).
     bool amsgrad = false;
+    /// Maximise the objective instead of minimising it.
     bool maximize = false;
 };
 
-// The same fields as AdamOptions; only the default weight decay differs (as in PyTorch).
+/// The same fields as AdamOptions; only the default weight decay differs (as in PyTorch).
 struct AdamWOptions {
+    /// Learning rate.
     double lr = 1e-3;
+    /// β1 and β2, the decay rates of the first and second moment averages.
     std::array<double, 2> betas{0.9, 0.999};
+    /// Added to the denominator for numerical stability.
     double eps = 1e-8;
-    double weight_decay = 1e-2;  // decoupled: p ← p·(1 − lr·weight_decay)
+    double weight_decay = 1e-2;  ///< decoupled: p ← p·(1 − lr·weight_decay)
+    /// Use the maximum of the second moments seen so far (AMSGrad).
     bool amsgrad = false;
+    /// Maximise the objective instead of minimising it.
     bool maximize = false;
 };
 
@@ -99,16 +112,22 @@ private:
 
 }  // namespace detail
 
+/// Adam with coupled (L2) weight decay, as torch.optim.Adam (see the file description);
+/// options() gives the options with the current lr.
 template <Real T>
 class Adam final : public detail::AdamFamily<T, AdamOptions, false> {
 public:
+    /// Adam over `params` (distinct contiguous leaves that require grad).
     explicit Adam(std::vector<Var<T>> params, AdamOptions options = {})
         : detail::AdamFamily<T, AdamOptions, false>("Adam", std::move(params), options) {}
 };
 
+/// AdamW: Adam with decoupled weight decay, as torch.optim.AdamW (see the file description);
+/// options() gives the options with the current lr.
 template <Real T>
 class AdamW final : public detail::AdamFamily<T, AdamWOptions, true> {
 public:
+    /// AdamW over `params` (distinct contiguous leaves that require grad).
     explicit AdamW(std::vector<Var<T>> params, AdamWOptions options = {})
         : detail::AdamFamily<T, AdamWOptions, true>("AdamW", std::move(params), options) {}
 };

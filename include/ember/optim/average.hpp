@@ -1,25 +1,27 @@
 #pragma once
-// An exponential moving average of a model's weights (Polyak averaging with exponential
-// forgetting), the cheap fix for a GAN generator whose iterates circle around a good point
-// rather than settle on it: the average of the iterates is closer to it than the last one
-// (Yazıcı et al. 2019, "The unusual effectiveness of averaging in GAN training").
-//
-//   nn::Sequential<float> G = make_generator(init), G_avg = make_generator(init2);
-//   ExponentialMovingAverage<float> ema(G_avg, G, {.decay = 0.999});   // G_avg := G
-//   for (...) { ...; opt_G.step(); ema.update(); }                     // G_avg ← d·G_avg + (1-d)·G
-//   samples = G_avg.infer(z);
-//
-// The average lives in a second module of the same architecture, so it is used, saved and
-// loaded like any module (Checkpoint::add, infer); update_count() goes into the checkpoint too
-// when the warm-up is on. After update number n the decay used is
-//   d_n = min(decay, (1 + n) / (10 + n))   with the warm-up (TensorFlow's ExponentialMovingAverage
-//                                          with num_updates), d_n = decay without it,
-// so early in training the average does not remember the random initial weights for ~1/(1-decay)
-// steps. Buffers (BatchNorm's running statistics) are averaged the same way by default, as
-// PyTorch's AveragedModel(use_buffers=True) does: the averaged statistics then belong to the
-// averaged weights' recent past rather than to the last iterate's. `.buffers = false` copies
-// them at each update instead, which is what spectral normalisation's power-iteration vectors
-// (unit vectors, not statistics) want.
+/// \file
+/// An exponential moving average of a model's weights (Polyak averaging with exponential
+/// forgetting), the cheap fix for a GAN generator whose iterates circle around a good point
+/// rather than settle on it: the average of the iterates is closer to it than the last one
+/// (Yazıcı et al.\ 2019, "The unusual effectiveness of averaging in GAN training").
+///
+///     nn::Sequential<float> G = make_generator(init), G_avg = make_generator(init2);
+///     ExponentialMovingAverage<float> ema(G_avg, G, {.decay = 0.999});   // G_avg := G
+///     for (...) { ...; opt_G.step(); ema.update(); }                     // G_avg ← d·G_avg + (1-d)·G
+///     samples = G_avg.infer(z);
+///
+/// The average lives in a second module of the same architecture, so it is used, saved and
+/// loaded like any module (Checkpoint::add, infer); update_count() goes into the checkpoint too
+/// when the warm-up is on. After update number n the decay used is
+///
+///     d_n = min(decay, (1 + n) / (10 + n))   with the warm-up (TensorFlow's ExponentialMovingAverage
+///                                            with num_updates), d_n = decay without it,
+/// so early in training the average does not remember the random initial weights for ~1/(1-decay)
+/// steps. Buffers (BatchNorm's running statistics) are averaged the same way by default, as
+/// PyTorch's AveragedModel(use_buffers=True) does: the averaged statistics then belong to the
+/// averaged weights' recent past rather than to the last iterate's. `.buffers = false` copies
+/// them at each update instead, which is what spectral normalisation's power-iteration vectors
+/// (unit vectors, not statistics) want.
 #include <algorithm>
 #include <cstdint>
 #include <utility>
@@ -30,18 +32,21 @@
 
 namespace ember {
 
+/// Settings of ExponentialMovingAverage.
 struct EmaOptions {
-    double decay = 0.999;   // the average's memory is about 1/(1 - decay) updates
-    bool warmup = true;     // d_n = min(decay, (1+n)/(10+n))
-    bool buffers = true;    // average the buffers too (else copy them at each update)
+    double decay = 0.999;   ///< the average's memory is about 1/(1 - decay) updates
+    bool warmup = true;     ///< d_n = min(decay, (1+n)/(10+n))
+    bool buffers = true;    ///< average the buffers too (else copy them at each update)
 };
 
+/// An exponential moving average of a model's weights, kept in a second module of the same
+/// architecture (see the file description).
 template <Real T>
 class ExponentialMovingAverage {
 public:
-    // Keeps references to both modules (they must outlive this object) and starts the average
-    // at the model's current state. The two must have the same parameter and buffer names and
-    // shapes (the same architecture).
+    /// Keeps references to both modules (they must outlive this object) and starts the average
+    /// at the model's current state. The two must have the same parameter and buffer names and
+    /// shapes (the same architecture).
     ExponentialMovingAverage(nn::Module<T>& average, const nn::Module<T>& model, EmaOptions options = {})
         : opts_(options) {
         EMBER_CHECK(options.decay >= 0 && options.decay <= 1, "ExponentialMovingAverage",
@@ -62,7 +67,7 @@ public:
         copy_model();
     }
 
-    // One step of the average, after the model's optimiser step.
+    /// One step of the average, after the model's optimiser step.
     void update() {
         ++count_;
         const double n = static_cast<double>(count_);
@@ -75,14 +80,15 @@ public:
         }
     }
 
-    // Restart the average at the model's current weights (the update count goes back to 0).
+    /// Restart the average at the model's current weights (the update count goes back to 0).
     void reset() {
         count_ = 0;
         copy_model();
     }
 
-    // Updates so far: register it with a Checkpoint so that a resumed run continues the warm-up.
+    /// Updates so far: register it with a Checkpoint so that a resumed run continues the warm-up.
     std::int64_t& update_count() { return count_; }
+    /// The settings.
     const EmaOptions& options() const { return opts_; }
 
 private:

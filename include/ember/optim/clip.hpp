@@ -1,17 +1,18 @@
 #pragma once
-// Gradient clipping, as torch.nn.utils.clip_grad_norm_ and clip_grad_value_ (PyTorch 1.13).
-// Both modify the parameters' gradients in place; parameters without a gradient are
-// ignored.
-//
-// clip_grad_norm_: the total norm N of all gradients taken together (as one concatenated
-// vector; order norm_type, inf allowed), then every gradient is multiplied by
-// min(1, max_norm / (N + 1e-6)). Returns N, the norm before clipping. (PyTorch multiplies
-// even when the factor is 1; skipping that pass changes no value.) The norm is accumulated
-// in double for both float and double gradients, in a fixed order, so it does not depend
-// on the thread count.
-//
-// clip_grad_value_: clamps every gradient element to [-clip_value, clip_value]; NaN stays
-// NaN, as with torch.clamp.
+/// \file
+/// Gradient clipping, as torch.nn.utils.clip_grad_norm_ and clip_grad_value_ (PyTorch 1.13).
+/// Both modify the parameters' gradients in place; parameters without a gradient are
+/// ignored.
+///
+/// clip_grad_norm_: the total norm N of all gradients taken together (as one concatenated
+/// vector; order norm_type, inf allowed), then every gradient is multiplied by
+/// min(1, max_norm / (N + 1e-6)). Returns N, the norm before clipping. (PyTorch multiplies
+/// even when the factor is 1; skipping that pass changes no value.) The norm is accumulated
+/// in double for both float and double gradients, in a fixed order, so it does not depend
+/// on the thread count.
+///
+/// clip_grad_value_: clamps every gradient element to [-clip_value, clip_value]; NaN stays
+/// NaN, as with torch.clamp.
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
@@ -23,9 +24,10 @@
 
 namespace ember {
 
+/// Settings of clip_grad_norm_, as torch.nn.utils.clip_grad_norm_'s arguments.
 struct ClipNormOptions {
-    double norm_type = 2.0;           // p of the p-norm; std::numeric_limits<double>::infinity() for max |g|
-    bool error_if_nonfinite = false;  // throw instead of scaling by a NaN/inf norm (PyTorch's default is false)
+    double norm_type = 2.0;           ///< p of the p-norm; std::numeric_limits<double>::infinity() for max |g|
+    bool error_if_nonfinite = false;  ///< throw instead of scaling by a NaN/inf norm (PyTorch's default is false)
 };
 
 namespace detail {
@@ -72,8 +74,8 @@ double total_grad_norm(const std::vector<Var<T>>& params, double norm_type) {
 }
 }  // namespace detail
 
-// Scales all gradients together so that their total norm is at most max_norm; returns the
-// total norm before scaling (0 when no parameter has a gradient).
+/// Scales all gradients together so that their total norm is at most max_norm; returns the
+/// total norm before scaling (0 when no parameter has a gradient).
 template <Real T>
 double clip_grad_norm_(const std::vector<Var<T>>& params, double max_norm, ClipNormOptions options = {}) {
     EMBER_CHECK(max_norm >= 0, "clip_grad_norm_", "max_norm must be >= 0, got ", max_norm);
@@ -93,12 +95,13 @@ double clip_grad_norm_(const std::vector<Var<T>>& params, double max_norm, ClipN
     }
     return total;
 }
+/// clip_grad_norm_ for a braced list of parameters.
 template <Real T>
 double clip_grad_norm_(std::initializer_list<Var<T>> params, double max_norm, ClipNormOptions options = {}) {
     return clip_grad_norm_(std::vector<Var<T>>(params), max_norm, options);
 }
 
-// Clamps every gradient element to [-clip_value, clip_value].
+/// Clamps every gradient element to [-clip_value, clip_value].
 template <Real T>
 void clip_grad_value_(const std::vector<Var<T>>& params, double clip_value) {
     EMBER_CHECK(clip_value >= 0, "clip_grad_value_", "clip_value must be >= 0, got ", clip_value);
@@ -110,6 +113,7 @@ void clip_grad_value_(const std::vector<Var<T>>& params, double clip_value) {
         assign(g, where(g > clip_value, clip_value, where(g < -clip_value, -clip_value, g)));
     }
 }
+/// clip_grad_value_ for a braced list of parameters.
 template <Real T>
 void clip_grad_value_(std::initializer_list<Var<T>> params, double clip_value) {
     clip_grad_value_(std::vector<Var<T>>(params), clip_value);

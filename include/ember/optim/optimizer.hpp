@@ -1,15 +1,16 @@
 #pragma once
-// The optimiser base classes. An optimiser holds leaf parameters (Vars that require grad)
-// and, per parameter, a step count and named state tensors ("exp_avg", "momentum_buffer",
-// ... with PyTorch's names), created at the parameter's first update. step() updates every
-// parameter that has a gradient, in place, under NoGrad; a parameter whose grad() is
-// undefined is skipped, as in PyTorch (no update, no state, its step count unchanged).
-//
-// Update rules follow PyTorch 1.13's single-tensor implementations (torch/optim/*.py)
-// operation by operation: the same operands, scalar factors computed in double as Python
-// does, the same order of operations. Each state tensor and the parameter are rewritten by
-// one fused elementwise pass (ember::assign), so a step allocates nothing once the state
-// exists.
+/// \file
+/// The optimiser base classes. An optimiser holds leaf parameters (Vars that require grad)
+/// and, per parameter, a step count and named state tensors ("exp_avg", "momentum_buffer",
+/// ... with PyTorch's names), created at the parameter's first update. step() updates every
+/// parameter that has a gradient, in place, under NoGrad; a parameter whose grad() is
+/// undefined is skipped, as in PyTorch (no update, no state, its step count unchanged).
+///
+/// Update rules follow PyTorch 1.13's single-tensor implementations (torch/optim/*.py)
+/// operation by operation: the same operands, scalar factors computed in double as Python
+/// does, the same order of operations. Each state tensor and the parameter are rewritten by
+/// one fused elementwise pass (ember::assign), so a step allocates nothing once the state
+/// exists.
 #include <algorithm>
 #include <cstdint>
 #include <optional>
@@ -25,40 +26,45 @@
 
 namespace ember {
 
-// What every optimiser offers independently of its scalar type: its learning rate (which
-// schedules, schedule.hpp, drive), step() and zero_grad(). Not copyable or movable:
-// schedules keep a pointer to it, and a copy would share the state tensors.
+/// What every optimiser offers independently of its scalar type: its learning rate (which
+/// schedules, schedule.hpp, drive), step() and zero_grad(). Not copyable or movable:
+/// schedules keep a pointer to it, and a copy would share the state tensors.
 class OptimizerBase {
 public:
     virtual ~OptimizerBase() = default;
     OptimizerBase(const OptimizerBase&) = delete;
     OptimizerBase& operator=(const OptimizerBase&) = delete;
 
-    // One update of every parameter that has a gradient.
+    /// One update of every parameter that has a gradient.
     virtual void step() = 0;
-    // Clears every parameter's gradient. set_to_none (the default, as in PyTorch 2) leaves
-    // grad() undefined, so the next backward() adopts its gradient buffer without adding;
-    // false fills the existing gradients with zeros (PyTorch 1.13's default).
+    /// Clears every parameter's gradient. set_to_none (the default, as in PyTorch 2) leaves
+    /// grad() undefined, so the next backward() adopts its gradient buffer without adding;
+    /// false fills the existing gradients with zeros (PyTorch 1.13's default).
     virtual void zero_grad(bool set_to_none = true) = 0;
 
+    /// The optimiser's name, e.g.\ "Adam", as error messages use it.
     const char* name() const { return name_; }
+    /// The current learning rate.
     double lr() const { return lr_; }
+    /// Sets the learning rate (>= 0); schedules call this.
     void set_lr(double lr) {
         check_lr(name_, lr);
         lr_ = lr;
     }
 
-    // The learning rate schedules start from: the lr when the first schedule was attached
-    // (PyTorch's param_group["initial_lr"], set once by setdefault). A second schedule on
-    // the same optimiser therefore shares the first one's base, as in PyTorch.
+    /// The learning rate schedules start from: the lr when the first schedule was attached
+    /// (PyTorch's param_group["initial_lr"], set once by setdefault). A second schedule on
+    /// the same optimiser therefore shares the first one's base, as in PyTorch.
     double initial_lr() {
         if (!initial_lr_) initial_lr_ = lr_;
         return *initial_lr_;
     }
 
 protected:
+    /// An optimiser called `name` with learning rate `lr`.
     OptimizerBase(const char* name, double lr) : name_(name), lr_(lr) { check_lr(name, lr); }
 
+    /// Throws ember::Error naming `op` unless lr >= 0.
     static void check_lr(const char* op, double lr) {
         EMBER_CHECK(lr >= 0, op, "lr must be >= 0, got ", lr);  // also rejects NaN
     }
@@ -69,41 +75,49 @@ private:
     std::optional<double> initial_lr_;
 };
 
-// The state of one parameter: how many updates it has had and its named state tensors, in
-// the order they were created. A checkpoint can save these and restore them (into an
-// optimiser built with the same options and parameters) by assigning `step` and the
-// buffers; a buffer that is absent is created, as zeros or as PyTorch initialises it, at
-// the parameter's next update.
+/// The state of one parameter: how many updates it has had and its named state tensors, in
+/// the order they were created. A checkpoint can save these and restore them (into an
+/// optimiser built with the same options and parameters) by assigning `step` and the
+/// buffers; a buffer that is absent is created, as zeros or as PyTorch initialises it, at
+/// the parameter's next update.
 template <Real T>
 struct ParamState {
-    std::int64_t step = 0;  // PyTorch's state["step"] (a count; kept exact as an integer)
+    std::int64_t step = 0;  ///< PyTorch's state["step"] (a count; kept exact as an integer)
+    /// The named state tensors, e.g.\ ("exp_avg", ...), in creation order.
     std::vector<std::pair<std::string, Tensor<T>>> buffers;
 
+    /// The buffer called `key`, or null.
     const Tensor<T>* find(std::string_view key) const {
         for (const auto& [k, t] : buffers)
             if (k == key) return &t;
         return nullptr;
     }
+    /// The buffer called `key`, or null.
     Tensor<T>* find(std::string_view key) {
         for (auto& [k, t] : buffers)
             if (k == key) return &t;
         return nullptr;
     }
-    // Inserts or replaces a buffer.
+    /// Inserts or replaces a buffer.
     void set(std::string_view key, Tensor<T> value) {
         if (Tensor<T>* t = find(key)) *t = std::move(value);
         else buffers.emplace_back(std::string(key), std::move(value));
     }
 };
 
+/// The base of the optimisers over Var<T> parameters: the parameter list, the per-parameter
+/// state, step() and zero_grad() (see the file description).
 template <Real T>
 class Optimizer : public OptimizerBase {
 public:
+    /// The element type.
     using value_type = T;
 
+    /// The parameters, in the order given.
     const std::vector<Var<T>>& params() const { return params_; }
-    // state()[i] belongs to params()[i].
+    /// state()[i] belongs to params()[i].
     std::vector<ParamState<T>>& state() { return state_; }
+    /// state()[i] belongs to params()[i].
     const std::vector<ParamState<T>>& state() const { return state_; }
 
     void step() override {
@@ -133,6 +147,7 @@ public:
     }
 
 protected:
+    /// An optimiser called `name` over `params` (distinct contiguous leaves that require grad).
     Optimizer(const char* name, std::vector<Var<T>> params, double lr)
         : OptimizerBase(name, lr), params_(std::move(params)), state_(params_.size()) {
         EMBER_CHECK(!params_.empty(), name, "got an empty parameter list");
@@ -151,18 +166,19 @@ protected:
         }
     }
 
-    // Updates parameter `index` (value p, gradient g, state s, s.step already counting this
-    // update) in place.
+    /// Updates parameter `index` (value p, gradient g, state s, s.step already counting this
+    /// update) in place.
     virtual void update(std::size_t index, const Tensor<T>& p, const Tensor<T>& g, ParamState<T>& s) = 0;
 
-    // The state tensor `key` of parameter `index`: the existing one (step() has checked its
-    // shape) or a new one of zeros. Returned by value: a Tensor is a handle to the buffer.
+    /// The state tensor `key` of parameter `index`: the existing one (step() has checked its
+    /// shape) or a new one of zeros. Returned by value: a Tensor is a handle to the buffer.
     Tensor<T> zeros_state(std::size_t index, ParamState<T>& s, std::string_view key) {
         if (const Tensor<T>* t = s.find(key)) return *t;
         Tensor<T> t = Tensor<T>::zeros(params_[index].value().shape());
         s.set(key, t);
         return t;
     }
+    /// Throws ember::Error unless state tensor `t` fits parameter `index` (same shape, contiguous).
     void check_state_shape(std::size_t index, std::string_view key, const Tensor<T>& t) const {
         const Tensor<T>& p = params_[index].value();
         EMBER_CHECK(t.defined() && t.shape() == p.shape() && t.is_contiguous(), name(), "state '", key,

@@ -1,33 +1,44 @@
 #pragma once
-// RMSprop: PyTorch 1.13's torch/optim/rmsprop.py (_single_tensor_rmsprop).
-//   d   = ±g + weight_decay·p
-//   s   = α·s + (1 − α)·d·d                               state "square_avg"
-//   a   = α·a + (1 − α)·d       (centered only)           state "grad_avg"
-//   avg = sqrt(s − a·a) + eps   (centered)   or   sqrt(s) + eps
-//   b   = momentum·b + d / avg  (momentum > 0)            state "momentum_buffer" (starts at 0)
-//   p   = p − lr·b              (momentum > 0)   or   p = p − lr·d / avg
-// eps is added outside the square root, as in PyTorch (TensorFlow adds it inside).
+/// \file
+/// RMSprop: PyTorch 1.13's torch/optim/rmsprop.py (_single_tensor_rmsprop).
+///
+///     d   = ±g + weight_decay·p
+///     s   = α·s + (1 − α)·d·d                               state "square_avg"
+///     a   = α·a + (1 − α)·d       (centered only)           state "grad_avg"
+///     avg = sqrt(s − a·a) + eps   (centered)   or   sqrt(s) + eps
+///     b   = momentum·b + d / avg  (momentum > 0)            state "momentum_buffer" (starts at 0)
+///     p   = p − lr·b              (momentum > 0)   or   p = p − lr·d / avg
+/// eps is added outside the square root, as in PyTorch (TensorFlow adds it inside).
 #include "ember/core/instances.hpp"
 #include "ember/optim/optimizer.hpp"
 
 namespace ember {
 
+/// RMSprop's settings, as torch.optim.RMSprop's arguments.
 struct RMSpropOptions {
+    /// Learning rate.
     double lr = 1e-2;
-    double alpha = 0.99;  // smoothing constant of the running averages
+    double alpha = 0.99;  ///< smoothing constant of the running averages
+    /// Added to the denominator, outside the square root.
     double eps = 1e-8;
+    /// Coupled (L2) weight decay, added to the gradient.
     double weight_decay = 0;
+    /// Momentum factor; 0 disables momentum.
     double momentum = 0;
-    bool centered = false;  // normalise by an estimate of the gradient's variance
+    bool centered = false;  ///< normalise by an estimate of the gradient's variance
+    /// Maximise the objective instead of minimising it.
     bool maximize = false;
 };
 
+/// RMSprop, as torch.optim.RMSprop (see the file description).
 template <Real T>
 class RMSprop final : public Optimizer<T> {
 public:
+    /// RMSprop over `params` (distinct contiguous leaves that require grad).
     explicit RMSprop(std::vector<Var<T>> params, RMSpropOptions options = {})
         : Optimizer<T>("RMSprop", std::move(params), options.lr), opts_(validated(options)) {}
 
+    /// The options, with lr as it is now (a schedule may have changed it).
     RMSpropOptions options() const {
         RMSpropOptions o = opts_;
         o.lr = this->lr();

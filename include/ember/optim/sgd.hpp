@@ -1,32 +1,43 @@
 #pragma once
-// Stochastic gradient descent with optional momentum, Nesterov momentum and (coupled, L2)
-// weight decay: PyTorch 1.13's torch/optim/sgd.py (_single_tensor_sgd). With
-//   d = ±g + weight_decay·p                     (− when maximising)
-//   b = d                          at the first update (the buffer is a copy of d),
-//   b = momentum·b + (1 − dampening)·d          afterwards,
-//   p = p − lr·(d + momentum·b)    with Nesterov, else   p = p − lr·b,
-// and without momentum simply p = p − lr·d. The buffer is state "momentum_buffer".
+/// \file
+/// Stochastic gradient descent with optional momentum, Nesterov momentum and (coupled, L2)
+/// weight decay: PyTorch 1.13's torch/optim/sgd.py (_single_tensor_sgd). With
+///
+///     d = ±g + weight_decay·p                     (− when maximising)
+///     b = d                          at the first update (the buffer is a copy of d),
+///     b = momentum·b + (1 − dampening)·d          afterwards,
+///     p = p − lr·(d + momentum·b)    with Nesterov, else   p = p − lr·b,
+/// and without momentum simply p = p − lr·d. The buffer is state "momentum_buffer".
 #include "ember/core/instances.hpp"
 #include "ember/optim/optimizer.hpp"
 
 namespace ember {
 
+/// SGD's settings, as torch.optim.SGD's arguments.
 struct SGDOptions {
-    double lr = 1e-3;  // PyTorch 1.13 has no default (it is required); 2.x uses 1e-3
+    double lr = 1e-3;  ///< PyTorch 1.13 has no default (it is required); 2.x uses 1e-3
+    /// Momentum factor; 0 disables momentum.
     double momentum = 0;
+    /// Dampening of the gradient in the momentum buffer.
     double dampening = 0;
+    /// Coupled (L2) weight decay, added to the gradient.
     double weight_decay = 0;
+    /// Nesterov momentum (needs momentum > 0 and dampening = 0).
     bool nesterov = false;
+    /// Maximise the objective instead of minimising it.
     bool maximize = false;
 };
 
+/// Stochastic gradient descent with optional momentum, as torch.optim.SGD (see the file
+/// description).
 template <Real T>
 class SGD final : public Optimizer<T> {
 public:
+    /// SGD over `params` (distinct contiguous leaves that require grad).
     explicit SGD(std::vector<Var<T>> params, SGDOptions options = {})
         : Optimizer<T>("SGD", std::move(params), options.lr), opts_(validated(options)) {}
 
-    // The options, with lr as it is now (a schedule may have changed it).
+    /// The options, with lr as it is now (a schedule may have changed it).
     SGDOptions options() const {
         SGDOptions o = opts_;
         o.lr = this->lr();

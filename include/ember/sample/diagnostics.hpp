@@ -1,21 +1,23 @@
 #pragma once
-// Convergence diagnostics on traces of a scalar quantity: `traces` is [M, S], M chains of
-// S draws each (after warm-up), e.g. one coordinate of every chain recorded at every step
-// of run() through its observer.
-//
-// Effective sample size (the multi-chain estimator of Stan and BDA3 §11.5):
-//   W = mean within-chain variance, var⁺ = (S-1)/S W + B/S (B/S = variance of the chain
-//   means, 0 for one chain), ρ̂_t = 1 - (W - mean_m γ̂_m(t)) / var⁺ with γ̂_m(t) chain m's
-//   autocovariance at lag t (divided by S); the ρ̂_t are summed in pairs up to the first
-//   negative pair and made monotone (Geyer's initial monotone sequence), and
-//   ESS = M S / τ̂,  τ̂ = -1 + 2 Σ_{t≤T} ρ̂_t + max(0, ρ̂_{T+1}), where T is the last lag kept
-//   (ρ̂_{T+1}, the even half of the first negative pair, reduces the truncation bias).
-// For independent draws ESS ≈ M S; for an AR(1) chain with coefficient φ, ≈ M S (1-φ)/(1+φ).
-//
-// Split R̂ (Gelman et al., BDA3 §11.4): each chain is cut in two halves, and with W and B of
-// the 2M half-chains of n = ⌊S/2⌋ draws, R̂ = sqrt(((n-1)/n W + B/n) / W). Near 1 when the
-// chains agree with each other and with their own two halves; above 1.01-1.1 means not
-// yet mixed.
+/// \file
+/// Convergence diagnostics on traces of a scalar quantity: `traces` is [M, S], M chains of
+/// S draws each (after warm-up), e.g.\ one coordinate of every chain recorded at every step
+/// of run() through its observer.
+///
+/// Effective sample size (the multi-chain estimator of Stan and BDA3 §11.5):
+///
+///     W = mean within-chain variance, var⁺ = (S-1)/S W + B/S (B/S = variance of the chain
+///     means, 0 for one chain), ρ̂_t = 1 - (W - mean_m γ̂_m(t)) / var⁺ with γ̂_m(t) chain m's
+///     autocovariance at lag t (divided by S); the ρ̂_t are summed in pairs up to the first
+///     negative pair and made monotone (Geyer's initial monotone sequence), and
+///     ESS = M S / τ̂,  τ̂ = -1 + 2 Σ_{t≤T} ρ̂_t + max(0, ρ̂_{T+1}), where T is the last lag kept
+///     (ρ̂_{T+1}, the even half of the first negative pair, reduces the truncation bias).
+/// For independent draws ESS ≈ M S; for an AR(1) chain with coefficient φ, ≈ M S (1-φ)/(1+φ).
+///
+/// Split R̂ (Gelman et al., BDA3 §11.4): each chain is cut in two halves, and with W and B of
+/// the 2M half-chains of n = ⌊S/2⌋ draws, R̂ = sqrt(((n-1)/n W + B/n) / W). Near 1 when the
+/// chains agree with each other and with their own two halves; above 1.01-1.1 means not
+/// yet mixed.
 #include "ember/core/instances.hpp"
 #include "ember/core/tensor.hpp"
 
@@ -28,9 +30,9 @@
 
 namespace ember::sample {
 
-// Effective sample size of the draws in traces [chains, draws] (at least 4 draws).
+/// Effective sample size of the draws in traces [chains, draws] (at least 4 draws).
 EMBER_INLINE double ess(const Tensor<double>& traces);
-// Split R̂ of traces [chains, draws] (at least 4 draws per chain).
+/// Split R̂ of traces [chains, draws] (at least 4 draws per chain).
 EMBER_INLINE double rhat(const Tensor<double>& traces);
 
 #if EMBER_HEADER_DEFINITIONS

@@ -1,15 +1,16 @@
 #pragma once
-// What every sampler needs from an energy (docs/math.md §7): per-chain energies U(x_i) and their
-// gradients ∇U(x_i) at a batch of chain states x [N, ...] (N chains), the gradients from
-// the autodiff.
-//
-// An energy is any callable Var<T> [N, ...] -> Var<T> [N] or [N, 1] (an nn::Module, a
-// lambda over ops). The gradient of chain i is read off ∇_x Σ_j U(x_j), which is chain i's
-// own gradient only when chains do not interact inside U: no BatchNorm in training mode in
-// an energy that is sampled (call .eval() on the network first).
-//
-// Only ∇_x is computed: the parameters of the network inside U get no grad() and are
-// not touched, so sampling in the middle of a training step is safe.
+/// \file
+/// What every sampler needs from an energy (docs/math.md §7): per-chain energies U(x_i) and their
+/// gradients ∇U(x_i) at a batch of chain states x [N, ...] (N chains), the gradients from
+/// the autodiff.
+///
+/// An energy is any callable Var<T> [N, ...] -> Var<T> [N] or [N, 1] (an nn::Module, a
+/// lambda over ops). The gradient of chain i is read off ∇_x Σ_j U(x_j), which is chain i's
+/// own gradient only when chains do not interact inside U: no BatchNorm in training mode in
+/// an energy that is sampled (call .eval() on the network first).
+///
+/// Only ∇_x is computed: the parameters of the network inside U get no grad() and are
+/// not touched, so sampling in the middle of a training step is safe.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -25,13 +26,16 @@
 
 namespace ember::sample {
 
+/// An energy: chain states [N, ...] to energies [N] or [N, 1].
 template <Real T>
 using EnergyFn = std::function<Var<T>(const Var<T>&)>;
 
-// Energies U(x_i) [N] and gradients ∇U(x_i) (shaped like x) of a batch of chain states.
+/// Energies U(x_i) [N] and gradients ∇U(x_i) (shaped like x) of a batch of chain states.
 template <Real T>
 struct EnergyGrad {
+    /// U(x_i), [N].
     Tensor<T> energy;
+    /// ∇U(x_i), shaped like x.
     Tensor<T> grad;
 };
 
@@ -121,20 +125,20 @@ inline int chain_groups(Index n, bool parallel_chains) {
 
 }  // namespace detail
 
-// U(x_i) and ∇U(x_i) for the chain states x [N, ...] in groups of chains: then(begin, end,
-// part) receives chains [begin, end) as soon as their energies and gradients are known.
-// Runs with gradients enabled even inside NoGrad (evaluation code often samples there).
-// `op` names the caller in error messages.
-//
-// With parallel_chains, the chains are split into one contiguous group per thread and
-// each group gets its own graph, evaluated on its own thread with single-threaded kernels,
-// and `then` runs on that thread too (a sampler moves the group's chains there, with no
-// further parallel region). A step on a small batch (64 latent chains through an MLP) is
-// then about a fifth faster than splitting every matrix product across the threads. It
-// requires an energy that may be called from several threads at once: ember's modules and
-// ops are (their parameters are only read: grad() with respect to x never writes to
-// them), a lambda that changes captured state is not. The result equals the one-graph
-// result up to rounding. Without parallel_chains there is one group, [0, N).
+/// U(x_i) and ∇U(x_i) for the chain states x [N, ...] in groups of chains: then(begin, end,
+/// part) receives chains [begin, end) as soon as their energies and gradients are known.
+/// Runs with gradients enabled even inside NoGrad (evaluation code often samples there).
+/// `op` names the caller in error messages.
+///
+/// With parallel_chains, the chains are split into one contiguous group per thread and
+/// each group gets its own graph, evaluated on its own thread with single-threaded kernels,
+/// and `then` runs on that thread too (a sampler moves the group's chains there, with no
+/// further parallel region). A step on a small batch (64 latent chains through an MLP) is
+/// then about a fifth faster than splitting every matrix product across the threads. It
+/// requires an energy that may be called from several threads at once: ember's modules and
+/// ops are (their parameters are only read: grad() with respect to x never writes to
+/// them), a lambda that changes captured state is not. The result equals the one-graph
+/// result up to rounding. Without parallel_chains there is one group, [0, N).
 template <Real T, class Then>
 void for_chain_groups(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op, bool parallel_chains, Then&& then) {
     detail::check_states(x, op, "the chain states");
@@ -157,7 +161,7 @@ void for_chain_groups(const EnergyFn<T>& energy, const Tensor<T>& x, const char*
     });
 }
 
-// U(x_i) and ∇U(x_i) for every chain state in x [N, ...], by for_chain_groups.
+/// U(x_i) and ∇U(x_i) for every chain state in x [N, ...], by for_chain_groups.
 template <Real T>
 EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad",
                               bool parallel_chains = false) {

@@ -1,18 +1,21 @@
 #pragma once
-// Langevin samplers (docs/math.md §7) for a density ∝ exp(-U(x)), all chains in one batch.
-//
-// Unadjusted Langevin (ULA):  x' = x - (ε/2) ∇U(x) + √ε ξ,  ξ ~ N(0, I).
-//   Every proposal is taken, so the chain is biased by O(ε): on N(0, σ²) its stationary
-//   variance is σ² / (1 - ε/(4σ²)), not σ².
-//
-// Metropolis-adjusted Langevin (MALA): the same proposal, accepted with probability
-//   min(1, exp(U(x) - U(x') + log q(x | x') - log q(x' | x))),
-//   log q(b | a) = -||b - a + (ε/2) ∇U(a)||² / (2ε),
-// independently per chain, which makes the target exactly stationary. The proposal is not
-// symmetric, so both q terms are needed (Su Jianlin's note on GANs from the energy viewpoint
-// writes q(z̃_t) in the ratio where q(z_t) belongs; docs/math.md §7).
-// Warm-up adapts ε toward an acceptance of 0.574, optimal for MALA in high dimension
-// (Roberts and Rosenthal 1998).
+/// \file
+/// Langevin samplers (docs/math.md §7) for a density ∝ exp(-U(x)), all chains in one batch.
+///
+/// Unadjusted Langevin (ULA):  x' = x - (ε/2) ∇U(x) + √ε ξ,  ξ ~ N(0, I).
+///
+///     Every proposal is taken, so the chain is biased by O(ε): on N(0, σ²) its stationary
+///     variance is σ² / (1 - ε/(4σ²)), not σ².
+///
+/// Metropolis-adjusted Langevin (MALA): the same proposal, accepted with probability
+///
+///     min(1, exp(U(x) - U(x') + log q(x | x') - log q(x' | x))),
+///     log q(b | a) = -||b - a + (ε/2) ∇U(a)||² / (2ε),
+/// independently per chain, which makes the target exactly stationary. The proposal is not
+/// symmetric, so both q terms are needed (Su Jianlin's note on GANs from the energy viewpoint
+/// writes q(z̃_t) in the ratio where q(z_t) belongs; docs/math.md §7).
+/// Warm-up adapts ε toward an acceptance of 0.574, optimal for MALA in high dimension
+/// (Roberts and Rosenthal 1998).
 #include <cmath>
 #include <vector>
 
@@ -21,16 +24,20 @@
 
 namespace ember::sample {
 
+/// Settings of Langevin (ULA).
 struct LangevinOptions {
-    double step_size = 0.01;  // ε
+    double step_size = 0.01;  ///< ε
+    /// Seed of the sampler's random stream.
     std::uint64_t seed = 0;
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
+    bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
+/// Settings of Mala.
 struct MalaOptions {
-    double step_size = 0.01;  // ε (warmup() adapts it)
+    double step_size = 0.01;  ///< ε (warmup() adapts it)
+    /// Seed of the sampler's random stream.
     std::uint64_t seed = 0;
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
+    bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
 namespace detail {
@@ -42,9 +49,10 @@ Tensor<T> langevin_proposal(const Tensor<T>& x, const Tensor<T>& grad, double st
 }
 }  // namespace detail
 
-// log of MALA's acceptance ratio for moving each chain from x to `proposal`, given the
-// energies and gradients at both (per chain, in double):
-//   U(x) - U(x') - ||x - x' + (ε/2)∇U(x')||²/(2ε) + ||x' - x + (ε/2)∇U(x)||²/(2ε).
+/// log of MALA's acceptance ratio for moving each chain from x to `proposal`, given the
+/// energies and gradients at both (per chain, in double):
+///
+///     U(x) - U(x') - ||x - x' + (ε/2)∇U(x')||²/(2ε) + ||x' - x + (ε/2)∇U(x)||²/(2ε).
 template <Real T>
 std::vector<double> mala_log_accept_ratio(const Tensor<T>& x, const EnergyGrad<T>& at_x, const Tensor<T>& proposal,
                                           const EnergyGrad<T>& at_proposal, double step) {
@@ -70,7 +78,7 @@ std::vector<double> mala_log_accept_ratio(const Tensor<T>& x, const EnergyGrad<T
     return out;
 }
 
-// The same ratio computed from the energy function itself.
+/// The same ratio computed from the energy function itself.
 template <Real T>
 std::vector<double> mala_log_accept_ratio(const EnergyFn<T>& energy, const Tensor<T>& x, const Tensor<T>& proposal,
                                           double step) {
@@ -78,32 +86,39 @@ std::vector<double> mala_log_accept_ratio(const EnergyFn<T>& energy, const Tenso
                                  energy_and_grad(energy, proposal, "mala_log_accept_ratio"), step);
 }
 
-// Unadjusted Langevin: fast and biased; use MALA when the bias matters. A state where the
-// energy or gradient is not finite stops with an error (there is no accept step to reject
-// it), naming the chain and suggesting a smaller step.
+/// Unadjusted Langevin: fast and biased; use MALA when the bias matters. A state where the
+/// energy or gradient is not finite stops with an error (there is no accept step to reject
+/// it), naming the chain and suggesting a smaller step.
 template <Real T>
 class Langevin : public Chains<T> {
 public:
+    /// ULA chains on `energy`, started at the rows of `initial`.
     Langevin(EnergyFn<T> energy, const Tensor<T>& initial, LangevinOptions o = {})
         : Chains<T>("Langevin", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
+    /// One ULA move of every chain.
     typename Chains<T>::Step step_once() override {
         Tensor<T> next = detail::langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
         EnergyGrad<T> at_next = this->evaluate(next);
         return this->move_all(std::move(next), std::move(at_next));
     }
+    /// False: ULA has no accept step, so warmup() only burns in.
     bool adapts() const override { return false; }
+    /// 1: every proposal is taken.
     double default_target() const override { return 1.0; }
 };
 
+/// Metropolis-adjusted Langevin (see the file description).
 template <Real T>
 class Mala : public Chains<T> {
 public:
+    /// MALA chains on `energy`, started at the rows of `initial`.
     Mala(EnergyFn<T> energy, const Tensor<T>& initial, MalaOptions o = {})
         : Chains<T>("Mala", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
+    /// One MALA transition of every chain.
     typename Chains<T>::Step step_once() override {
         const Tensor<T> proposal = detail::langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
         const EnergyGrad<T> at_proposal = this->evaluate(proposal);
@@ -111,6 +126,7 @@ protected:
             mala_log_accept_ratio(this->x_, this->current_, proposal, at_proposal, this->step_);
         return this->metropolis(proposal, at_proposal, log_ratio);
     }
+    /// 0.574, optimal for MALA in high dimension.
     double default_target() const override { return 0.574; }
 };
 

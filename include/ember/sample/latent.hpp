@@ -1,13 +1,15 @@
 #pragma once
-// Sampling in a generator's latent space (docs/math.md §7): the data-space energy U
-// pulled back through the generator G,
-//   U_z(z) = U(G(z))            or, with the prior,   U_z(z) = U(G(z)) + ½||z||²,
-// so that exp(-U_z) ∝ exp(-U(G(z))) N(z; 0, I) when the prior is on. Any sampler runs on
-// U_z; z is low-dimensional and G's image is smooth, so chains mix far better than in
-// pixel space. Gradients reach z only: G's and U's parameters get no grad().
-//
-//   auto uz = sample::latent_energy<float>(std::ref(G), std::ref(D));
-//   sample::Mala<float> mala(uz, normal<float>(Shape{64, 64}, gen));
+/// \file
+/// Sampling in a generator's latent space (docs/math.md §7): the data-space energy U
+/// pulled back through the generator G,
+///
+///     U_z(z) = U(G(z))            or, with the prior,   U_z(z) = U(G(z)) + ½||z||²,
+/// so that exp(-U_z) ∝ exp(-U(G(z))) N(z; 0, I) when the prior is on. Any sampler runs on
+/// U_z; z is low-dimensional and G's image is smooth, so chains mix far better than in
+/// pixel space. Gradients reach z only: G's and U's parameters get no grad().
+///
+///     auto uz = sample::latent_energy<float>(std::ref(G), std::ref(D));
+///     sample::Mala<float> mala(uz, normal<float>(Shape{64, 64}, gen));
 #include <functional>
 
 #include "ember/core/instances.hpp"
@@ -17,6 +19,8 @@
 
 namespace ember::sample {
 
+/// The latent-space energy U_z(z) = U(generator(z)) (+ ½||z||² with `prior`), as an
+/// EnergyFn for any sampler (see the file description).
 template <Real T>
 EnergyFn<T> latent_energy(std::function<Var<T>(const Var<T>&)> generator, EnergyFn<T> energy, bool prior = true) {
     EMBER_CHECK(static_cast<bool>(generator) && static_cast<bool>(energy), "latent_energy",

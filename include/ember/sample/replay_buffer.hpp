@@ -1,15 +1,16 @@
 #pragma once
-// The replay buffer of persistent short-run chains used to train energy models with SGLD
-// (IGEBM, JEM): a store of `capacity` chain states, filled with fresh states (noise) at
-// construction. Each training iteration takes a batch of random slots, replaces each
-// with a fresh state with probability `reinit_prob` (about 5%, which keeps the buffer from
-// collapsing onto a few modes), runs SGLD from them, and pushes the results back into the
-// same slots.
-//
-//   sample::ReplayBuffer<float> buffer(10000, uniform_images, gen);   // init(n, gen) -> [n,1,28,28]
-//   auto batch = buffer.sample(64, gen);
-//   Tensor<float> neg = sample::sgld(energy, batch.states, sgld_opts, gen);
-//   buffer.push(batch.indices, neg);
+/// \file
+/// The replay buffer of persistent short-run chains used to train energy models with SGLD
+/// (IGEBM, JEM): a store of `capacity` chain states, filled with fresh states (noise) at
+/// construction. Each training iteration takes a batch of random slots, replaces each
+/// with a fresh state with probability `reinit_prob` (about 5%, which keeps the buffer from
+/// collapsing onto a few modes), runs SGLD from them, and pushes the results back into the
+/// same slots.
+///
+///     sample::ReplayBuffer<float> buffer(10000, uniform_images, gen);   // init(n, gen) -> [n,1,28,28]
+///     auto batch = buffer.sample(64, gen);
+///     Tensor<float> neg = sample::sgld(energy, batch.states, sgld_opts, gen);
+///     buffer.push(batch.indices, neg);
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -21,18 +22,22 @@
 
 namespace ember::sample {
 
+/// A replay buffer of persistent chain states for SGLD training (see the file description).
 template <Real T>
 class ReplayBuffer {
 public:
-    // Makes n fresh chain states [n, ...] (the same shape after the first axis every time).
+    /// Makes n fresh chain states [n, ...] (the same shape after the first axis every time).
     using Init = std::function<Tensor<T>(Index n, Generator& gen)>;
 
+    /// A batch drawn from the buffer.
     struct Batch {
-        std::vector<Index> indices;  // buffer slots the states came from (push back to these)
-        Tensor<T> states;            // [n, ...], a copy
-        std::vector<char> fresh;     // per state: 1 if it was re-initialised from init
+        std::vector<Index> indices;  ///< buffer slots the states came from (push back to these)
+        Tensor<T> states;            ///< [n, ...], a copy
+        std::vector<char> fresh;     ///< per state: 1 if it was re-initialised from init
     };
 
+    /// A buffer of `capacity` states from `init`, drawn with `gen`; sample() re-initialises each
+    /// drawn state with probability `reinit_prob`.
     ReplayBuffer(Index capacity, Init init, Generator& gen, double reinit_prob = 0.05)
         : init_(std::move(init)), reinit_prob_(reinit_prob) {
         EMBER_CHECK(capacity >= 1, "ReplayBuffer", "capacity must be >= 1, got ", capacity);
@@ -42,8 +47,8 @@ public:
         store_ = fresh_states(capacity, gen).contiguous().clone();
     }
 
-    // n slots drawn uniformly with replacement; each state is replaced by a fresh one with
-    // probability reinit_prob (the slot keeps its old state until push()).
+    /// n slots drawn uniformly with replacement; each state is replaced by a fresh one with
+    /// probability reinit_prob (the slot keeps its old state until push()).
     Batch sample(Index n, Generator& gen) const {
         EMBER_CHECK(n >= 1, "ReplayBuffer::sample", "batch size must be >= 1, got ", n);
         Batch b;
@@ -70,7 +75,7 @@ public:
         return b;
     }
 
-    // Writes states[i] into slot indices[i].
+    /// Writes states[i] into slot indices[i].
     void push(const std::vector<Index>& indices, const Tensor<T>& states) {
         Shape expected = store_.shape();
         expected[0] = static_cast<Index>(indices.size());
@@ -85,9 +90,11 @@ public:
         }
     }
 
+    /// Number of slots.
     Index capacity() const { return store_.dim(0); }
+    /// Probability that sample() replaces a drawn state by a fresh one.
     double reinit_prob() const { return reinit_prob_; }
-    // All stored states [capacity, ...]: samples to look at, or a tensor to checkpoint.
+    /// All stored states [capacity, ...]: samples to look at, or a tensor to checkpoint.
     const Tensor<T>& states() const { return store_; }
 
 private:

@@ -1,7 +1,8 @@
 #pragma once
-// Samplers for densities ∝ exp(-U(x)) on any energy (docs/math.md §7), in namespace
-// ember::sample: unadjusted Langevin and MALA, HMC, SGLD with a replay buffer, latent-space
-// energies through a generator, step-size adaptation, and ESS / R̂ diagnostics.
+/// \file
+/// Samplers for densities ∝ exp(-U(x)) on any energy (docs/math.md §7), in namespace
+/// ember::sample: unadjusted Langevin and MALA, HMC, SGLD with a replay buffer, latent-space
+/// energies through a generator, step-size adaptation, and ESS / R̂ diagnostics.
 #include "ember/sample/adapt.hpp"
 #include "ember/sample/chains.hpp"
 #include "ember/sample/diagnostics.hpp"
@@ -11,3 +12,7 @@
 #include "ember/sample/latent.hpp"
 #include "ember/sample/replay_buffer.hpp"
 #include "ember/sample/sgld.hpp"
+/// \namespace ember::sample
+/// Samplers for densities proportional to exp(-U(x)), all chains in one batch: Langevin,
+/// MALA, HMC, SGLD with a replay buffer, latent-space energies, step-size adaptation and
+/// chain diagnostics (docs/samplers.md).

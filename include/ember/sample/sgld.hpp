@@ -1,13 +1,15 @@
 #pragma once
-// Stochastic-gradient Langevin dynamics as energy-based models are trained with it
-// (IGEBM, Du and Mordatch 2019; JEM, Grathwohl et al. 2020), docs/math.md §7:
-//   x ← clamp(x - α clip(∇U(x)) + σ ξ),  ξ ~ N(0, I),  K times,
-// with the step α and the noise σ set separately (σ = √(2α) would be Langevin proper; EBM
-// practice uses far less noise, so these chains are a short-run optimiser with noise, not
-// an exact sampler), the gradient optionally clipped element-wise, and the states
-// optionally clamped to the data range after each step. There is no accept step: the
-// energy and gradient must stay finite, or the call stops with an error naming the chain.
-// The chains usually start from a ReplayBuffer (sample/replay_buffer.hpp).
+/// \file
+/// Stochastic-gradient Langevin dynamics as energy-based models are trained with it
+/// (IGEBM, Du and Mordatch 2019; JEM, Grathwohl et al.\ 2020), docs/math.md §7:
+///
+///     x ← clamp(x - α clip(∇U(x)) + σ ξ),  ξ ~ N(0, I),  K times,
+/// with the step α and the noise σ set separately (σ = √(2α) would be Langevin proper; EBM
+/// practice uses far less noise, so these chains are a short-run optimiser with noise, not
+/// an exact sampler), the gradient optionally clipped element-wise, and the states
+/// optionally clamped to the data range after each step. There is no accept step: the
+/// energy and gradient must stay finite, or the call stops with an error naming the chain.
+/// The chains usually start from a ReplayBuffer (sample/replay_buffer.hpp).
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -20,28 +22,32 @@
 
 namespace ember::sample {
 
+/// Settings of sgld.
 struct SgldOptions {
-    double step_size = 1.0;  // α, multiplies ∇U
-    double noise = 0.01;     // σ, standard deviation of the noise added per step
-    int steps = 20;          // K
-    // > 0: each element of ∇U is clipped to [-grad_clip, grad_clip] before the step
-    // (IGEBM clips at 0.01); 0 turns clipping off.
+    double step_size = 1.0;  ///< α, multiplies ∇U
+    double noise = 0.01;     ///< σ, standard deviation of the noise added per step
+    int steps = 20;          ///< K
+    /// > 0: each element of ∇U is clipped to [-grad_clip, grad_clip] before the step
+    /// (IGEBM clips at 0.01); 0 turns clipping off.
     double grad_clip = 0;
-    // Clamp the states to [clamp_min, clamp_max] after every step (e.g. images in [0, 1]);
-    // infinite bounds (the default) turn it off.
+    ///@{
+    /// Clamp the states to [clamp_min, clamp_max] after every step (e.g.\ images in [0, 1]);
+    /// infinite bounds (the default) turn it off.
     double clamp_min = -std::numeric_limits<double>::infinity();
     double clamp_max = std::numeric_limits<double>::infinity();
-    bool parallel_chains = false;  // one graph per thread on groups of chains: see for_chain_groups
+    ///@}
+    bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
+/// Energy and gradient summaries of one sgld call.
 struct SgldStats {
-    double mean_energy_start = 0;  // mean U over the chains before the first step
-    double mean_energy_end = 0;    // and at the last evaluated point (before the last step)
-    double mean_grad_norm = 0;     // mean over steps and chains of ||∇U(x_i)||
+    double mean_energy_start = 0;  ///< mean U over the chains before the first step
+    double mean_energy_end = 0;    ///< and at the last evaluated point (before the last step)
+    double mean_grad_norm = 0;     ///< mean over steps and chains of ||∇U(x_i)||
 };
 
-// Runs K SGLD steps from the states x [N, ...] and returns the final states (x itself is
-// not modified). `stats`, when given, receives energy and gradient summaries.
+/// Runs K SGLD steps from the states x [N, ...] and returns the final states (x itself is
+/// not modified). `stats`, when given, receives energy and gradient summaries.
 template <Real T>
 Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions& o, Generator& gen,
                SgldStats* stats = nullptr) {

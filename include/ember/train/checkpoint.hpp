@@ -1,25 +1,26 @@
 #pragma once
-// Checkpoints: everything a training run needs to continue bit-identically, in one
-// safetensors file that PyTorch can read.
-//
-//   Checkpoint<float> ckpt;
-//   ckpt.add("gen", G).add("disc", D)                 // tensors "gen.0.weight", ...
-//       .add("opt_gen", opt_G, G)                     // "opt_gen.0.weight.exp_avg", ...
-//       .add("rng", gen).add("step", step);           // metadata
-//   ckpt.save(out / "checkpoint.safetensors");        // atomic: the old file survives a crash
-//   if (resume) ckpt.load(out / "checkpoint.safetensors");
-//
-// What is stored:
-//  - modules: their state_dict() (parameters and buffers) under "<prefix>.<name>";
-//  - optimisers: each parameter's state tensors under "<prefix>.<parameter name>.<key>"
-//    (PyTorch's keys: exp_avg, exp_avg_sq, momentum_buffer, ...), and in the metadata its
-//    step count ("<prefix>.<parameter name>.step") and the learning rate ("<prefix>.lr");
-//  - random generators: seed and stream offset ("<key>.seed", "<key>.offset");
-//  - integers and doubles (step, epoch, schedule state ...) in the metadata, doubles in
-//    shortest round-trip form so they come back exactly.
-// load() reads and checks the whole file first (every registered name present, every
-// shape equal) and only then writes into the model, optimisers and counters: a file that
-// does not match leaves the run untouched.
+/// \file
+/// Checkpoints: everything a training run needs to continue bit-identically, in one
+/// safetensors file that PyTorch can read.
+///
+///     Checkpoint<float> ckpt;
+///     ckpt.add("gen", G).add("disc", D)                 // tensors "gen.0.weight", ...
+///         .add("opt_gen", opt_G, G)                     // "opt_gen.0.weight.exp_avg", ...
+///         .add("rng", gen).add("step", step);           // metadata
+///     ckpt.save(out / "checkpoint.safetensors");        // atomic: the old file survives a crash
+///     if (resume) ckpt.load(out / "checkpoint.safetensors");
+///
+/// What is stored:
+///  - modules: their state_dict() (parameters and buffers) under "<prefix>.<name>";
+///  - optimisers: each parameter's state tensors under "<prefix>.<parameter name>.<key>"
+///    (PyTorch's keys: exp_avg, exp_avg_sq, momentum_buffer, ...), and in the metadata its
+///    step count ("<prefix>.<parameter name>.step") and the learning rate ("<prefix>.lr");
+///  - random generators: seed and stream offset ("<key>.seed", "<key>.offset");
+///  - integers and doubles (step, epoch, schedule state ...) in the metadata, doubles in
+///    shortest round-trip form so they come back exactly.
+/// load() reads and checks the whole file first (every registered name present, every
+/// shape equal) and only then writes into the model, optimisers and counters: a file that
+/// does not match leaves the run untouched.
 #include <charconv>
 #include <cstdint>
 #include <filesystem>
@@ -39,18 +40,20 @@
 
 namespace ember {
 
+/// The state of a training run, registered piece by piece and saved to or loaded from one
+/// safetensors file (see the file description).
 template <Real T>
 class Checkpoint {
 public:
-    // A module's parameters and buffers under "<prefix>.".
+    /// A module's parameters and buffers under "<prefix>.".
     Checkpoint& add(const std::string& prefix, nn::Module<T>& module) {
         check_key(prefix);
         for (auto& [name, t] : module.state_dict()) tensors_.push_back({prefix + "." + name, t});
         return *this;
     }
 
-    // An optimiser's state. Its parameters are named after `names_from` (the module they
-    // belong to); every parameter of the optimiser must be one of that module's.
+    /// An optimiser's state. Its parameters are named after `names_from` (the module they
+    /// belong to); every parameter of the optimiser must be one of that module's.
     Checkpoint& add(const std::string& prefix, Optimizer<T>& opt, const nn::Module<T>& names_from) {
         check_key(prefix);
         std::vector<std::string> names;
@@ -67,28 +70,31 @@ public:
         return *this;
     }
 
+    /// A generator's seed and stream offset, as metadata "<key>.seed" and "<key>.offset".
     Checkpoint& add(const std::string& key, Generator& gen) {
         check_key(key);
         generators_.push_back({key, &gen});
         return *this;
     }
+    /// An integer counter (step, epoch ...), as metadata "<key>".
     Checkpoint& add(const std::string& key, std::int64_t& value) {
         check_key(key);
         integers_.push_back({key, &value});
         return *this;
     }
+    /// A double (a schedule's value, a best score ...), as metadata "<key>", exactly.
     Checkpoint& add(const std::string& key, double& value) {
         check_key(key);
         doubles_.push_back({key, &value});
         return *this;
     }
 
-    // Writes the file atomically, with `extra` as additional metadata (for people: the
-    // command line, the date ...; load() ignores it).
+    /// Writes the file atomically, with `extra` as additional metadata (for people: the
+    /// command line, the date ...; load() ignores it).
     void save(const std::filesystem::path& path, const std::map<std::string, std::string>& extra = {}) const;
 
-    // Restores everything registered from `path`; throws ember::Error (and changes nothing)
-    // when the file is unreadable or does not match.
+    /// Restores everything registered from `path`; throws ember::Error (and changes nothing)
+    /// when the file is unreadable or does not match.
     void load(const std::filesystem::path& path);
 
 private:

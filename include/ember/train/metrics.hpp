@@ -1,33 +1,34 @@
 #pragma once
-// A CSV log of training metrics, one row per logged step, that survives crashes and
-// resumes without duplicated rows.
-//
-//   MetricsLog log("out/metrics.csv", start_step);   // 0 for a fresh run
-//   for (std::int64_t step = start_step; step < steps; ++step) {
-//       ...
-//       log.write(step, {{"loss", loss}, {"lr", lr}});
-//   }
-//
-// * Columns: "step" first, then the names of the first row written, in its order (or
-//   the names given to the constructor). They are then fixed: a later row may leave a
-//   column out (an empty field, read back as NaN by ember/io/csv.hpp; e.g. a test metric
-//   computed every 100 steps) but may not add one, which is an ember::Error.
-// * Every row is written with a single write() call straight to the file (no buffering
-//   in the process), so a crash of the program loses at most the row being written.
-//   Rows are not fsync'ed: after a power cut the last few may be missing.
-// * Opening with start_step S keeps the rows of an existing file whose step is < S and
-//   drops the rest, rewriting the file atomically (ember/io/atomic_file.hpp); a run
-//   resumed from a checkpoint of step S then logs S, S+1, ... again without duplicating
-//   them. A partial last line (the crash above) is dropped too. If no row is kept, the
-//   next row chooses the columns anew; otherwise the file's header fixes them. A file
-//   that does not look like a metrics log (no "step" header, a row without an integer
-//   step) is an error and is left as it is. S = 0 starts an empty log, replacing any
-//   file at `path` without reading it.
-// * Steps must increase from row to row and be >= the start step.
-// * Values are written in the shortest form that reads back to the same double ("0.1",
-//   "1e-05", "nan", "inf"), independent of the C locale.
-//
-// A MetricsLog is not thread-safe; log from one thread.
+/// \file
+/// A CSV log of training metrics, one row per logged step, that survives crashes and
+/// resumes without duplicated rows.
+///
+///     MetricsLog log("out/metrics.csv", start_step);   // 0 for a fresh run
+///     for (std::int64_t step = start_step; step < steps; ++step) {
+///         ...
+///         log.write(step, {{"loss", loss}, {"lr", lr}});
+///     }
+///
+/// * Columns: "step" first, then the names of the first row written, in its order (or
+///   the names given to the constructor). They are then fixed: a later row may leave a
+///   column out (an empty field, read back as NaN by ember/io/csv.hpp; e.g. a test metric
+///   computed every 100 steps) but may not add one, which is an ember::Error.
+/// * Every row is written with a single write() call straight to the file (no buffering
+///   in the process), so a crash of the program loses at most the row being written.
+///   Rows are not fsync'ed: after a power cut the last few may be missing.
+/// * Opening with start_step S keeps the rows of an existing file whose step is < S and
+///   drops the rest, rewriting the file atomically (ember/io/atomic_file.hpp); a run
+///   resumed from a checkpoint of step S then logs S, S+1, ... again without duplicating
+///   them. A partial last line (the crash above) is dropped too. If no row is kept, the
+///   next row chooses the columns anew; otherwise the file's header fixes them. A file
+///   that does not look like a metrics log (no "step" header, a row without an integer
+///   step) is an error and is left as it is. S = 0 starts an empty log, replacing any
+///   file at `path` without reading it.
+/// * Steps must increase from row to row and be >= the start step.
+/// * Values are written in the shortest form that reads back to the same double ("0.1",
+///   "1e-05", "nan", "inf"), independent of the C locale.
+///
+/// A MetricsLog is not thread-safe; log from one thread.
 #if !__has_include(<unistd.h>)
 #error "ember/train/metrics.hpp needs a POSIX system (open, write)"
 #endif
@@ -54,10 +55,11 @@
 
 namespace ember {
 
+/// A crash-safe, resumable CSV log of training metrics (see the file description).
 class MetricsLog {
 public:
-    // `columns` (without "step") fixes the columns up front instead of the first row; on
-    // resume they must then equal those of the file's header.
+    /// `columns` (without "step") fixes the columns up front instead of the first row; on
+    /// resume they must then equal those of the file's header.
     explicit MetricsLog(std::filesystem::path path, std::int64_t start_step = 0,
                         const std::vector<std::string>& columns = {})
         : path_(std::move(path)) {
@@ -77,6 +79,7 @@ public:
     }
     MetricsLog(const MetricsLog&) = delete;
     MetricsLog& operator=(const MetricsLog&) = delete;
+    /// Takes over the open file of `o`.
     MetricsLog(MetricsLog&& o) noexcept
         : path_(std::move(o.path_)),
           columns_(std::move(o.columns_)),
@@ -84,6 +87,7 @@ public:
           last_step_(o.last_step_),
           header_pending_(o.header_pending_),
           fd_(std::exchange(o.fd_, -1)) {}
+    /// Closes this log's file and takes over the open file of `o`.
     MetricsLog& operator=(MetricsLog&& o) noexcept {
         if (this != &o) {
             close();
@@ -95,19 +99,21 @@ public:
     }
     ~MetricsLog() { close(); }
 
-    // Appends the row for `step`. The names must be columns (see the top of this file).
+    /// Appends the row for `step`. The names must be columns (see the top of this file).
     void write(std::int64_t step, std::initializer_list<std::pair<std::string_view, double>> values) {
         write_row(step, values.begin(), values.end());
     }
+    /// Appends the row for `step` from a list of (name, value) pairs built at run time.
     void write(std::int64_t step, const std::vector<std::pair<std::string, double>>& values) {
         write_row(step, values.begin(), values.end());
     }
 
+    /// The file being written.
     const std::filesystem::path& path() const { return path_; }
-    // "step" and the metric names; empty until the columns are fixed.
+    /// "step" and the metric names; empty until the columns are fixed.
     const std::vector<std::string>& columns() const { return columns_; }
 
-    // The value as written to the file.
+    /// The value as written to the file.
     static std::string format_value(double v) {
         if (std::isnan(v)) return "nan";  // not "-nan"
         char buf[32];

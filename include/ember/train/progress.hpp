@@ -1,24 +1,26 @@
 #pragma once
-// Progress reports for long loops.
-//
-//   Progress progress(steps, {.label = "train"});
-//   for (std::int64_t step = 1; step <= steps; ++step) {
-//       ...
-//       progress.update(step, {{"loss", loss}, {"nll", nll}});
-//   }
-//   progress.finish();
-//
-// On a terminal (isatty of the stream, stderr by default) this is one line rewritten in
-// place with '\r', at most every `refresh_seconds`:
-//   train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234 | nll 1.702
-// Otherwise (a log file, a pipe, a batch job) it is a plain line every `every_steps` steps
-// or every `every_seconds` seconds, whichever comes first. finish() prints the final
-// state and ends the line; message() prints a line of text without garbling the
-// progress line. The text of a report is format_progress(status()), a pure function that
-// the tests check; a fake clock can be given in the options.
-//
-// Rates count from the first step of this run (start_step, for a resumed run), so the
-// ETA is (total - step) / (steps per second so far).
+/// \file
+/// Progress reports for long loops.
+///
+///     Progress progress(steps, {.label = "train"});
+///     for (std::int64_t step = 1; step <= steps; ++step) {
+///         ...
+///         progress.update(step, {{"loss", loss}, {"nll", nll}});
+///     }
+///     progress.finish();
+///
+/// On a terminal (isatty of the stream, stderr by default) this is one line rewritten in
+/// place with '\\r', at most every `refresh_seconds`:
+///
+///     train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234 | nll 1.702
+/// Otherwise (a log file, a pipe, a batch job) it is a plain line every `every_steps` steps
+/// or every `every_seconds` seconds, whichever comes first. finish() prints the final
+/// state and ends the line; message() prints a line of text without garbling the
+/// progress line. The text of a report is format_progress(status()), a pure function that
+/// the tests check; a fake clock can be given in the options.
+///
+/// Rates count from the first step of this run (start_step, for a resumed run), so the
+/// ETA is (total - step) / (steps per second so far).
 #if !__has_include(<unistd.h>)
 #error "ember/train/progress.hpp needs a POSIX system (isatty)"
 #endif
@@ -45,7 +47,7 @@
 
 namespace ember {
 
-// "MM:SS" below an hour, "H:MM:SS" from one hour; "--:--" if not finite or negative.
+/// "MM:SS" below an hour, "H:MM:SS" from one hour; "--:--" if not finite or negative.
 inline std::string format_duration(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0 || seconds > 1e12) return "--:--";
     const auto s = static_cast<std::int64_t>(seconds);  // whole seconds, rounded down
@@ -57,7 +59,7 @@ inline std::string format_duration(double seconds) {
     return buf;
 }
 
-// Four significant digits: "0.1235", "1.703e+04", "nan".
+/// Four significant digits: "0.1235", "1.703e+04", "nan".
 inline std::string format_metric(double v) {
     char buf[32];
     const auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::general, 4);
@@ -74,20 +76,21 @@ inline std::string fixed_point(double v, int decimals) {
 }
 }  // namespace detail
 
-// What a report shows.
+/// What a report shows.
 struct ProgressStatus {
-    std::string label{};             // printed first if not empty
-    std::int64_t step = 0;           // steps done
-    std::int64_t total = 0;          // <= 0: unknown (no percentage, no ETA)
-    std::int64_t start_step = 0;     // where this run started (a resumed run: > 0)
-    double elapsed = 0;              // seconds since this run started
-    std::vector<std::pair<std::string, double>> values{};  // the latest named losses
+    std::string label{};             ///< printed first if not empty
+    std::int64_t step = 0;           ///< steps done
+    std::int64_t total = 0;          ///< <= 0: unknown (no percentage, no ETA)
+    std::int64_t start_step = 0;     ///< where this run started (a resumed run: > 0)
+    double elapsed = 0;              ///< seconds since this run started
+    std::vector<std::pair<std::string, double>> values{};  ///< the latest named losses
 };
 
-// The report for `s`, e.g.
-//   "train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234"
-// The rate is shown as "s/step" when it is below one step a second, and as "-" before any
-// step has been done.
+/// The report for `s`, e.g.
+///
+///     "train 1200/5000 24.0% | 35.2 steps/s | 00:34 elapsed | ETA 01:48 | loss 0.1234"
+/// The rate is shown as "s/step" when it is below one step a second, and as "-" before any
+/// step has been done.
 inline std::string format_progress(const ProgressStatus& s) {
     std::string out = s.label.empty() ? "" : s.label + " ";
     out += std::to_string(s.step);
@@ -110,19 +113,24 @@ inline std::string format_progress(const ProgressStatus& s) {
     return out;
 }
 
+/// Settings of Progress.
 struct ProgressOptions {
+    /// Printed at the start of every report.
     std::string label{};
+    /// Where the reports go.
     std::FILE* stream = stderr;
-    std::optional<bool> interactive{};  // default: whether `stream` is a terminal
-    std::int64_t start_step = 0;        // the step a resumed run starts from
-    double refresh_seconds = 0.1;       // terminal: redraw at most this often
-    std::int64_t every_steps = 0;       // not a terminal: a line every N steps (0: never by steps)
-    double every_seconds = 30;          // ... and every T seconds (0: never by time)
-    std::function<double()> clock{};    // seconds; default: std::chrono::steady_clock
+    std::optional<bool> interactive{};  ///< default: whether `stream` is a terminal
+    std::int64_t start_step = 0;        ///< the step a resumed run starts from
+    double refresh_seconds = 0.1;       ///< terminal: redraw at most this often
+    std::int64_t every_steps = 0;       ///< not a terminal: a line every N steps (0: never by steps)
+    double every_seconds = 30;          ///< ... and every T seconds (0: never by time)
+    std::function<double()> clock{};    ///< seconds; default: std::chrono::steady_clock
 };
 
+/// A progress line with rate and ETA for a loop of known length (see the file description).
 class Progress {
 public:
+    /// Reports for a loop of `total` steps.
     explicit Progress(std::int64_t total, ProgressOptions options = {}) : o_(std::move(options)) {
         EMBER_CHECK(o_.stream != nullptr, "Progress", "the output stream is null");
         EMBER_CHECK(o_.every_steps >= 0 && o_.every_seconds >= 0 && o_.refresh_seconds >= 0, "Progress",
@@ -140,23 +148,24 @@ public:
     }
     Progress(const Progress&) = delete;
     Progress& operator=(const Progress&) = delete;
-    // Ends an unfinished terminal line, so that what is printed next starts on a new line.
+    /// Ends an unfinished terminal line, so that what is printed next starts on a new line.
     ~Progress() {
         if (interactive_ && line_shown_) std::fputc('\n', o_.stream), std::fflush(o_.stream);
     }
 
-    // Records that `step` steps are done, with the latest values of some named metrics
-    // (kept until given again), and prints a report if one is due.
+    /// Records that `step` steps are done, with the latest values of some named metrics
+    /// (kept until given again), and prints a report if one is due.
     void update(std::int64_t step, std::initializer_list<std::pair<std::string_view, double>> values = {}) {
         for (const auto& [name, v] : values) set_value(name, v);
         advance(step);
     }
+    /// Records `step` with (name, value) pairs built at run time; as the other update().
     void update(std::int64_t step, const std::vector<std::pair<std::string, double>>& values) {
         for (const auto& [name, v] : values) set_value(name, v);
         advance(step);
     }
 
-    // Prints the final report and ends the line.
+    /// Prints the final report and ends the line.
     void finish() {
         status_.elapsed = o_.clock() - start_;
         print();
@@ -165,7 +174,7 @@ public:
         std::fflush(o_.stream);
     }
 
-    // Prints `text` on a line of its own; on a terminal the progress line is redrawn below.
+    /// Prints `text` on a line of its own; on a terminal the progress line is redrawn below.
     void message(std::string_view text) {
         if (interactive_ && line_shown_) std::fprintf(o_.stream, "\r%*s\r", last_width_, "");
         std::fprintf(o_.stream, "%.*s\n", static_cast<int>(text.size()), text.data());
@@ -173,7 +182,9 @@ public:
         std::fflush(o_.stream);
     }
 
+    /// The numbers of the latest report.
     const ProgressStatus& status() const { return status_; }
+    /// Whether reports rewrite one terminal line (else they are plain lines).
     bool interactive() const { return interactive_; }
 
 private:
