@@ -6,10 +6,11 @@
 #include <cstdlib>
 #include <ember/ember.hpp>
 
-#include "../examples/common/mlp_gan.hpp"
-// ebgan_mnist.cpp without its main: its train_step, timed by BM_EbganStep.
+// The examples without their main: their train_step functions, timed by BM_GanMlpStep and
+// BM_EbganStep (gan_mlp_mnist.cpp also brings common/mlp_gan.hpp, the nets of the latent samplers).
 #define EMBER_EXAMPLE_STEP_ONLY
 #include "../examples/ebgan_mnist.cpp"
+#include "../examples/gan_mlp_mnist.cpp"
 
 using namespace ember;
 
@@ -20,7 +21,7 @@ int threads() {
     return env ? std::atoi(env) : 2;
 }
 
-// examples/gan_mlp_mnist's training step (one D step on real+fake, one G step), batch 64.
+// examples/gan_mlp_mnist's train_step (one D step on real+fake, one G step), batch 64.
 void BM_GanMlpStep(benchmark::State& st) {
     set_num_threads(threads());
     Generator g(1);

@@ -1,38 +1,29 @@
-// classifier_mnist: the small CNN that judges the other examples' samples (issue 7), trained
-// on MNIST (or Fashion-MNIST) by minimising the softmax cross-entropy with Adam.
+// classifier_mnist: the small CNN that judges the other examples' samples, trained on MNIST
+// (or Fashion-MNIST) by minimising the softmax cross-entropy with Adam (Kingma & Ba 2015):
 //
 //   min_θ  E_(x,y) [ -log softmax(f_θ(x))_y ] = E [ logsumexp_k f_θ(x)_k - f_θ(x)_y ]
 //
-// The network is in common/classifier.hpp (conv 32 - pool - conv 64 - pool - linear 128 -
-// dropout - linear 10); its 128 penultimate features are what the Fréchet distance of
-// common/quality.hpp compares. No augmentation: the plain network passes 99% test accuracy
-// within a few epochs.
-//
-//   classifier_mnist [--data DIR] [--dataset mnist|fashion] [--out DIR] [--epochs N | --iters N]
-//                    [--batch N] [--lr X] [--seed N] [--threads N] [--resume] [--quick]
+// (ember::softmax_cross_entropy, with the stable logsumexp of docs/math.md §8.5). The network
+// is in common/classifier.hpp: LeNet-style (LeCun et al. 1998), conv 32 - pool - conv 64 -
+// pool - linear 128 - dropout - linear 10; its 128 penultimate features are what the Fréchet
+// distance of common/quality.hpp (Heusel et al. 2017) compares. No augmentation: the plain
+// network passes 99% test accuracy within a few epochs. Batch 128, Adam 1e-3.
 //
 // Writes to --out (default out/classifier_<dataset>, where the other examples look for it):
 // metrics.csv (training loss every 50 steps; test loss and test error after every epoch),
 // loss.png, errors.png (up to 100 misclassified test images), checkpoint.safetensors (every
-// epoch and at the end; --resume continues from it bit for bit) and, at the end,
+// epoch; --resume continues from it bit for bit), summary.json and, at the end,
 // classifier.safetensors: the model alone, which quality.hpp and `evaluate` load.
-// --quick: 40 steps, tested on the first 1000 test images.
-#include <CLI/CLI.hpp>
-
-#include <chrono>
-#include <cstdio>
-#include <ember/ember.hpp>
+// --quick: 40 steps, tested on the first 1000 test images. `--help` lists the flags.
 #include <ember/eval/classification.hpp>
-#include <filesystem>
 
 #include "common/classifier.hpp"
-#include "common/example.hpp"
-
-namespace fs = std::filesystem;
-using ember::Index;
-using ember::Tensor;
+#include "common/run.hpp"
 
 namespace {
+
+using ember::Index;
+using ember::Tensor;
 
 struct TestResult {
     double loss, accuracy;
@@ -51,126 +42,79 @@ TestResult test(ember_examples::MnistClassifier& net, const Tensor<float>& image
     return r;
 }
 
-int run(ember_examples::ExampleOptions& o) {
-    const int threads = ember_examples::use_threads(o);
-    const auto t0 = std::chrono::steady_clock::now();
-    fs::create_directories(o.out);
-    const fs::path out(o.out), ckpt_path = out / "checkpoint.safetensors";
-
-    // ---- data: images in [0, 1] with their labels --------------------------------------
-    const ember::ImageSet train = ember_examples::load_images(o, true);
+int train(ember_examples::ExampleOptions& o) {
+    // Images in [0, 1] (the IDX pixels are 0..255) with their labels.
+    const ember::ImageSet data = ember_examples::load_images(o, true);
     ember::ImageSet test_set = ember_examples::load_images(o, false);
-    const Tensor<float> train01 = ember::scale_to_unit(train.images);  // the IDX pixels are 0..255
     Tensor<float> test01 = ember::scale_to_unit(test_set.images);
     if (o.quick) {  // a smoke test need not classify all 10 000 test images
         test01 = test01.slice(0, 0, 1000).contiguous();
         test_set.labels.resize(1000);
     }
-    ember::BatchIterator<float> batches(train01, train.labels,
+    ember::BatchIterator<float> batches(ember::scale_to_unit(data.images), data.labels,
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
-    const Index per_epoch = batches.batches_per_epoch();
-    const std::int64_t total = o.iters > 0 ? o.iters : std::int64_t{o.epochs} * per_epoch;
+    ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch(), .log_at_epoch_end = true});
 
-    // ---- model, optimiser and what a checkpoint holds -------------------------------------
     ember::Generator init(o.seed);
-    ember_examples::MnistClassifier net(init, o.seed + 1);
+    ember_examples::MnistClassifier net(init, o.seed + 1);  // seed + 1: the dropout masks
     ember::Adam<float> opt(net.parameters(), {.lr = o.lr});
-    std::int64_t step = 0;
-    ember::Checkpoint<float> ckpt;
-    ckpt.add("classifier", net).add("opt", opt, net).add("dropout", net.dropout_generator()).add("step", step);
-    if (o.resume) {
-        EMBER_CHECK(fs::exists(ckpt_path), o.name.c_str(), "--resume: no checkpoint at ", ckpt_path.string());
-        ckpt.load(ckpt_path);
-        std::printf("resumed from %s at step %lld\n", ckpt_path.c_str(), static_cast<long long>(step));
-    }
-    std::printf("%s: %s, %lld training and %lld test images; %lld parameters; batch %lld, Adam lr %g, %lld steps "
-                "(%lld per epoch), seed %llu, %d threads\n",
-                o.name.c_str(), o.dataset.c_str(), static_cast<long long>(train01.dim(0)),
-                static_cast<long long>(test01.dim(0)), static_cast<long long>(net.parameter_count()),
-                static_cast<long long>(o.batch), o.lr, static_cast<long long>(total), static_cast<long long>(per_epoch),
-                static_cast<unsigned long long>(o.seed), threads);
-    std::fflush(stdout);  // before the progress line, which goes to stderr
+    run.checkpoint.add("classifier", net).add("opt", opt, net).add("dropout", net.dropout_generator()).add("step", run.step);
+    run.start({{"training images", data.images.dim(0)}, {"test images", test01.dim(0)},
+               {"parameters", net.parameter_count()}});
 
-    // ---- training -----------------------------------------------------------------------------
-    const std::map<std::string, std::string> about{{"example", o.name}, {"dataset", o.dataset}};
-    ember::MetricsLog metrics(out / "metrics.csv", step, {"epoch", "train_loss", "test_loss", "test_error"});
-    ember::Progress progress(total, {.label = o.name, .start_step = step, .every_steps = 500});
-    const std::int64_t log_every = 50;
-    double window = 0;
-    int in_window = 0;
+    ember_examples::MetricsWindow<double> window(run, {"train_loss"}, {"test_loss", "test_error"});
     std::optional<TestResult> last;
-    batches.seek(step);
+    batches.seek(run.step);
     net.train();
-    while (step < total) {
+    while (run.running()) {
         const ember::MiniBatch<float> batch = batches.next_wrapping();
         const ember::Var<float> loss = ember::softmax_cross_entropy(net(ember::Var<float>(batch.x)), batch.labels);
         opt.zero_grad();
         ember::backward(loss);
         opt.step();
-        ++step;
-        window += loss.item();
-        ++in_window;
-        progress.update(step, {{"loss", loss.item()}});
-        const bool epoch_end = step % per_epoch == 0 || step == total;
-        const double epoch = static_cast<double>(step) / static_cast<double>(per_epoch);
-        if (epoch_end) {
-            last = test(net, test01, test_set.labels);
-            net.train();
-            metrics.write(step, {{"epoch", epoch},
-                                 {"train_loss", window / in_window},
-                                 {"test_loss", last->loss},
-                                 {"test_error", 1.0 - last->accuracy}});
-            std::fflush(stdout);
-            std::fprintf(stderr, "\n%s: epoch %.2f: test accuracy %.2f%% (test loss %.4f)\n", o.name.c_str(), epoch,
-                         100.0 * last->accuracy, last->loss);
-            window = 0, in_window = 0;
-            ckpt.save(ckpt_path, about);
-            ember::save_metrics_plot(out / "metrics.csv", out / "loss.png", {"train_loss", "test_loss", "test_error"},
-                                     {.title = o.name + ": cross-entropy and test error", .log_y = true});
-        } else if (step % log_every == 0) {
-            metrics.write(step, {{"epoch", epoch}, {"train_loss", window / in_window}});
-            window = 0, in_window = 0;
+        const std::int64_t step = run.finish_step();
+        if (!run.epoch_done()) {
+            window.add(step, {loss.item()});
+            continue;
         }
+        // The end of an epoch: the test set, a row of metrics.csv with it, the checkpoint.
+        last = test(net, test01, test_set.labels);
+        net.train();
+        window.add(step, {loss.item()}, {{"test_loss", last->loss}, {"test_error", 1.0 - last->accuracy}});
+        std::fflush(stdout);
+        std::fprintf(stderr, "\n%s: epoch %.2f: test accuracy %.2f%% (test loss %.4f)\n", o.name.c_str(), run.epoch(),
+                     100.0 * last->accuracy, last->loss);
+        run.save_checkpoint();
+        ember::save_metrics_plot(run.out / "metrics.csv", run.out / "loss.png", {"train_loss", "test_loss", "test_error"},
+                                 {.title = o.name + ": cross-entropy and test error", .log_y = true});
     }
-    progress.finish();
     if (!last) last = test(net, test01, test_set.labels);  // --resume of a finished run
 
-    // ---- the model alone, for quality.hpp and evaluate; the test images it gets wrong ----------
+    // The model alone, for quality.hpp and evaluate; the test images it gets wrong.
     ember::Checkpoint<float> model_only;
     model_only.add("classifier", net);
-    model_only.save(out / "classifier.safetensors", about);  // atomic
+    model_only.save(run.out / "classifier.safetensors", {{"example", o.name}, {"dataset", o.dataset}});  // atomic
     if (!last->wrong.empty()) {
         const Index n = std::min<Index>(static_cast<Index>(last->wrong.size()), 100);
         Tensor<float> wrong = Tensor<float>::empty(ember::Shape{n, 1, 28, 28});
         for (Index i = 0; i < n; ++i) wrong.slice(0, i, i + 1).copy_from(test01.slice(0, last->wrong[i], last->wrong[i] + 1));
-        ember::save_image_grid(out / "errors.png", wrong, std::min<Index>(n, 10), 0.0, 1.0);
+        ember::save_image_grid(run.out / "errors.png", wrong, std::min<Index>(n, 10), 0.0, 1.0);
     }
-
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%s: %lld steps in %.1f s (%d threads); test accuracy %.2f%% (%zu of %lld wrong), test loss %.4f; "
-                "wrote %s/{classifier.safetensors, metrics.csv, loss.png, errors.png, checkpoint.safetensors}\n",
-                o.name.c_str(), static_cast<long long>(step), seconds, threads, 100.0 * last->accuracy,
-                last->wrong.size(), static_cast<long long>(test01.dim(0)), last->loss, o.out.c_str());
-    return 0;
+    run.result("test accuracy", last->accuracy);
+    run.result("test loss", last->loss);
+    run.result("test errors", static_cast<double>(last->wrong.size()));
+    return run.finish(window);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
     ember_examples::ExampleOptions o;
-    o.name = "classifier_mnist";
-    o.epochs = 5, o.batch = 128, o.lr = 1e-3;
-    CLI::App app{"classifier_mnist: the small CNN classifier behind the examples' sample-quality numbers"};
-    // Written to out/classifier_<dataset>, where the other examples' --classifier looks by
-    // default (the dataset is known after parsing; "mnist" until then).
-    o.out = "out/classifier_" + o.dataset;
-    ember_examples::add_common_options(app, o);
-    try {
-        app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-        return app.exit(e);
-    }
-    if (app.count("--out") == 0) o.out = "out/classifier_" + o.dataset;
-    ember_examples::apply_quick(app, o, 40);
-    return ember_examples::run_main(o.name, [&] { return run(o); });
+    o.name = "classifier_mnist", o.epochs = 5, o.batch = 128, o.lr = 1e-3;
+    o.out = "out/classifier_mnist";  // out/classifier_<dataset>, where the other examples' --classifier looks
+    ember_examples::Flags flags("classifier_mnist: the small CNN classifier behind the examples' sample-quality numbers", o);
+    return flags.run(argc, argv, {.iters = 40}, [&] {
+        if (!flags.given("--out")) o.out = "out/classifier_" + o.dataset;
+        return train(o);
+    });
 }

@@ -1,4 +1,4 @@
-// evaluate: the sample-quality numbers of issue 7 for any file of generated digits, judged
+// evaluate: the sample-quality numbers for any file of generated digits, judged
 // by the classifier that classifier_mnist trains (the same numbers, from the same code in
 // common/quality.hpp, as the examples print at their end):
 //

@@ -1,7 +1,7 @@
 // mi_bench: the correlated-Gaussians benchmark of Poole et al. 2019 ("On variational bounds
 // of mutual information", §4 and Fig. 2) for ember's mutual-information estimators.
 //
-//   x ~ N(0, I_20),  y = ρx + √(1-ρ²)ε,  I(X;Y) = -(d/2) log(1-ρ²)   (MATH.md §8)
+//   x ~ N(0, I_20),  y = ρx + √(1-ρ²)ε,  I(X;Y) = -(d/2) log(1-ρ²)   (docs/math.md §8)
 //
 // The true MI steps through 2, 4, 6, 8, 10 nats, --steps-per-level steps each (ρ changes,
 // the critics keep training). Every estimator trains its own critic with Adam (lr 5e-4) on

@@ -23,7 +23,7 @@
 //             E D(G(z)) - E D(x) + λ E (||∇D(x̂)|| - 1)²  [gan::wasserstein_critic_loss,
 //             energy::wgan_gp_penalty], then G step: -E D(G(z)). λ = 0.1 as in the paper's
 //             toy experiments.
-//   meg       (Kumar et al. 2019; seeds 000/001; MATH.md §1-2) --n-critic energy steps on
+//   meg       (Kumar et al. 2019; docs/math.md §1-2) --n-critic energy steps on
 //             L_U = E U(x) - E U(G(z)) + λ E ||∇_x U(x)||²  [energy::contrastive_loss,
 //             energy::r1_penalty; λ = 0.1 as in the MEG toy code], then one step of the
 //             generator and the statistics network T(x, z) on
@@ -34,15 +34,15 @@
 //             β = 0.1 (--beta). With --mcmc-warmup/--mcmc-steps the final samples are
 //             refined by MALA in latent space on U(G(z)) + ½||z||² [sample::latent_energy,
 //             sample::Mala], as Kumar et al. sample; the metrics of G(z) before it are printed too.
-//   ebgan     (Zhao et al. 2017; seed 002; MATH.md §3) auto-encoder energy
+//   ebgan     (Zhao et al. 2017; docs/math.md §3) auto-encoder energy
 //             D(x) = ||Dec(Enc(x)) - x||² / 2 (per coordinate mean) [energy::autoencoder_energy];
 //             D step: E D(x) + E [m - D(G(z))]_+  [energy::ebgan_discriminator_loss];
 //             G step: E D(G(z)) + λ_PT f_PT(Enc(G(z)))  [energy::ebgan_generator_loss].
-//   fgan:DIV  (Nowozin et al. 2016; seed 004; MATH.md §4) T step: -(E g_f(T(x)) - E f*(g_f(T(G(z)))))
+//   fgan:DIV  (Nowozin et al. 2016; docs/math.md §4) T step: -(E g_f(T(x)) - E f*(g_f(T(G(z)))))
 //             [fdiv::critic_loss]; G step: -E g_f(T(G(z))), the paper's alternative
 //             generator loss [fdiv::generator_loss_alt]. DIV: kl reverse_kl pearson neyman
 //             hellinger js gan tv.
-//   ebm_sgld  (IGEBM, Du & Mordatch 2019; JEM; MATH.md §1, §7) a pure energy model: a batch
+//   ebm_sgld  (IGEBM, Du & Mordatch 2019; JEM; docs/math.md §1, §7) a pure energy model: a batch
 //             of chains from a replay buffer (5% re-initialised uniformly over the plot
 //             box) takes --sgld-steps SGLD steps x ← x - α∇U(x) + σξ [sample::sgld,
 //             sample::ReplayBuffer] and is pushed back; the energy step is

@@ -1,22 +1,25 @@
 #pragma once
-// The generator and critic of examples/fgan_mnist.cpp: multilayer perceptrons, small
-// enough that tens of thousands of steps fit in half an hour on two cores.
+// The generator and critic of examples/fgan_mnist.cpp (Nowozin, Cseke & Tomioka 2016):
+// multilayer perceptrons, small enough that tens of thousands of steps fit in half an hour
+// on two cores.
 //
 //   G: z (latent, N(0, I)) -> hidden -> hidden -> 784, ReLU between layers, Tanh at the end
 //      (images in [-1, 1])
 //   D: x (784) -> hidden -> hidden -> 1, LeakyReLU(0.2) between layers, no output activation
-//      (a Wasserstein critic's score, or f-GAN's unconstrained v before its output activation)
+//      (f-GAN's unconstrained v before the divergence's output activation g_f)
+//   both trained by Adam(lr, betas 0.5 / 0.999).
 //
-// No normalisation layers, as in the f-GAN paper's MNIST models' critic; PyTorch's default
-// initialisation. (wgan_gp_mnist used these MLPs until session 14; it now uses the
-// convolutional nets of conv_gan.hpp, see docs/results.md.)
+// No normalisation layers, as in the f-GAN paper's MNIST critic; PyTorch's default
+// initialisation.
 #include <ember/ember.hpp>
+#include <memory>
 
 namespace ember_examples {
 
 struct MlpCriticGanOptions {
     ember::Index latent = 128;
     ember::Index hidden = 512;
+    double lr = 2e-4;
 };
 
 struct MlpCriticGan {
@@ -36,6 +39,9 @@ struct MlpCriticGan {
         D.add<nn::Linear>(o.hidden, o.hidden, init);
         D.add<nn::LeakyReLU>(0.2);
         D.add<nn::Linear>(o.hidden, 1, init);
+        const ember::AdamOptions adam{.lr = o.lr, .betas = {0.5, 0.999}};
+        opt_G = std::make_unique<ember::Adam<float>>(G.parameters(), adam);
+        opt_D = std::make_unique<ember::Adam<float>>(D.parameters(), adam);
     }
 
     // Images from noise z [N, latent], in [0, 1] as [N,1,28,28], without a graph.
@@ -43,6 +49,7 @@ struct MlpCriticGan {
 
     ember::Index latent;
     ember::nn::Sequential<float> G, D;
+    std::unique_ptr<ember::Adam<float>> opt_G, opt_D;
 };
 
 }  // namespace ember_examples

@@ -1,26 +1,22 @@
 #pragma once
-// The MLP GAN of examples/gan_mlp_mnist.cpp (Goodfellow et al. 2014, with the
-// non-saturating generator loss), shared with bench/bench_models.cpp so that the benchmark
-// times exactly the example's training step.
+// The networks of examples/gan_mlp_mnist.cpp (Goodfellow et al. 2014), whose train_step
+// bench/bench_models.cpp times (the benchmark's latent-space samplers also run through
+// them), and the example's data parallelism over MPI (World, below).
 //
 //   G: z (64) -> 256 -> 512 -> 784, ReLU between layers, Tanh at the end (images in [-1, 1])
 //   D: x (784) -> 512 -> 256 -> 1 logit, LeakyReLU(0.2) between layers
 //   both trained by Adam(lr 2e-4, betas 0.5 / 0.999), PyTorch's default initialisation.
-//
-// One training step on a batch of real images x (flattened, in [-1, 1]) and noise z:
-//   fake = G(z)
-//   D step:  L_D = E_x[softplus(-D(x))] + E_z[softplus(D(fake))]
-//            = -E log σ(D(x)) - E log(1 - σ(D(fake)))   (binary cross-entropy on logits)
-//   G step:  L_G = E_z[softplus(-D(fake))]                 (= -E log σ(D(G(z))), non-saturating)
-// The D step sees real and fake images in one batch of 2B rows (one pass through D); the
-// G step reuses `fake` with its graph and freezes D's parameters, so no gradient is
-// computed for them.
-//
-// `before_update`, when set, runs after each backward and before the optimiser step that
-// uses its gradients, with the network being updated (D, then G): data-parallel training
-// averages the gradients over the processes there.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <ember/ember.hpp>
 #include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#ifdef EMBER_WITH_MPI  // defined by the CMake target ember::dist
+#include <ember/dist/dist.hpp>
+#endif
 
 namespace ember_examples {
 
@@ -31,18 +27,11 @@ struct MlpGanOptions {
     double beta1 = 0.5, beta2 = 0.999;
 };
 
-struct GanLosses {
-    float d = 0, g = 0;
-    float d_real = 0;  // mean σ(D(x)): the critic's confidence that real images are real
-    float d_fake = 0;  // mean σ(D(G(z))) before the D step
-};
-
 class MlpGan {
 public:
-    using Var = ember::Var<float>;
     using Tensor = ember::Tensor<float>;
 
-    MlpGan(ember::Generator& init, MlpGanOptions o = {}) : o_(o) {
+    MlpGan(ember::Generator& init, MlpGanOptions o = {}) {
         namespace nn = ember::nn;
         G.add<nn::Linear>(o.latent, 256, init);
         G.add<nn::ReLU>();
@@ -60,58 +49,117 @@ public:
         opt_D = std::make_unique<ember::Adam<float>>(D.parameters(), adam);
     }
 
-    // One D step and one G step; `real` is [B, 784] in [-1, 1], `z` is [B, latent].
-    GanLosses step(const Tensor& real, const Tensor& z) {
-        const ember::Index B = real.dim(0);
-        EMBER_CHECK(real.rank() == 2 && real.dim(1) == o_.image && z.rank() == 2 && z.dim(0) == B &&
-                        z.dim(1) == o_.latent,
-                    "MlpGan::step", "expected real [B,", o_.image, "] and z [B,", o_.latent, "], got ",
-                    real.shape().str(), " and ", z.shape().str());
-        if (sign_.shape() != ember::Shape{2 * B, 1}) {
-            // +1 for the real rows, -1 for the fake ones: L_D = 2·mean(softplus(-sign·logit)).
-            sign_ = Tensor::full(ember::Shape{2 * B, 1}, 1.0f);
-            for (ember::Index i = B; i < 2 * B; ++i) sign_.data()[i] = -1.0f;
+    // s [2B, 1]: +1 for the B real rows and -1 for the B generated rows of D's batch [x; G(z)].
+    const Tensor& real_fake_signs(ember::Index B) {
+        if (signs_.shape() != ember::Shape{2 * B, 1}) {
+            signs_ = Tensor::full(ember::Shape{2 * B, 1}, 1.0f);
+            for (ember::Index i = B; i < 2 * B; ++i) signs_.data()[i] = -1.0f;
         }
-        GanLosses out;
-        const Var fake = G(Var(z));
-
-        // D step on [real; fake], fake detached.
-        const Var logits = D(ember::concat<float>({Var(real), fake.detach()}, 0));
-        const Var loss_d = 2.0f * ember::mean(Var(ember::softplus(-sign_ * logits)));
-        opt_D->zero_grad();
-        ember::backward(loss_d);
-        if (before_update) before_update(D);
-        opt_D->step();
-        {
-            ember::NoGrad no_grad;
-            const Tensor p = ember::sigmoid(logits.value());
-            out.d_real = ember::mean(p.slice(0, 0, B)).item();
-            out.d_fake = ember::mean(p.slice(0, B, 2 * B)).item();
-        }
-        out.d = loss_d.item();
-
-        // G step through the updated D, whose parameters are frozen meanwhile.
-        D.requires_grad(false);
-        const Var loss_g = ember::mean(Var(ember::softplus(-D(fake))));
-        opt_G->zero_grad();
-        ember::backward(loss_g);
-        if (before_update) before_update(G);
-        opt_G->step();
-        D.requires_grad(true);
-        out.g = loss_g.item();
-        return out;
+        return signs_;
     }
 
-    // Images from noise z, in [-1, 1], without a graph.
-    Tensor sample(const Tensor& z) { return G.infer(z); }
+    // Images from noise z [N, latent] as [N,1,28,28] in [0, 1], without a graph.
+    Tensor sample01(const Tensor& z) {
+        return ember::symmetric_to_unit(G.infer(z)).reshape(ember::Shape{z.dim(0), 1, 28, 28});
+    }
 
     ember::nn::Sequential<float> G, D;
     std::unique_ptr<ember::Adam<float>> opt_G, opt_D;
-    std::function<void(ember::nn::Module<float>&)> before_update;
 
 private:
-    MlpGanOptions o_;
-    Tensor sign_;
+    Tensor signs_;
+};
+
+// This process's part in a training run: all of it, or one rank of an MPI job when built
+// with ember::dist (docs/distributed.md). Without MPI every call is the single-process one.
+struct World {
+    int rank = 0, size = 1, on_node = 1;
+    double comm_seconds = 0;  // wall time in MPI calls, waits for the other ranks included
+    bool root() const { return rank == 0; }
+
+    // Runs body(world): under MPI inside dist::run, where any rank's exception ends the whole
+    // job with "rank R: <message>" (no rank is left waiting in a collective).
+    template <class Body>
+    static int run(int& argc, char**& argv, Body&& body) {
+#ifdef EMBER_WITH_MPI
+        return ember::dist::run(argc, argv, [&](ember::dist::Communicator& c) {
+            World world{c.rank(), c.size(), c.ranks_on_node(), 0, &c};
+            return body(world);
+        });
+#else
+        (void)argc, (void)argv;
+        World world;
+        return body(world);
+#endif
+    }
+
+    // --threads 0: the machine's hardware threads, divided among the ranks on it.
+    int threads(int requested) const {
+        return requested > 0 ? requested : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / on_node);
+    }
+    // The batches of `data` one process would see; under MPI this rank's shard of each, rows
+    // [r·b, (r+1)·b) with b = batch / ranks.
+    auto batches(const ember::Tensor<float>& data, const ember::BatchIterator<float>::Options& o) const {
+#ifdef EMBER_WITH_MPI
+        return ember::dist::ShardedBatchIterator<float>(rank, size, data, o);
+#else
+        return ember::BatchIterator<float>(data, o);
+#endif
+    }
+    // This rank's rows of a global batch (noise drawn alike on every rank).
+    ember::Tensor<float> shard(const ember::Tensor<float>& all) const {
+        const ember::Index b = all.dim(0) / size;
+        return size == 1 ? all : all.slice(0, rank * b, (rank + 1) * b).contiguous();
+    }
+    // Rank 0's parameters everywhere.
+    void broadcast([[maybe_unused]] ember::nn::Module<float>& m) {
+#ifdef EMBER_WITH_MPI
+        timed([&] { ember::dist::broadcast_parameters(*comm, m); });
+#endif
+    }
+    // The gradients averaged over the ranks: those of the global batch.
+    void average_gradients([[maybe_unused]] ember::nn::Module<float>& m) {
+#ifdef EMBER_WITH_MPI
+        timed([&] { ember::dist::allreduce_gradients(*comm, m); });
+#endif
+    }
+    // The means of `values` over the ranks, in place: a step's losses on the global batch.
+    template <class... F>
+    void mean([[maybe_unused]] F&... values) {
+#ifdef EMBER_WITH_MPI
+        timed([&] {
+            const std::vector<double> v = ember::dist::allreduce(*comm, {static_cast<double>(values)...}, ember::dist::Op::mean);
+            std::size_t i = 0;
+            ((values = static_cast<F>(v[i++])), ...);
+        });
+#endif
+    }
+    // Under MPI, the throughput of a training loop of `steps` steps of `batch` images, for
+    // comparing process counts; nothing without MPI.
+    void report_throughput([[maybe_unused]] const std::string& name, [[maybe_unused]] double steps,
+                           [[maybe_unused]] double batch, [[maybe_unused]] double seconds,
+                           [[maybe_unused]] int threads) const {
+#ifdef EMBER_WITH_MPI
+        if (root() && steps > 0)
+            std::printf("%s: throughput %.1f steps/s (%.0f images/s) with %d process(es) x %d thread(s); rank 0 spent "
+                        "%.1f%% of the loop in MPI calls\n",
+                        name.c_str(), steps / seconds, steps * batch / seconds, size, threads,
+                        100.0 * comm_seconds / seconds);
+#endif
+    }
+
+#ifdef EMBER_WITH_MPI
+    ember::dist::Communicator* comm = nullptr;
+
+private:
+    template <class F>
+    void timed(F&& f) {
+        if (size == 1) return;
+        const auto t = std::chrono::steady_clock::now();
+        f();
+        comm_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+    }
+#endif
 };
 
 }  // namespace ember_examples
