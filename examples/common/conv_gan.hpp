@@ -1,7 +1,7 @@
 #pragma once
 // The small DCGAN-style generator and critic (Radford, Metz & Chintala 2016) shared by
 // examples/wgan_gp_mnist.cpp (G and the critic D) and examples/meg_mnist.cpp (G and the
-// energy U), for 28x28 images in [-1, 1]. With width w:
+// energy U, with the statistics network T below), for 28x28 images in [-1, 1]. With width w:
 //
 //   G: z (latent) -> Linear 2w·7·7 -> BN, ReLU -> ConvT 4x4/2 2w->w (14x14) -> BN, ReLU
 //                                             -> ConvT 4x4/2 w->1 (28x28) -> Tanh
@@ -17,6 +17,11 @@
 //
 // Multiply-adds per image, forward: G 98·w·latent + 1568·w² + 3136·w (1.9 M at w = 32 and
 // latent 64, 7.4 M at w = 64 and latent 128); D 1568·w² + 3234·w (1.7 M at w = 32, 6.6 M at w = 64).
+//
+// Meg holds the networks of the maximum-entropy generator (Kumar et al. 2019): G, the energy
+// U (the critic D above) and the statistics network T(x, z) of the mutual information between
+// G(z) and z (docs/math.md §2.4), [x, z] (784 + latent) -> Linear 512 -> LReLU(0.2) -> Linear 1;
+// and their Adam optimisers (betas 0.5 / 0.9, the paper code's).
 #include <ember/ember.hpp>
 
 namespace ember_examples {
@@ -71,6 +76,31 @@ struct ConvGan {
 
     ember::Index latent;
     ember::nn::Sequential<float> G, D;
+};
+
+// T(x, z) on concatenated pairs: x flattened [B, 784], z [B, latent] -> scores [B, 1].
+struct StatisticsNet {
+    StatisticsNet(ember::Index latent, ember::Generator& init) {
+        net.add<ember::nn::Linear>(784 + latent, 512, init);
+        net.add<ember::nn::LeakyReLU>(0.2);
+        net.add<ember::nn::Linear>(512, 1, init);
+    }
+    ember::Var<float> operator()(const ember::Var<float>& x_flat, const ember::Var<float>& z) {
+        return net(ember::concat<float>({x_flat, z}, 1));
+    }
+    ember::nn::Sequential<float> net;
+};
+
+struct Meg {
+    Meg(ember::Generator& init, const ConvGanOptions& nets, double lr)
+        : gan(init, nets), T(nets.latent, init), opt_G(gan.G.parameters(), adam(lr)),
+          opt_U(gan.D.parameters(), adam(lr)), opt_T(T.net.parameters(), adam(lr)) {}
+    static ember::AdamOptions adam(double lr) { return {.lr = lr, .betas = {0.5, 0.9}}; }
+    void set_lr(double lr) { opt_U.set_lr(lr), opt_G.set_lr(lr), opt_T.set_lr(lr); }
+
+    ConvGan gan;  // G and the energy U (gan.D), both initialised before T from `init`
+    StatisticsNet T;
+    ember::Adam<float> opt_G, opt_U, opt_T;
 };
 
 }  // namespace ember_examples

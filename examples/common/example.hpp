@@ -1,16 +1,6 @@
-// What every MNIST example shares: its common flags, its data, its sample files and its
-// error handling, so each example file is only the paper's model and training loop.
-//
-//   ember_examples::ExampleOptions o{.name = "wgan_gp_mnist", .epochs = 20, .batch = 64, .lr = 1e-4};
-//   CLI::App app{"..."};
-//   ember_examples::add_common_options(app, o);        // --data --dataset --out --epochs --iters
-//   app.add_option("--n-critic", ...);                 // --batch --lr --seed --threads
-//   CLI11_PARSE(app, argc, argv);                      // --n-samples --classifier --resume --quick
-//   ember_examples::apply_quick(app, o, 200);          // --quick: 200 steps, 100 samples
-//   return ember_examples::run_main(o.name, [&] { return run(o); });
+// What every MNIST example shares: its common options, its data, its sample files and its
+// error handling. The command line is common/flags.hpp, the training run common/run.hpp.
 #pragma once
-
-#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -39,36 +29,6 @@ struct ExampleOptions {
     bool resume = false, quick = false;
     std::string command;               // the command line, as the run's summary records it
 };
-
-// Registers the flags every example has, with the values already in `o` as defaults.
-inline void add_common_options(CLI::App& app, ExampleOptions& o) {
-    if (o.out.empty()) o.out = "out/" + o.name;
-    app.add_option("--data", o.data, "directory with the IDX files (default: $EMBER_DATA, then the standard places)");
-    app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))->capture_default_str();
-    app.add_option("--out", o.out, "output directory")->capture_default_str();
-    app.add_option("--classifier", o.classifier,
-                   "classifier checkpoint from classifier_mnist, for the quality numbers at the end "
-                   "(default: out/classifier_<dataset>/classifier.safetensors)");
-    app.add_option("--epochs", o.epochs, "passes over the training set")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--iters", o.iters, "training steps (overrides --epochs)")->check(CLI::PositiveNumber);
-    app.add_option("--batch", o.batch, "batch size")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--seed", o.seed, "random seed (initialisation, data order, noise)")->capture_default_str();
-    app.add_option("--threads", o.threads, "threads for ember's kernels and GEMM (default: all)")->check(CLI::PositiveNumber);
-    app.add_option("--n-samples", o.n_samples, "images written to samples.npy")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_flag("--resume", o.resume, "continue from checkpoint.safetensors in --out");
-    app.add_flag("--quick", o.quick, "a short run for smoke tests (explicit --iters/--n-samples win)");
-}
-
-// After parsing: --quick sets the step and sample counts the user did not give explicitly,
-// and the defaults that depend on other flags are filled in.
-inline void apply_quick(const CLI::App& app, ExampleOptions& o, std::int64_t quick_iters, ember::Index quick_samples = 100) {
-    if (o.quick) {
-        if (app.count("--iters") == 0) o.iters = quick_iters;
-        if (app.count("--n-samples") == 0) o.n_samples = quick_samples;
-    }
-    if (o.classifier.empty()) o.classifier = "out/classifier_" + o.dataset + "/classifier.safetensors";
-}
 
 // Sets the thread count (0: the hardware's) and returns it.
 inline int use_threads(ExampleOptions& o) {

@@ -1,5 +1,5 @@
 #pragma once
-// Kumar et al.'s sampler for an energy model with a generator (MEG, MATH.md §7), shared by
+// Kumar et al.'s sampler for an energy model with a generator (MEG, docs/math.md §7), shared by
 // examples/meg_mnist.cpp and examples/toy2d.cpp: MALA in latent space on
 // U_z(z) = U(G(z)) + ½||z||² from the latent vectors z0, the step size adapted toward
 // 0.574 acceptance during the warm-up only, then fixed. The caller freezes the networks'
