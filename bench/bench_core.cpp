@@ -4,8 +4,11 @@
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <cstdint>
 #include <cstdlib>
+#include <vector>
 #include <ember/ember.hpp>
+#include <xsimd/xsimd.hpp>
 
 using namespace ember;
 
@@ -61,6 +64,51 @@ void BM_Triad(benchmark::State& st) {
         benchmark::DoNotOptimize(a.data());
     }
     st.counters["GB/s"] = benchmark::Counter(3.0 * 4 * n * static_cast<double>(st.iterations()) / 1e9, benchmark::Counter::kIsRate);
+}
+
+// The memory bandwidth: the STREAM triad a = b + 3c as a plain OpenMP loop over 64M floats
+// per array (768 MB moved per pass, far beyond any cache), the limit BM_Triad and the other
+// memory-bound workloads are measured against (bench/compare).
+void BM_MemoryBandwidth(benchmark::State& st) {
+    const std::int64_t n = std::int64_t{1} << 26;
+    const int n_threads = threads();
+    std::vector<float> a(n), b(n, 1.f), c(n, 2.f);
+    for (auto _ : st) {
+#pragma omp parallel for simd num_threads(n_threads) schedule(static)
+        for (std::int64_t i = 0; i < n; ++i) a[i] = b[i] + 3.0f * c[i];
+        benchmark::DoNotOptimize(a.data());
+        benchmark::ClobberMemory();
+    }
+    st.counters["GB/s"] = benchmark::Counter(3.0 * 4 * n * static_cast<double>(st.iterations()) / 1e9,
+                                             benchmark::Counter::kIsRate);
+}
+
+// The single-precision FMA peak of the threads used: each thread runs 12 independent chains
+// of fused multiply-adds on SIMD registers (more than the FMA latency times the FMA units,
+// so the units never wait), which is the limit no kernel can pass. bench/compare's
+// --peak-gflops takes this number; it measures the clock the cores really run at under
+// load, which can be far from the nominal one.
+void BM_FmaPeak(benchmark::State& st) {
+    using B = xsimd::batch<float>;
+    constexpr int kChains = 12;
+    constexpr std::int64_t kRounds = 1 << 20;
+    const int n_threads = threads();
+    for (auto _ : st) {
+        float sink = 0;
+#pragma omp parallel num_threads(n_threads) reduction(+ : sink)
+        {
+            B acc[kChains];
+            for (int j = 0; j < kChains; ++j) acc[j] = B(1.0f + 1e-3f * static_cast<float>(j));
+            const B m(0.999999f), a(1e-7f);
+            for (std::int64_t r = 0; r < kRounds; ++r)
+                for (int j = 0; j < kChains; ++j) acc[j] = xsimd::fma(acc[j], m, a);
+            for (int j = 0; j < kChains; ++j) sink += xsimd::hadd(acc[j]);
+        }
+        benchmark::DoNotOptimize(sink);
+    }
+    const double flops = 2.0 * B::size * kChains * static_cast<double>(kRounds) * n_threads;
+    st.counters["GFLOP/s"] = benchmark::Counter(flops * static_cast<double>(st.iterations()) / 1e9,
+                                                benchmark::Counter::kIsRate);
 }
 
 // The noise of one SGLD step on 64 MNIST images: 64 x 784 standard normal floats.
@@ -159,6 +207,8 @@ void BM_ScalarChainRecordAndBackward(benchmark::State& st) {
 BENCHMARK(BM_ChainForward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_ChainForwardBackward)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Triad)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FmaPeak)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MemoryBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_NormalDraws)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulForwardBackward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_EigenMatmulForwardBackward)->DenseRange(0, 2)->Unit(benchmark::kMillisecond)->UseRealTime();

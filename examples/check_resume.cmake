@@ -1,8 +1,12 @@
 # Runs an example straight to --iters 2N and, separately, to N and then --resume to 2N; the
 # two final checkpoints and sample files must be identical byte for byte.
-#   cmake -DEXE=path/to/example -DDIR=work/dir -DN=20 ["-DFILES=a b"] ["-DARGS=x y"] -P check_resume.cmake
+#   cmake -DEXE=path/to/example -DDIR=work/dir -DN=20 ["-DFILES=a b"] ["-DARGS=x y"] [-DTRAINING_RUN=1]
+#         -P check_resume.cmake
 # FILES: the outputs compared, separated by spaces (default: checkpoint.safetensors samples.npy);
 # ARGS: extra flags for every run, separated by spaces (e.g. "--iw-images 20").
+# TRAINING_RUN (an example built on common/run.hpp): metrics.csv is compared too, a further
+# --resume with another --lr must fail, saying so, and change no file, and a --resume of the
+# finished run must succeed and keep metrics.csv.
 file(REMOVE_RECURSE "${DIR}")
 math(EXPR TWICE "2 * ${N}")
 separate_arguments(extra_args UNIX_COMMAND "${ARGS}")
@@ -25,6 +29,9 @@ if(NOT DEFINED FILES)
   set(FILES "checkpoint.safetensors samples.npy")
 endif()
 separate_arguments(files UNIX_COMMAND "${FILES}")
+if(TRAINING_RUN)
+  list(APPEND files metrics.csv)
+endif()
 foreach(f ${files})
   execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${DIR}/straight/${f}" "${DIR}/resumed/${f}"
                   RESULT_VARIABLE same)
@@ -33,3 +40,32 @@ foreach(f ${files})
   endif()
 endforeach()
 message(STATUS "resumed run is bit-identical to the uninterrupted one")
+
+if(TRAINING_RUN)
+  execute_process(COMMAND "${EXE}" --iters ${TWICE} ${common} --resume --lr 0.0123 --out "${DIR}/resumed"
+                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+  if(rc EQUAL 0 OR NOT err MATCHES "--resume with --lr 0.0123, but the checkpoint's run has --lr")
+    message(FATAL_ERROR "--resume with another --lr was not refused (status ${rc}): ${err}")
+  endif()
+  foreach(f ${files})
+    execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${DIR}/straight/${f}" "${DIR}/resumed/${f}"
+                    RESULT_VARIABLE same)
+    if(NOT same EQUAL 0)
+      message(FATAL_ERROR "the refused --resume changed ${f}")
+    endif()
+  endforeach()
+  message(STATUS "a --resume with another --lr is refused and changes nothing")
+
+  # Resuming a run that has already finished takes no step and keeps its log.
+  execute_process(COMMAND "${EXE}" --iters ${TWICE} ${common} --resume --out "${DIR}/resumed"
+                  RESULT_VARIABLE rc OUTPUT_QUIET ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "--resume of a finished run failed with ${rc}: ${err}")
+  endif()
+  execute_process(COMMAND "${CMAKE_COMMAND}" -E compare_files "${DIR}/straight/metrics.csv" "${DIR}/resumed/metrics.csv"
+                  RESULT_VARIABLE same)
+  if(NOT same EQUAL 0)
+    message(FATAL_ERROR "--resume of a finished run changed metrics.csv")
+  endif()
+  message(STATUS "a --resume of a finished run succeeds and keeps metrics.csv")
+endif()

@@ -53,16 +53,16 @@ int train(ember_examples::ExampleOptions& o) {
     }
     ember::BatchIterator<float> batches(ember::scale_to_unit(data.images), data.labels,
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
-    ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch(), .log_at_epoch_end = true});
+    ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch()});
 
     ember::Generator init(o.seed);
     ember_examples::MnistClassifier net(init, o.seed + 1);  // seed + 1: the dropout masks
     ember::Adam<float> opt(net.parameters(), {.lr = o.lr});
     run.checkpoint.add("classifier", net).add("opt", opt, net).add("dropout", net.dropout_generator()).add("step", run.step);
+    ember_examples::MetricsWindow<double> window(run, {"train_loss"}, {"test_loss", "test_error"});
     run.start({{"training images", data.images.dim(0)}, {"test images", test01.dim(0)},
                {"parameters", net.parameter_count()}});
 
-    ember_examples::MetricsWindow<double> window(run, {"train_loss"}, {"test_loss", "test_error"});
     std::optional<TestResult> last;
     batches.seek(run.step);
     net.train();

@@ -84,11 +84,11 @@ int train(Options& o) {
     const Tensor<float> z_fixed = ember_examples::fixed_noise(100, o.gan.latent, o.seed + 2);  // every picture's z
     run.checkpoint.add("gen", gan.G).add("disc", gan.D).add("opt_gen", *gan.opt_G, gan.G).add("opt_disc", *gan.opt_D, gan.D);
     run.checkpoint.add("noise", noise).add("step", run.step);
+    ember_examples::MetricsWindow<float> window(run, {"loss_d", "loss_g", "d_real", "d_fake", "pt"});
     run.start({{"images", data.images.dim(0)}, {"G parameters", gan.G.parameter_count()},
                {"D parameters", gan.D.parameter_count()}, {"margin", o.gan.margin}, {"pt weight", o.gan.lambda_pt},
                {"BatchNorm eps", o.gan.bn_eps}});
 
-    ember_examples::MetricsWindow<float> window(run, {"loss_d", "loss_g", "d_real", "d_fake", "pt"});
     batches.seek(run.step);
     while (run.running()) {
         const Tensor<float> real = batches.next_wrapping().x;

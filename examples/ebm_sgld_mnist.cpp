@@ -51,6 +51,8 @@ struct Options : ember_examples::ExampleOptions {
 };
 
 int train(Options& o) {
+    EMBER_CHECK(o.n_samples <= o.buffer, o.name.c_str(), "--n-samples ", o.n_samples, " exceeds the --buffer of ",
+                o.buffer, " chains the samples come from");
     const ember::ImageSet data = ember_examples::load_images(o, true);
     ember::BatchIterator<float> batches(ember::scale_to_symmetric(data.images),  // [-1, 1]
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
@@ -66,6 +68,7 @@ int train(Options& o) {
     sample::ReplayBuffer<float> buffer(o.buffer, ember_examples::uniform_images, chains, o.reinit);
     ember_examples::BufferState saved(buffer);
     run.checkpoint.add("energy", E).add("opt_energy", opt, E).add("buffer", saved).add("chains", chains).add("step", run.step);
+    ember_examples::MetricsWindow window(run, {"loss", "e_pos", "e_neg", "sgld_grad_norm"});
     run.start({{"images", data.images.dim(0)}, {"E parameters", E.parameter_count()}, {"alpha", o.alpha},
                {"SGLD K", o.sgld_steps}, {"step", o.sgld_step}, {"noise", o.sgld_noise}, {"gradient clip", o.grad_clip},
                {"buffer", o.buffer}, {"reinit", o.reinit}});
@@ -78,7 +81,6 @@ int train(Options& o) {
         ember_examples::write_samples(run.out, ember::symmetric_to_unit(buffer.states().slice(0, 0, 100).contiguous()));
         ember::save_metrics_plot(run.out / "metrics.csv", run.out / "loss.png", {"loss", "e_pos", "e_neg"});
     };
-    ember_examples::MetricsWindow window(run, {"loss", "e_pos", "e_neg", "sgld_grad_norm"});
     batches.seek(run.step);
     while (run.running()) {
         const Tensor<float> positives = batches.next_wrapping().x;
@@ -106,7 +108,6 @@ int train(Options& o) {
     // Fresh: chains started at uniform noise, --fresh-steps steps: what the model alone
     // generates without the buffer's long history.
     E.requires_grad(false);
-    EMBER_CHECK(o.n_samples <= o.buffer, o.name.c_str(), "--n-samples ", o.n_samples, " exceeds the buffer of ", o.buffer);
     ember::Generator sample_noise(o.seed + 3);
     sample::SgldStats buffer_stats, fresh_stats;
     const Tensor<float> samples01 = ember::symmetric_to_unit(

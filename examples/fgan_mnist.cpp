@@ -84,25 +84,13 @@ int train(Options& o) {
     const Tensor<float> z_fixed = ember_examples::fixed_noise(100, o.nets.latent, o.seed + 2);  // every picture's z
     run.checkpoint.add("gen", gan.G).add("critic", gan.D).add("opt_gen", *gan.opt_G, gan.G).add("opt_critic", *gan.opt_D, gan.D);
     run.checkpoint.add("noise", noise).add("step", run.step);
-    // The divergence is no tensor: the checkpoint's metadata records it, checked on --resume.
-    const std::filesystem::path ckpt = run.out / "checkpoint.safetensors";
-    const std::map<std::string, std::string> about{
-        {"example", o.name}, {"dataset", o.dataset}, {"divergence", o.divergence}, {"g_loss", o.g_loss}};
-    if (o.resume && std::filesystem::exists(ckpt)) {
-        const auto meta = ember::load_safetensors<float>(ckpt).metadata;
-        for (const std::string key : {"divergence", "g_loss"}) {
-            const auto it = meta.find(key);
-            EMBER_CHECK(it != meta.end() && it->second == about.at(key), o.name.c_str(), "--resume: the checkpoint ",
-                        ckpt.string(), " was written with --", key == "g_loss" ? "g-loss" : key, " ",
-                        it == meta.end() ? std::string("(unknown)") : it->second, ", not ", about.at(key));
-        }
-    }
+    run.same_on_resume("--divergence", o.divergence).same_on_resume("--g-loss", o.g_loss);  // in no tensor
     const char* title = ember::fdiv::visit_divergence(div, []<class D>(D) { return D::title; });
+    ember_examples::MetricsWindow<double> window(run, {"divergence_bound", "loss_critic", "loss_g"});
     run.start({{"divergence", o.divergence + " (" + title + ")"}, {"generator loss", o.g_loss},
                {"images", data.images.dim(0)}, {"G parameters", gan.G.parameter_count()},
                {"D parameters", gan.D.parameter_count()}, {"latent", o.nets.latent}, {"hidden", o.nets.hidden}});
 
-    ember_examples::MetricsWindow<double> window(run, {"divergence_bound", "loss_critic", "loss_g"});
     auto save_pictures = [&] {
         ember::save_image_grid(run.out / "samples.png", gan.sample01(z_fixed), 10, 0.0, 1.0);
         ember::save_metrics_plot(run.out / "metrics.csv", run.out / "loss.png", {"divergence_bound", "loss_g"});
@@ -113,10 +101,8 @@ int train(Options& o) {
         const Var<float> x(batches.next_wrapping().x);
         const Tensor<float> z = ember::normal<float>(ember::Shape{o.batch, o.nets.latent}, noise);
         const FganLosses l = ember::fdiv::visit_divergence(div, [&]<class D>(D) { return train_step<D>(gan, alt, x, z); });
-        EMBER_CHECK(std::isfinite(l.critic) && std::isfinite(l.generator), o.name.c_str(), "step ", run.step + 1,
-                    ": the losses are not finite (critic ", l.critic, ", generator ", l.generator, "); try a smaller --lr");
         window.add(run.finish_step(), {-l.critic, l.critic, l.generator});
-        if (run.epoch_done()) run.checkpoint.save(ckpt, about), save_pictures();
+        if (run.epoch_done()) run.save_checkpoint(), save_pictures();
     }
 
     const Tensor<float> samples = gan.sample01(ember_examples::fixed_noise(o.n_samples, o.nets.latent, o.seed + 3));

@@ -96,10 +96,10 @@ int train(ember_examples::ExampleOptions& o, ember_examples::World& world) {
     if (world.size > 1 && world.root())
         std::printf("%s: data parallel over %d processes, local batch %lld\n", o.name.c_str(), world.size,
                     static_cast<long long>(o.batch / world.size));
+    ember_examples::MetricsWindow<float> window(run, {"loss_d", "loss_g", "d_real", "d_fake"});
     run.start({{"images", data.images.dim(0)}, {"G parameters", gan.G.parameter_count()},
                {"D parameters", gan.D.parameter_count()}});
 
-    ember_examples::MetricsWindow<float> window(run, {"loss_d", "loss_g", "d_real", "d_fake"});
     const auto average = [&](ember::nn::Module<float>& m) { world.average_gradients(m); };
     batches.start_epoch(static_cast<std::uint64_t>(run.step / per_epoch), run.step % per_epoch);
     const std::int64_t first_step = run.step;
@@ -134,7 +134,9 @@ int main(int argc, char** argv) {
     o.name = "gan_mlp_mnist", o.epochs = 30, o.batch = 64, o.lr = 2e-4;
     ember_examples::Flags flags("gan_mlp_mnist: a non-saturating MLP GAN on MNIST (Goodfellow et al. 2014)", o);
     return flags.run(argc, argv, {.iters = 300}, [&] {
-        return ember_examples::World::run(argc, argv, [&](ember_examples::World& world) { return train(o, world); });
+        return ember_examples::World::run(argc, argv, [&](ember_examples::World& world) {
+            return ember_examples::run_main(o.name, [&] { return train(o, world); });  // the message, named
+        });
     });
 }
 #endif

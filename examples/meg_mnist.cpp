@@ -94,12 +94,12 @@ int train(Options& o) {
     run.checkpoint.add("gen", G).add("energy", U).add("stat", m.T.net);
     run.checkpoint.add("opt_gen", m.opt_G, G).add("opt_energy", m.opt_U, U).add("opt_stat", m.opt_T, m.T.net);
     run.checkpoint.add("noise", noise).add("step", run.step);
+    ember_examples::MetricsWindow<> window(run, {"loss_u", "loss_g", "u_real", "u_fake", "r1", "mi"});
     run.start({{"images", data.images.dim(0)}, {"G parameters", G.parameter_count()},
                {"U parameters", U.parameter_count()}, {"T parameters", m.T.net.parameter_count()}, {"beta", o.beta},
                {"lambda", o.lambda}, {"U steps per G step", o.energy_steps},
                {"MALA steps", std::to_string(o.mcmc_warmup) + "+" + std::to_string(o.mcmc_steps)}});
 
-    ember_examples::MetricsWindow<> window(run, {"loss_u", "loss_g", "u_real", "u_fake", "r1", "mi"});
     batches.seek(run.step * o.energy_steps);
     while (run.running()) {
         if (o.lr_decay) m.set_lr(ember_examples::linearly_decayed_lr(o.lr, run.step, run.total));

@@ -76,7 +76,7 @@ int train(Options& o) {
     ember::BatchIterator<float> batches(data.images,  // 8-bit pixels, dequantised at every step
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
     ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch(), .log_every = 50,
-                                        .log_at_epoch_end = true, .progress_every = 200});
+                                        .progress_every = 200});
 
     ember::Generator init(o.seed), noise(o.seed + 1);  // noise: the dequantisation of every step
     flow::Flow<float> f = ember_examples::make_realnvp(o.flow, init);
@@ -87,6 +87,7 @@ int train(Options& o) {
         ember::NoGrad no_grad;
         f.forward_and_logdet(Var(flow::dequantize_pixels(data.images.slice(0, 0, std::min<Index>(512, N)).contiguous(), g)));
     }
+    ember_examples::MetricsWindow window(run, {"train_bpd", "grad_norm"}, {"test_bpd"});
     run.start({{"images", N}, {"test images", n_test}, {"flow", f.describe()}, {"flow steps", f.size()},
                {"parameters", f.parameter_count()}});
 
@@ -95,7 +96,6 @@ int train(Options& o) {
         ember::save_image_grid(run.out / "samples.png", draw_samples(f, 100, g, o.temperature), 10, 0.0, 1.0);
         ember::save_metrics_plot(run.out / "metrics.csv", run.out / "bpd.png", {"train_bpd", "test_bpd"});
     };
-    ember_examples::MetricsWindow window(run, {"train_bpd", "grad_norm"}, {"test_bpd"});
     double test_bpd = NAN;
     batches.seek(run.step);
     while (run.running()) {

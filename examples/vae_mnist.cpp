@@ -67,13 +67,14 @@ int train(Options& o) {
     ember::BatchIterator<float> batches(ember::scale_to_unit(data.images).reshape(Shape{N, 784}),  // grey levels
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
     ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch(), .log_every = 100,
-                                        .log_at_epoch_end = true, .progress_every = 1000});
+                                        .progress_every = 1000});
 
     ember::Generator init(o.seed), noise(o.seed + 1);  // noise: the binarisation and ε of every step
     Vae vae(init, o.vae);
     ember::Adam<float> opt_enc(vae.enc.parameters(), {.lr = o.lr}), opt_dec(vae.dec.parameters(), {.lr = o.lr});
     run.checkpoint.add("enc", vae.enc).add("dec", vae.dec).add("opt_enc", opt_enc, vae.enc).add("opt_dec", opt_dec, vae.dec);
     run.checkpoint.add("noise", noise).add("step", run.step);
+    ember_examples::MetricsWindow window(run, {"train_elbo", "train_kl"}, {"test_elbo"});
     run.start({{"images", N}, {"test images", n_test}, {"latent", o.vae.latent}, {"hidden", o.vae.hidden},
                {"parameters", vae.enc.parameter_count() + vae.dec.parameter_count()}, {"lr final", o.lr_final},
                {"IWAE K", o.iw_samples}, {"IWAE images", n_iw}});
@@ -93,7 +94,6 @@ int train(Options& o) {
         });
     };
 
-    ember_examples::MetricsWindow window(run, {"train_elbo", "train_kl"}, {"test_elbo"});
     double last_test = NAN;
     batches.seek(run.step);
     while (run.running()) {

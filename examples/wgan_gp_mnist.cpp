@@ -99,6 +99,7 @@ int train(Options& o) {
     run.checkpoint.add("gen", gan.G).add("critic", gan.D).add("opt_gen", opt_G, gan.G).add("opt_critic", opt_D, gan.D);
     run.checkpoint.add("noise", noise).add("step", run.step).add("real_batches", real_batches);
     if (use_ema) run.checkpoint.add("gen_ema", averaged.G).add("ema_updates", ema.update_count());
+    ember_examples::MetricsWindow<> window(run, {"wasserstein", "gp", "loss_critic", "loss_g"});
     run.start({{"images", data.images.dim(0)}, {"G parameters", gan.G.parameter_count()},
                {"D parameters", gan.D.parameter_count()}, {"latent", o.nets.latent}, {"width", o.nets.width},
                {"n_critic", o.n_critic}, {"lambda", o.lambda}, {"G average decay", o.ema_decay}});
@@ -108,7 +109,6 @@ int train(Options& o) {
         ember::save_metrics_plot(run.out / "metrics.csv", run.out / "wasserstein.png", {"wasserstein"});
         ember::save_metrics_plot(run.out / "metrics.csv", run.out / "loss.png", {"loss_critic", "gp", "loss_g"});
     };
-    ember_examples::MetricsWindow<> window(run, {"wasserstein", "gp", "loss_critic", "loss_g"});
     batches.seek(real_batches);
     while (run.running()) {
         if (o.lr_decay) {

@@ -31,8 +31,16 @@ struct ExampleOptions {
 };
 
 // Sets the thread count (0: the hardware's) and returns it.
+// More threads than the hardware has only make them wait for each other (several times
+// slower): such a request is capped, and said so.
 inline int use_threads(ExampleOptions& o) {
-    if (o.threads == 0) o.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    const int hardware = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    if (o.threads == 0) o.threads = hardware;
+    if (o.threads > hardware) {
+        std::fprintf(stderr, "%s: --threads %d is more than this machine's %d hardware threads; using %d\n",
+                     o.name.c_str(), o.threads, hardware, hardware);
+        o.threads = hardware;
+    }
     ember::set_num_threads(o.threads);
     return o.threads;
 }
@@ -80,7 +88,8 @@ int run_main(const std::string& name, Body&& body) {
         return body();
     } catch (const std::exception& e) {
         std::fflush(stdout);
-        std::fprintf(stderr, "%s: %s\n", name.c_str(), e.what());
+        const std::string message = e.what(), named = name + ": ";
+        std::fprintf(stderr, "%s%s\n", message.starts_with(named) ? "" : named.c_str(), message.c_str());
         return 1;
     }
 }

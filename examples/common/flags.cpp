@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cmath>
 #include <cstdio>
 #include <exception>
 
@@ -21,24 +22,40 @@ namespace {
 CLI::Validator number_check(const Check& check) {
     const std::string expected = check.kind == Check::Kind::positive       ? "a number > 0"
                                  : check.kind == Check::Kind::non_negative ? "a number >= 0"
+                                 : check.kind == Check::Kind::none         ? "a finite number"
                                                                            : "a number in [" + CLI::detail::to_string(check.min) +
                                                                                  ", " + CLI::detail::to_string(check.max) + "]";
-    const std::string type = check.kind == Check::Kind::positive ? "POSITIVE" : check.kind == Check::Kind::non_negative ? "NONNEGATIVE" : "RANGE";
+    const std::string type = check.kind == Check::Kind::positive       ? "POSITIVE"
+                             : check.kind == Check::Kind::non_negative ? "NONNEGATIVE"
+                             : check.kind == Check::Kind::none         ? "FINITE"
+                                                                       : "RANGE";
     return CLI::Validator(
         [check, expected](std::string& text) -> std::string {
             double v = 0;
             if (!CLI::detail::lexical_cast(text, v)) return "expected " + expected + ", got '" + text + "'";
-            const bool ok = check.kind == Check::Kind::positive       ? v > 0
-                            : check.kind == Check::Kind::non_negative ? v >= 0
-                                                                      : v >= check.min && v <= check.max;
+            const bool ok = std::isfinite(v) && (check.kind == Check::Kind::positive       ? v > 0
+                                                 : check.kind == Check::Kind::non_negative ? v >= 0
+                                                 : check.kind == Check::Kind::none         ? true
+                                                                                           : v >= check.min && v <= check.max);
             return ok ? std::string() : "expected " + expected + ", got " + text;
         },
         type);
 }
 
+// Every number is checked, a plain one too: "nan" and "inf" parse as doubles, and a run
+// would otherwise start with them and fail (or quietly train on NaN) later.
 CLI::Option* checked(CLI::Option* option, const Check& check) {
-    if (check.kind != Check::Kind::none) option->check(number_check(check));
-    return option->capture_default_str();
+    return option->check(number_check(check))->capture_default_str();
+}
+
+// CLI11 reads "-1" into an unsigned integer as 2^64 - 1.
+CLI::Validator whole_number_check() {
+    return CLI::Validator(
+        [](std::string& text) -> std::string {
+            const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+            return digits ? std::string() : "expected a whole number >= 0, got '" + text + "'";
+        },
+        "UINT");
 }
 }  // namespace
 
@@ -78,7 +95,7 @@ Flags& Flags::add(const std::string& name, std::int64_t& value, const std::strin
     return checked(cli_->app.add_option(name, value, help), check), *this;
 }
 Flags& Flags::add(const std::string& name, std::uint64_t& value, const std::string& help, Check check) {
-    return checked(cli_->app.add_option(name, value, help), check), *this;
+    return checked(cli_->app.add_option(name, value, help)->check(whole_number_check()), check), *this;
 }
 Flags& Flags::add(const std::string& name, std::string& value, const std::string& help) {
     return cli_->app.add_option(name, value, help)->capture_default_str(), *this;

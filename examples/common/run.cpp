@@ -9,6 +9,7 @@
 #include <map>
 
 #include <ember/io/atomic_file.hpp>
+#include <ember/io/safetensors.hpp>
 
 #include "quality.hpp"
 
@@ -35,9 +36,11 @@ struct TrainingRun::Report {
 
 namespace {
 std::int64_t run_length(const ExampleOptions& o, const RunShape& s) {
-    EMBER_CHECK(s.batches_per_epoch > 0 && s.batches_per_step > 0 && s.log_every > 0, "TrainingRun",
-                "batches per epoch, batches per step and log_every must be positive, got ", s.batches_per_epoch, ", ",
-                s.batches_per_step, " and ", s.log_every);
+    EMBER_CHECK(s.batches_per_step > 0 && s.log_every > 0, "TrainingRun",
+                "batches per step and log_every must be positive, got ", s.batches_per_step, " and ", s.log_every);
+    EMBER_CHECK(s.batches_per_epoch >= s.batches_per_step, o.name.c_str(), "--batch ", o.batch, ": a pass over the ",
+                o.dataset, " training set holds ", s.batches_per_epoch, " whole batch", s.batches_per_epoch == 1 ? "" : "es",
+                " of that size, and a training step reads ", s.batches_per_step, ": choose a smaller --batch");
     return o.iters > 0 ? o.iters : std::int64_t{o.epochs} * s.batches_per_epoch / s.batches_per_step;
 }
 
@@ -98,17 +101,41 @@ TrainingRun::TrainingRun(ExampleOptions& o, RunShape s)
       threads(use_threads(o)),
       total(run_length(o, s)),
       shape(s),
-      report_(std::make_unique<Report>()) {}
+      report_(std::make_unique<Report>()) {
+    same_on_resume("--lr", ember::MetricsLog::format_value(o.lr));  // shortest text that reads back exactly
+    same_on_resume("--batch", std::to_string(o.batch));
+    same_on_resume("--seed", std::to_string(o.seed));
+}
+
+TrainingRun& TrainingRun::same_on_resume(const std::string& flag, const std::string& value) {
+    EMBER_CHECK(!started_, "TrainingRun::same_on_resume", "call it before start(), which checks the flags");
+    same_on_resume_.emplace_back(flag, value);
+    return *this;
+}
 
 TrainingRun::~TrainingRun() = default;
 
 void TrainingRun::start(std::initializer_list<Fact> facts) {
+    EMBER_CHECK(!started_, "TrainingRun::start", "called twice");
+    started_ = true;
     if (options.resume) {  // every process of a data-parallel job reads the same file
         const std::filesystem::path path = out / "checkpoint.safetensors";
         EMBER_CHECK(std::filesystem::exists(path), options.name.c_str(), "--resume: no checkpoint at ", path.string());
+        const std::map<std::string, std::string> recorded = ember::load_safetensors<float>(path).metadata;
+        for (const auto& [flag, value] : same_on_resume_) {
+            const auto it = recorded.find(flag);
+            EMBER_CHECK(it != recorded.end(), options.name.c_str(), "--resume: ", path.string(), " does not record the ",
+                        flag, " of its run, so this run cannot be checked to continue it");
+            EMBER_CHECK(it->second == value, options.name.c_str(), "--resume with ", flag, " ", value,
+                        ", but the checkpoint's run has ", flag, " ", it->second, ": a resumed run continues that run (give the same ",
+                        flag, ", or start a new run with another --out)");
+        }
         checkpoint.load(path);
+        checkpoint_step_ = step;
+        if (window_) window_->restore();
         if (shape.reports) std::printf("resumed from %s at step %lld\n", path.c_str(), static_cast<long long>(step));
     }
+    if (window_) window_->open_log();
     report_->start_step = step;
     if (!shape.reports) return;
     progress_.emplace(total, ember::ProgressOptions{.label = options.name, .start_step = step,
@@ -124,17 +151,23 @@ void TrainingRun::start(std::initializer_list<Fact> facts) {
 
 std::int64_t TrainingRun::finish_step() { return ++step; }
 
-bool TrainingRun::epoch_done() const {
+bool TrainingRun::epoch_done() const { return step == total || epoch_boundary(); }
+
+bool TrainingRun::epoch_boundary() const {
     const std::int64_t bpe = shape.batches_per_epoch, bps = shape.batches_per_step;
-    return step == total || (step > 0 && step * bps / bpe != (step - 1) * bps / bpe);
+    return step > 0 && step * bps / bpe != (step - 1) * bps / bpe;
 }
 
 double TrainingRun::epoch() const {
     return static_cast<double>(step * shape.batches_per_step) / static_cast<double>(shape.batches_per_epoch);
 }
 
-void TrainingRun::save_checkpoint() const {
-    if (shape.reports) checkpoint.save(out / "checkpoint.safetensors", {{"example", options.name}, {"dataset", options.dataset}});
+void TrainingRun::save_checkpoint() {
+    if (window_) window_->store();
+    std::map<std::string, std::string> metadata{{"example", options.name}, {"dataset", options.dataset}};
+    for (const auto& [flag, value] : same_on_resume_) metadata[flag] = value;
+    if (shape.reports) checkpoint.save(out / "checkpoint.safetensors", metadata);
+    checkpoint_step_ = step;
 }
 
 void TrainingRun::progress(const std::vector<std::string>& names, const std::vector<double>& values) {
@@ -220,18 +253,43 @@ std::vector<std::string> columns_of(const std::vector<std::string>& names, const
 
 MetricsWindowBase::MetricsWindowBase(TrainingRun& run, std::vector<std::string> names,
                                      std::vector<std::string> extra_columns)
-    : run_(run), names_(std::move(names)) {
-    if (run.shape.reports) log_.emplace(run.out / "metrics.csv", run.step, columns_of(names_, extra_columns));
+    : run_(run), names_(std::move(names)), extra_columns_(std::move(extra_columns)), saved_sums_(names_.size(), 0.0) {
+    EMBER_CHECK(!run.started_ && run.window_ == nullptr, "MetricsWindow",
+                "make the run's one metrics window before run.start(), which restores it on --resume");
+    run.window_ = this;
+    run.checkpoint.add("metrics_window.count", saved_count_);
+    for (std::size_t i = 0; i < names_.size(); ++i) run.checkpoint.add("metrics_window.sum." + names_[i], saved_sums_[i]);
 }
 
-bool MetricsWindowBase::row_due(std::int64_t step) const {
-    return step % run_.shape.log_every == 0 || step == run_.total || (run_.shape.log_at_epoch_end && run_.epoch_done());
+void MetricsWindowBase::open_log() {
+    if (!run_.shape.reports) return;
+    // Rows up to the resumed step stay, but a row written there only because the earlier run
+    // ended (its window then not empty) goes when this run takes more steps: it writes the
+    // row the longer run would have written instead.
+    const bool replace_last_row = saved_count_ > 0 && run_.step < run_.total;
+    const std::int64_t first_new_row = replace_last_row ? run_.step : run_.step + 1;
+    log_.emplace(run_.out / "metrics.csv", run_.step == 0 ? 0 : first_new_row, columns_of(names_, extra_columns_));
+}
+
+MetricsWindowBase::Row MetricsWindowBase::row_due(std::int64_t step) const {
+    if (step % run_.shape.log_every == 0 || run_.epoch_boundary()) return Row::regular;
+    return step == run_.total ? Row::end_of_run : Row::none;
 }
 
 void MetricsWindowBase::after_step(std::int64_t step, const std::vector<double>& step_values,
                                    const std::vector<double>& means,
                                    const std::vector<std::pair<std::string, double>>& extra) {
     EMBER_CHECK(step == run_.step, "MetricsWindow::add", "step ", step, " is not the run's step ", run_.step);
+    for (std::size_t i = 0; i < names_.size(); ++i) {
+        if (std::isfinite(step_values[i])) continue;
+        const std::string kept = run_.checkpoint_step_ < 0
+                                     ? "no checkpoint was saved"
+                                     : "the checkpoint of step " + std::to_string(run_.checkpoint_step_) + " is kept";
+        ember::detail::fail(run_.options.name.c_str(), "step ", step, ": ", names_[i], " = ",
+                            ember::MetricsLog::format_value(step_values[i]),
+                            ": the training diverged; stopped before writing anything of this step (", kept,
+                            "); try a smaller --lr");
+    }
     run_.progress(names_, step_values);
     if (means.empty()) return;
     last_ = means;

@@ -13,8 +13,8 @@
 //   int train(Options& o) {
 //       ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch()});
 //       run.checkpoint.add("gen", G).add("noise", noise).add("step", run.step);  // what --resume restores
-//       run.start({{"G parameters", G.parameter_count()}});  // resumes, prints the banner
 //       ember_examples::MetricsWindow window(run, {"loss_d", "loss_g"});
+//       run.start({{"G parameters", G.parameter_count()}});  // resumes, prints the banner
 //       while (run.running()) {
 //           ... one step of the paper's algorithm ...
 //           window.add(run.finish_step(), {loss_d, loss_g});    // progress, metrics.csv
@@ -27,6 +27,18 @@
 // summary.json, written atomically at the end of a run, is what scripts/results reads to
 // make docs/results.md: the command, the machine, the wall time, the last logged window of
 // metrics, the example's own results and the quality numbers.
+//
+// What a run guarantees:
+//  - a batch larger than the data set, and a resumed run whose --lr, --batch or --seed (or
+//    the example's own same_on_resume flags) differ from the checkpoint's, are refused with a
+//    message before anything is loaded or written;
+//  - a step whose metrics are not finite (the training diverged) ends the run with an error
+//    naming the step and the metric, before the epoch's checkpoint and pictures would be
+//    overwritten;
+//  - N steps, and N/2 steps then --resume to N, write the same metrics.csv: the metrics
+//    window is part of the checkpoint, a row is written at every epoch end (where the
+//    checkpoint is saved) and a row written only because a run ended is replaced on resume.
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -55,8 +67,7 @@ class MetricsWindowBase;
 struct RunShape {
     std::int64_t batches_per_epoch;
     std::int64_t batches_per_step = 1;  // batches of real data one training step reads
-    std::int64_t log_every = 50;        // steps per row of metrics.csv
-    bool log_at_epoch_end = false;      // also a row at the end of every pass over the data
+    std::int64_t log_every = 50;        // steps per row of metrics.csv, besides one at every epoch end
     std::int64_t progress_every = 500;  // steps per progress line when stderr is not a terminal
     // false in the processes of a data-parallel job other than its first: they train alike
     // but print nothing and write no file.
@@ -81,9 +92,10 @@ public:
     TrainingRun(ExampleOptions& o, RunShape shape);
     ~TrainingRun();
 
-    // If --resume, loads `checkpoint`; then prints the opening line: the dataset, `facts`, the
-    // batch, lr, steps, seed and threads. Call it once, before the loop and before making the
-    // MetricsWindow (which keeps the rows of metrics.csv before the resumed step).
+    // If --resume, loads `checkpoint` (refusing other values of the same_on_resume flags); opens
+    // metrics.csv (keeping the rows before the resumed step); then prints the opening line:
+    // the dataset, `facts`, the batch, lr, steps, seed and threads. Call it once, before the
+    // loop and after making the MetricsWindow.
     void start(std::initializer_list<Fact> facts);
 
     bool running() const { return step < total; }
@@ -91,10 +103,17 @@ public:
     std::int64_t finish_step();
     // Whether the step just finished ended a pass over the data, or the run.
     bool epoch_done() const;
+    // Whether it ended a pass over the data.
+    bool epoch_boundary() const;
     // Passes over the data so far (real batches read / batches per epoch).
     double epoch() const;
 
-    void save_checkpoint() const;
+    // Saves the checkpoint (with the metrics window's running sums and the flags below).
+    void save_checkpoint();
+    // A flag a resumed run must give as the checkpoint's run did: its value is written in the
+    // checkpoint's metadata, and --resume with another value is refused before anything is
+    // loaded. The run registers --lr, --batch and --seed itself.
+    TrainingRun& same_on_resume(const std::string& flag, const std::string& value);
 
     // Classifies samples01 ([N,1,28,28] in [0,1]) with classifier_mnist's network, prints the
     // verdict (or how to get the classifier) and keeps it for the summary under `label`.
@@ -114,6 +133,10 @@ private:
     friend class MetricsWindowBase;
     struct Report;
     std::unique_ptr<Report> report_;
+    MetricsWindowBase* window_ = nullptr;  // the run's metrics window, once made
+    bool started_ = false;
+    std::int64_t checkpoint_step_ = -1;    // the step of the last checkpoint saved or loaded
+    std::vector<std::pair<std::string, std::string>> same_on_resume_;  // flag, value
     std::optional<ember::Progress> progress_;  // from start(), which knows the first step
 
     void progress(const std::vector<std::string>& names, const std::vector<double>& values);
@@ -126,22 +149,32 @@ public:
 
 // The means of a few metrics over the steps since the last row of metrics.csv, whose columns
 // are "epoch", the names, then `extra_columns`: values measured now and then (a test score),
-// given to add() for the rows that have them and empty in the others.
+// given to add() for the rows that have them and empty in the others. One per run, made
+// before run.start(): its running sums are part of the run's checkpoint.
 class MetricsWindowBase {
 public:
     MetricsWindowBase(TrainingRun& run, std::vector<std::string> names, std::vector<std::string> extra_columns);
+    virtual ~MetricsWindowBase() = default;
     const std::vector<std::string>& names() const { return names_; }
     // The means written in the last row; empty before the first.
     const std::vector<double>& last() const { return last_; }
 
 protected:
+    friend class TrainingRun;
+    enum class Row { none, regular, end_of_run };  // end_of_run: due only because the run ends there
+    Row row_due(std::int64_t step) const;
     void after_step(std::int64_t step, const std::vector<double>& step_values, const std::vector<double>& means,
                     const std::vector<std::pair<std::string, double>>& extra);
-    bool row_due(std::int64_t step) const;
+    // The running sums to and from `saved_sums_` and `saved_count_`, which the checkpoint holds.
+    virtual void store() = 0;
+    virtual void restore() = 0;
+    void open_log();  // by run.start(), after a resume
 
     TrainingRun& run_;
-    std::vector<std::string> names_;
+    std::vector<std::string> names_, extra_columns_;
     std::vector<double> last_;
+    std::vector<double> saved_sums_;
+    std::int64_t saved_count_ = 0;
     std::optional<ember::MetricsLog> log_;  // none when the run does not report
 };
 
@@ -165,16 +198,28 @@ public:
         for (const Sum v : values) sums_[i++] += v, now.push_back(static_cast<double>(v));
         ++count_;
         std::vector<double> means;
-        if (row_due(step)) {
-            for (Sum& s : sums_) means.push_back(static_cast<double>(s / static_cast<Sum>(count_))), s = Sum(0);
-            count_ = 0;
+        const Row row = row_due(step);
+        if (row != Row::none) {
+            for (const Sum s : sums_) means.push_back(static_cast<double>(s / static_cast<Sum>(count_)));
+            // A row due only because the run ends here keeps the sums: a run resumed from
+            // this step carries on with them, as the longer run would have.
+            if (row == Row::regular) std::fill(sums_.begin(), sums_.end(), Sum(0)), count_ = 0;
         }
         after_step(step, now, means, extra);
     }
 
 private:
+    void store() override {
+        for (std::size_t i = 0; i < sums_.size(); ++i) saved_sums_[i] = static_cast<double>(sums_[i]);  // exact
+        saved_count_ = count_;
+    }
+    void restore() override {
+        for (std::size_t i = 0; i < sums_.size(); ++i) sums_[i] = static_cast<Sum>(saved_sums_[i]);
+        count_ = saved_count_;
+    }
+
     std::vector<Sum> sums_;
-    int count_ = 0;
+    std::int64_t count_ = 0;
 };
 
 }  // namespace ember_examples

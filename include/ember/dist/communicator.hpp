@@ -156,7 +156,10 @@ private:
 /// the other ranks are typically blocked in a collective that the failed rank will never
 /// join, and MPI_Abort is the only portable way to release them (mpirun then kills every
 /// process and exits non-zero). A non-zero return value on some rank ends the job the same
-/// way, with that code, since the others may be waiting for it too.
+/// way, with that code, since the others may be waiting for it too. A job of one process
+/// (the program run without mpirun) has no other rank to release: it prints the message
+/// alone (nothing for a non-zero return, which the program has reported), finalises MPI
+/// and returns the code, without MPI_Abort's banner.
 template <class F>
 int run(int& argc, char**& argv, F&& fn) {
     int rc = 0;
@@ -175,12 +178,17 @@ int run(int& argc, char**& argv, F&& fn) {
             failure = "unknown exception";
             rc = 1;
         }
-        std::fprintf(stderr, "rank %d: %s\n", detail::world_rank_or(-1), failure.c_str());
-        std::fflush(stderr);
-        int init = 0, fin = 0;
+        int init = 0, fin = 0, size = 0;
         MPI_Initialized(&init);
         MPI_Finalized(&fin);
-        if (init && !fin) MPI_Abort(MPI_COMM_WORLD, rc);
+        if (init && !fin) MPI_Comm_size(MPI_COMM_WORLD, &size);
+        if (size == 1) {  // no other rank to release: the message alone; MPI is finalised on the way out
+            if (!failure.starts_with("exited with status ")) std::fprintf(stderr, "%s\n", failure.c_str());
+            return rc;
+        }
+        std::fprintf(stderr, "rank %d: %s\n", detail::world_rank_or(-1), failure.c_str());
+        std::fflush(stderr);
+        if (init && !fin && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
         // MPI_Abort does not return; without MPI (initialisation failed) just report.
     }
     return rc;
