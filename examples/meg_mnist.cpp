@@ -133,7 +133,7 @@ int train(Options& o) {
 
 int main(int argc, char** argv) {
     Options o;
-    o.name = "meg_mnist", o.epochs = 24, o.batch = 64, o.lr = 2e-4;  // 22 488 steps, ~11 min on 2 cores
+    o.name = "meg_mnist", o.epochs = 24, o.batch = 64, o.lr = 2e-4;  // 22 488 steps (wall time: docs/results.md)
     ember_examples::Flags flags("meg_mnist: maximum-entropy generator and energy model on MNIST (Kumar et al. 2019)", o);
     using ember_examples::Check;
     flags.add("--beta", o.beta, "weight β of the entropy term -β I_JSD(G(z); z) in L_G", Check::non_negative)

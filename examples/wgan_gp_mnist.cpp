@@ -135,7 +135,7 @@ int train(Options& o) {
 
 int main(int argc, char** argv) {
     Options o;
-    o.name = "wgan_gp_mnist", o.epochs = 60, o.batch = 64, o.lr = 2e-4;  // 11 244 G steps, ~19 min on 2 cores
+    o.name = "wgan_gp_mnist", o.epochs = 60, o.batch = 64, o.lr = 2e-4;  // 11 244 G steps (wall time: docs/results.md)
     ember_examples::Flags flags("wgan_gp_mnist: Wasserstein GAN with gradient penalty on MNIST (Gulrajani et al. 2017)", o);
     using ember_examples::Check;
     flags.add("--n-critic", o.n_critic, "critic steps per generator step", Check::positive)
