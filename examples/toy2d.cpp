@@ -76,6 +76,7 @@
 #include "common/example.hpp"
 #include "common/flags.hpp"
 #include "common/latent_mala.hpp"
+#include "common/run.hpp"
 
 namespace fs = std::filesystem;
 using ember::Generator;
@@ -559,6 +560,8 @@ int run(ember_examples::ExampleOptions& o, const ToyOptions& t) {
         if (!modes) return std::nullopt;
         return ember::mode_coverage(s, *modes);
     };
+    const std::int64_t start_step = step;
+    Values last_row;  // the last logged window of losses, for summary.json
     std::vector<std::string> columns = model->losses();
     if (modes) columns.insert(columns.end(), {"modes_covered", "high_quality", "reverse_kl"});
     ember::MetricsLog metrics(out / "metrics.csv", step, columns);
@@ -608,6 +611,7 @@ int run(ember_examples::ExampleOptions& o, const ToyOptions& t) {
         if (step % t.log_every == 0 || step == total || eval_now) {
             Values row = window;
             for (auto& v : row) v.second /= in_window;
+            last_row = row;
             if (eval_now) {
                 if (const auto m = evaluate(eval_samples())) {
                     row.emplace_back("modes_covered", m->modes_covered);
@@ -632,6 +636,18 @@ int run(ember_examples::ExampleOptions& o, const ToyOptions& t) {
     ember::save_npy(out / "samples.npy", samples);
     save_pictures(samples);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    o.dataset = t.dist;  // the data, as summary.json records it
+    ember_examples::RunSummary summary{.seconds = seconds, .threads = o.threads, .steps = step,
+                                       .steps_this_run = step - start_step, .metrics = last_row, .results = {}};
+    auto add_results = [&](const ember::ModeCoverage& m, const std::string& suffix) {
+        summary.results.emplace_back("modes covered" + suffix, m.modes_covered);
+        summary.results.emplace_back("high-quality share" + suffix, m.high_quality_share);
+        summary.results.emplace_back("reverse KL" + suffix, m.reverse_kl);
+    };
+    if (const auto before = model->before_refinement())
+        if (const auto m = evaluate(*before)) add_results(*m, " before MCMC");
+    if (const auto m = evaluate(samples)) add_results(*m, "");
+    ember_examples::write_summary(o, summary);
     if (const auto before = model->before_refinement())
         if (const auto m = evaluate(*before))
             std::printf("toy2d: %s on %s before MCMC (plain G(z)): %d/%d modes covered, %.1f%% high-quality samples, "

@@ -19,6 +19,9 @@ EMBER_APT_PACKAGES=(
   libopenmpi-dev openmpi-bin             # ember::dist and its tests under mpirun
 )
 
+# Debian packages for the fuzz targets of tests/fuzz (scripts/fuzz): clang and libFuzzer.
+EMBER_FUZZ_PACKAGES=(clang libclang-rt-14-dev)
+
 # Parallelism for builds and ctest.
 EMBER_JOBS="${EMBER_JOBS:-2}"
 

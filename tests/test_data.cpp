@@ -98,6 +98,34 @@ TEST_CASE("read_idx: bad files fail with clear messages") {
     CHECK_THROWS_AS(read_idx(tmp.file("c.gz")), Error);
 }
 
+TEST_CASE("read_idx: a header claiming more than the file holds fails before allocating") {
+    TempDir tmp;
+    // 20 bytes claiming 65535 x 65535 bytes (4.3 GB): refused from the file's size.
+    const std::vector<std::uint8_t> claim = {0, 0, 0x08, 3, 0, 0, 0xFF, 0xFF, 0, 0, 0xFF, 0xFF, 0, 0, 0, 1, 1, 2, 3, 4};
+    write_bytes(tmp.file("claim.idx"), claim);
+    CHECK_THROWS_WITH_AS(read_idx(tmp.file("claim.idx")),
+                         doctest::Contains("need 4294836225 data bytes but the file has 4 (truncated)"), Error);
+    // Compressed: more than a deflate stream of the file's size can hold.
+    write_idx_u8(tmp.file("claim.gz"), {65535, 65535, 1}, std::vector<std::uint8_t>{1, 2, 3, 4}, true);
+    CHECK_THROWS_WITH_AS(read_idx(tmp.file("claim.gz")), doctest::Contains("more than a gzip file of"), Error);
+    // Within what the compressed size allows, but short: read in steps, found truncated.
+    std::vector<std::uint8_t> noise(1000 * 999);  // incompressible, so the size check passes
+    std::uint32_t state = 1;
+    for (std::uint8_t& b : noise) b = static_cast<std::uint8_t>((state = state * 1664525u + 1013904223u) >> 24);
+    write_idx_u8(tmp.file("short.gz"), {1000, 1000}, noise, true);
+    CHECK_THROWS_WITH_AS(read_idx(tmp.file("short.gz")), doctest::Contains("(truncated)"), Error);
+}
+
+TEST_CASE("read_idx: a gzip stream whose check value is wrong is called corrupt") {
+    TempDir tmp;
+    write_idx_u8(tmp.file("crc.gz"), {2, 3}, std::vector<std::uint8_t>{1, 2, 3, 4, 5, 6}, true);
+    std::vector<char> gz(fs::file_size(tmp.file("crc.gz")));
+    std::ifstream(tmp.file("crc.gz"), std::ios::binary).read(gz.data(), static_cast<std::streamsize>(gz.size()));
+    gz[gz.size() - 8] = static_cast<char>(gz[gz.size() - 8] ^ 1);  // the trailer's CRC-32 of the data
+    std::ofstream(tmp.file("crc.gz"), std::ios::binary).write(gz.data(), static_cast<std::streamsize>(gz.size()));
+    CHECK_THROWS_WITH_AS(read_idx(tmp.file("crc.gz")), doctest::Contains("corrupt gzip stream"), Error);
+}
+
 TEST_CASE("MNIST: located and loaded when present, or a message saying how to get it") {
     TempDir tmp;
     CHECK_THROWS_WITH_AS(find_dataset(Dataset::mnist, tmp.path.string()), doctest::Contains("scripts/fetch-mnist"), Error);

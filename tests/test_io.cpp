@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +24,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
 
 using namespace ember;
 namespace fs = std::filesystem;
@@ -162,6 +167,31 @@ std::string npy_with_header(const std::string& dict, const std::string& data, in
     if (major != 1) out += std::string(2, '\0');
     return out + header + data;
 }
+
+// Checks that `message` contains `part`, and shows the message when it does not.
+#define CHECK_CONTAINS(message, part)                                    \
+    do {                                                                 \
+        const std::string message_ = (message);                          \
+        CHECK_MESSAGE(message_.find(part) != std::string::npos, message_); \
+    } while (0)
+
+// zlib's CRC-32 of `bytes` continuing from `crc`, as 8 lowercase hex digits by crc_text.
+std::uint32_t crc_of(const std::string& bytes, std::uint32_t crc = 0) {
+    return static_cast<std::uint32_t>(::crc32_z(crc, reinterpret_cast<const Bytef*>(bytes.data()), bytes.size()));
+}
+std::string crc_text(std::uint32_t crc) {
+    char buf[9];
+    std::snprintf(buf, sizeof buf, "%08x", crc);
+    return buf;
+}
+// The checksum entry ember writes for a tensor: the CRC of "name\0DTYPE\0[shape]", then its data.
+std::string tensor_crc(const std::string& name, const std::string& dtype, const std::string& shape,
+                       const std::string& data) {
+    return crc_text(crc_of(data, crc_of(name + '\0' + dtype + '\0' + shape)));
+}
+
+// A header padded with spaces to a multiple of 8 bytes, as the reference implementation pads.
+std::string padded(std::string header) { return header.append((8 - header.size() % 8) % 8, ' '); }
 
 // A safetensors file: 8-byte little-endian length, the header text, the data.
 std::string safetensors_file(const std::string& header, const std::string& data = "", std::uint64_t length = ~0ull) {
@@ -387,22 +417,70 @@ TEST_CASE("safetensors saves maps, braced lists, views and empty checkpoints") {
     CHECK(values_of(l.at("w")) == std::vector<float>{0, 1, 2, 3, 4, 5});
 
     save_safetensors(dir / "empty.safetensors", std::vector<std::pair<std::string, Tensor<float>>>{});
-    CHECK(read_file(dir / "empty.safetensors") == safetensors_file("{}      "));
+    CHECK(read_file(dir / "empty.safetensors") ==
+          safetensors_file(padded("{\"__metadata__\":{\"crc32:__metadata__\":\"00000000\"}}")));
     const Safetensors<float> e = load_safetensors<float>(dir / "empty.safetensors");
     CHECK(e.tensors.empty());
     CHECK(e.metadata.empty());
 }
 
-TEST_CASE("safetensors writes exactly the bytes of the reference implementation") {
+TEST_CASE("safetensors writes the layout of the reference implementation, with ember's checksums") {
     // Its layout: compact JSON, "__metadata__" first, spaces up to a multiple of 8 bytes.
+    // ember adds a CRC-32 of each tensor (name, dtype, shape, data) and of the metadata.
     std::string floats;
     for (float v : {0.f, 1.f, 2.f, 3.f, 4.f, 5.f}) floats += std::string(reinterpret_cast<const char*>(&v), 4);
-    const std::string header = "{\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":[0,24]}}";
-    REQUIRE(header.size() == 64);  // already aligned: no padding
+    const std::string header = "{\"__metadata__\":{\"crc32:__metadata__\":\"00000000\",\"crc32:attn.0\":\"" +
+                               tensor_crc("attn.0", "F32", "[1,2,3]", floats) +
+                               "\"},\"attn.0\":{\"dtype\":\"F32\",\"shape\":[1,2,3],\"data_offsets\":[0,24]}}";
     CHECK(to_string(safetensors_to_bytes<float>({{"attn.0", Tensor<float>::arange(6).reshape({1, 2, 3})}})) ==
-          safetensors_file(header, floats));
+          safetensors_file(padded(header), floats));
+    const std::string metadata_crc = crc_text(crc_of(std::string("framework\0pt\0", 13)));
     CHECK(to_string(safetensors_to_bytes<float>({}, {{"framework", "pt"}})) ==
-          safetensors_file("{\"__metadata__\":{\"framework\":\"pt\"}}     "));
+          safetensors_file(padded("{\"__metadata__\":{\"crc32:__metadata__\":\"" + metadata_crc +
+                                  "\",\"framework\":\"pt\"}}")));
+}
+
+TEST_CASE("safetensors: a damaged file is refused, a file without checksums is read as it is") {
+    const Tensor<float> w = Tensor<float>::arange(6).reshape({2, 3});
+    const std::string good = to_string(safetensors_to_bytes<float>({{"w", w}, {"b", Tensor<float>::ones({3})}},
+                                                                   {{"step", "10"}}));
+    auto load = [](const std::string& bytes) {
+        return safetensors_from_bytes<float>(std::as_bytes(std::span(bytes.data(), bytes.size())), "f");
+    };
+    const Safetensors<float> ok = load(good);
+    CHECK(ok.checksummed);
+    CHECK(ok.metadata == std::map<std::string, std::string>{{"step", "10"}});  // the checksums are not metadata
+    auto damaged = [&](std::size_t at, char to) {
+        std::string bytes = good;
+        REQUIRE(at < bytes.size());
+        bytes[at] = to;
+        return error_of([&] { (void)load(bytes); });
+    };
+    auto header_at = [&](const std::string& text) {
+        const std::size_t at = good.find(text);
+        REQUIRE(at != std::string::npos);
+        return at;
+    };
+    // One flipped bit in the last data byte (a float of "w" or "b").
+    CHECK_CONTAINS(damaged(good.size() - 1, static_cast<char>(good.back() ^ 1)), "does not match its CRC-32");
+    // A tensor's name, shape or dtype, or a metadata value.
+    CHECK_CONTAINS(damaged(header_at("\"w\":{") + 1, 'v'), "has no CRC-32");
+    std::string transposed = good;
+    transposed.replace(header_at("[2,3]"), 5, "[3,2]");  // still 6 floats: only the checksum notices
+    CHECK_CONTAINS(error_of([&] { (void)load(transposed); }), "tensor 'w' does not match its CRC-32");
+    CHECK_CONTAINS(damaged(header_at("\"step\":\"10\"") + 9, '2'), "the metadata do not match their CRC-32");
+    CHECK_CONTAINS(damaged(header_at("crc32:__metadata__\":\"") + 21, 'x'), "not 8 hex digits");
+
+    // A file with no checksums, as PyTorch's safetensors writes it, loads unchecked.
+    const std::string plain = safetensors_file("{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+                                               std::string("\0\0\x80\x3f", 4));
+    const Safetensors<float> p = load(plain);
+    CHECK(!p.checksummed);
+    CHECK(p.at("w").data()[0] == 1.0f);
+
+    // The prefix is ember's own.
+    CHECK_CONTAINS(error_of([] { (void)safetensors_to_bytes<float>({}, {{"crc32:x", "1"}}); }),
+                        "reserves for its checksums");
 }
 
 TEST_CASE("safetensors reads the reference checkpoint written in Python") {
@@ -584,6 +662,26 @@ TEST_CASE("atomic writes replace a file whole or leave it untouched") {
     CHECK(error_of([&] { write_file_atomic(dir.path / "", "x"); }) ==
           "write_file_atomic: '" + (dir.path / "").string() + "' does not name a file");
     CHECK(dir.listing() == std::vector<std::string>{"d", "f.bin"});
+}
+
+TEST_CASE("atomic writes remove the temporaries of dead processes, and only theirs") {
+    TempDir dir;
+    // A process that has exited: its PID names no process (until reused, which a live
+    // process keeping its file would also survive).
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    REQUIRE(child > 0);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    const std::string dead = ".f.bin.tmp-" + std::to_string(child) + "-0";
+    const std::string alive = ".f.bin.tmp-" + std::to_string(::getppid()) + "-3";
+    const std::string other = ".g.bin.tmp-" + std::to_string(child) + "-0";  // another target's
+    for (const std::string& name : {dead, alive, other}) write_file(dir / name, "partial");
+    write_file_atomic(dir / "f.bin", "complete");
+    std::vector<std::string> want = {alive, other, "f.bin"};
+    std::sort(want.begin(), want.end());
+    CHECK(dir.listing() == want);
+    CHECK(read_file(dir / "f.bin") == "complete");
 }
 
 TEST_CASE("atomic saves of npy and safetensors that fail midway leave the old file") {

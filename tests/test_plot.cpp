@@ -562,6 +562,20 @@ TEST_CASE("metrics_plot: a metrics CSV as curves against its step column") {
     CHECK(error_of([] { metrics_plot(parse_numeric_csv("iter,loss\n1,2\n")); }).find("no \"step\" column") !=
           std::string::npos);
 }
+
+TEST_CASE("metrics_plot: a log without rows, or still empty, gives empty axes") {
+    TempDir dir;
+    { std::ofstream(dir / "empty.csv"); }  // a run that has not logged anything yet
+    { std::ofstream(dir / "header.csv") << "step,loss\n"; }
+    for (const char* name : {"empty.csv", "header.csv"}) {
+        CAPTURE(name);
+        save_metrics_plot(dir / name, dir / "m.png", {"loss"}, {.width = 320, .height = 200});
+        const Decoded d = decode_png_file(dir / "m.png");
+        CHECK(d.width == 320);
+        CHECK(d.height == 200);
+    }
+    CHECK(plot_metrics_csv(dir / "empty.csv").width() > 0);  // no columns asked: axes only
+}
 #endif
 
 TEST_CASE("format_progress and format_duration") {

@@ -18,6 +18,17 @@ TEST_CASE("storage is 64-byte aligned and pooled") {
     CHECK(after.system_allocs - before.system_allocs <= 1);
 }
 
+TEST_CASE("a tensor that cannot be allocated is an ember::Error naming its shape and size") {
+    // 2^60 floats: within what an Index can count, beyond any machine's memory.
+    CHECK_THROWS_WITH_AS((void)Tensor<float>::empty(Shape{Index(1) << 30, Index(1) << 30}),
+                         "Tensor: cannot allocate a tensor of shape [1073741824,1073741824]: 4611686018427387904 bytes "
+                         "of float (out of memory)",
+                         Error);
+    // 2^61 doubles: a valid Shape, but 2^64 bytes overflow any size.
+    CHECK_THROWS_WITH_AS((void)Tensor<double>::zeros(Shape{Index(1) << 31, Index(1) << 30}),
+                         doctest::Contains("has more elements than memory can address"), Error);
+}
+
 TEST_CASE("views share the buffer; contiguous copies only when needed") {
     Tensor<double> t = Tensor<double>::arange(24).reshape({2, 3, 4});
     CHECK(t.shape() == Shape{2, 3, 4});

@@ -93,6 +93,31 @@ std::string json_object(const std::vector<std::pair<std::string, std::string>>& 
         s += (i ? ",\n" : "\n") + indent + "  " + json(fields[i].first) + ": " + fields[i].second;
     return s + (fields.empty() ? "}" : "\n" + indent + "}");
 }
+// summary.json, with the quality entries already in JSON.
+void write_summary_file(const ExampleOptions& o, const RunSummary& s,
+                        const std::vector<std::pair<std::string, std::string>>& quality) {
+    std::vector<std::pair<std::string, std::string>> metrics, results;
+    for (const auto& [name, value] : s.metrics) metrics.emplace_back(name, json(value));
+    for (const auto& [name, value] : s.results) results.emplace_back(name, json(value));
+    const std::string summary =
+        json_object({{"example", json(o.name)},
+                     {"command", json(o.command)},
+                     {"dataset", json(o.dataset)},
+                     {"finished_utc", json(utc_now())},
+                     {"cpu", json(cpu_model())},
+                     {"threads", std::to_string(s.threads)},
+                     {"compiler", json(std::string("g++ ") + __VERSION__)},
+                     {"steps", std::to_string(s.steps)},
+                     {"steps_this_run", std::to_string(s.steps_this_run)},
+                     {"seconds", json(s.seconds)},
+                     {"metrics", json_object(metrics, "  ")},
+                     {"results", json_object(results, "  ")},
+                     {"quality", json_object(quality, "  ")}},
+                    "") +
+        "\n";
+    ember::write_file_atomic(std::filesystem::path(o.out) / "summary.json",
+                             [&](ember::AtomicWriter& w) { w.write(summary); }, "summary.json");
+}
 }  // namespace
 
 TrainingRun::TrainingRun(ExampleOptions& o, RunShape s)
@@ -166,7 +191,16 @@ void TrainingRun::save_checkpoint() {
     if (window_) window_->store();
     std::map<std::string, std::string> metadata{{"example", options.name}, {"dataset", options.dataset}};
     for (const auto& [flag, value] : same_on_resume_) metadata[flag] = value;
-    if (shape.reports) checkpoint.save(out / "checkpoint.safetensors", metadata);
+    if (shape.reports) {
+        try {
+            checkpoint.save(out / "checkpoint.safetensors", metadata);
+        } catch (const ember::Error& e) {  // a parameter went NaN while every metric stayed finite
+            const std::string kept = checkpoint_step_ < 0 ? "no checkpoint was saved"
+                                                          : "the checkpoint of step " + std::to_string(checkpoint_step_) +
+                                                                " is kept";
+            ember::detail::fail(options.name.c_str(), "step ", step, ": ", e.what(), " (", kept, ")");
+        }
+    }
     checkpoint_step_ = step;
 }
 
@@ -208,9 +242,10 @@ int TrainingRun::finish(const MetricsWindowBase& window) {
                 static_cast<long long>(step), seconds, threads, threads == 1 ? "" : "s", text.c_str(), out.c_str());
     std::fflush(stdout);
 
-    std::vector<std::pair<std::string, std::string>> metrics, results, quality;
-    for (std::size_t i = 0; i < window.last().size(); ++i) metrics.emplace_back(window.names()[i], json(window.last()[i]));
-    for (const auto& [name, value] : report_->results) results.emplace_back(name, json(value));
+    RunSummary summary{.seconds = seconds, .threads = threads, .steps = step, .steps_this_run = step - report_->start_step,
+                       .metrics = {}, .results = report_->results};
+    for (std::size_t i = 0; i < window.last().size(); ++i) summary.metrics.emplace_back(window.names()[i], window.last()[i]);
+    std::vector<std::pair<std::string, std::string>> quality;
     for (const auto& [label, q] : report_->quality) {
         std::string histogram = "[";
         for (std::size_t k = 0; k < q.histogram.size(); ++k) histogram += (k ? ", " : "") + json(q.histogram[k]);
@@ -220,25 +255,11 @@ int TrainingRun::finish(const MetricsWindowBase& window) {
                                                  {"histogram", histogram + "]"}},
                                                 "    "));
     }
-    const std::string summary =
-        json_object({{"example", json(options.name)},
-                     {"command", json(options.command)},
-                     {"dataset", json(options.dataset)},
-                     {"finished_utc", json(utc_now())},
-                     {"cpu", json(cpu_model())},
-                     {"threads", std::to_string(threads)},
-                     {"compiler", json(std::string("g++ ") + __VERSION__)},
-                     {"steps", std::to_string(step)},
-                     {"steps_this_run", std::to_string(step - report_->start_step)},
-                     {"seconds", json(seconds)},
-                     {"metrics", json_object(metrics, "  ")},
-                     {"results", json_object(results, "  ")},
-                     {"quality", json_object(quality, "  ")}},
-                    "") +
-        "\n";
-    ember::write_file_atomic(out / "summary.json", [&](ember::AtomicWriter& w) { w.write(summary); }, "summary.json");
+    write_summary_file(options, summary, quality);
     return 0;
 }
+
+void write_summary(const ExampleOptions& o, const RunSummary& s) { write_summary_file(o, s, {}); }
 
 // ---- MetricsWindow --------------------------------------------------------------------------
 

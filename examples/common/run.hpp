@@ -62,6 +62,18 @@ namespace ember_examples {
 
 class MetricsWindowBase;
 
+// What summary.json records of a run besides the options and the machine.
+struct RunSummary {
+    double seconds = 0;  // wall time
+    int threads = 1;
+    std::int64_t steps = 0, steps_this_run = 0;
+    std::vector<std::pair<std::string, double>> metrics;  // the last logged window
+    std::vector<std::pair<std::string, double>> results;  // the example's own numbers
+};
+// Writes <o.out>/summary.json atomically, for a program that is not a TrainingRun (toy2d):
+// the same fields as TrainingRun::finish writes, without sample quality.
+void write_summary(const ExampleOptions& o, const RunSummary& s);
+
 // ---- a training run -----------------------------------------------------------------------
 
 struct RunShape {

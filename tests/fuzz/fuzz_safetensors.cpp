@@ -2,8 +2,9 @@
 //
 // Any input must either load or throw ember::Error: a crash, a sanitizer report, another
 // exception type or a hang is a bug. What loads must also be consistent: loading into
-// float and into double agree, and saving the tensors and metadata and loading them
-// again gives the same values.
+// float and into double agree, loading the bytes from a file (load_safetensors) gives what
+// the in-memory loader gives, and saving the tensors and metadata and loading them again
+// gives the same values (now with ember's checksums, which must verify).
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +14,8 @@
 #include <vector>
 
 #include <ember/io/safetensors.hpp>
+
+#include "fuzz_file.hpp"
 
 namespace {
 
@@ -26,7 +29,7 @@ void check_round_trip(const ember::Safetensors<T>& s) {
     const std::vector<std::pair<std::string, ember::Tensor<T>>> named(s.tensors.begin(), s.tensors.end());
     const std::vector<std::byte> bytes = ember::safetensors_to_bytes(named, s.metadata);
     const ember::Safetensors<T> back = ember::safetensors_from_bytes<T>(bytes);  // must not throw
-    if (back.metadata != s.metadata || back.tensors.size() != s.tensors.size()) std::abort();
+    if (!back.checksummed || back.metadata != s.metadata || back.tensors.size() != s.tensors.size()) std::abort();
     for (const auto& [name, t] : s.tensors) {
         const ember::Tensor<T>& u = back.at(name);
         if (!(u.shape() == t.shape()) ||
@@ -47,10 +50,29 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
     ember::Safetensors<float> f;
+    bool loaded = true;
     try {
         f = ember::safetensors_from_bytes<float>(bytes);
     } catch (const ember::Error&) {
+        loaded = false;
+    }
+    // The file reader agrees with the in-memory one: it fails exactly when that fails, and
+    // otherwise reads the same tensors and metadata.
+    ember::Safetensors<float> from_file;
+    try {
+        from_file = ember::load_safetensors<float>(fuzz::as_file(data, size));
+    } catch (const ember::Error&) {
+        if (loaded) std::abort();
         return 0;
+    }
+    if (!loaded || from_file.metadata != f.metadata || from_file.checksummed != f.checksummed ||
+        from_file.tensors.size() != f.tensors.size())
+        std::abort();
+    for (const auto& [name, t] : f.tensors) {
+        const ember::Tensor<float>& u = from_file.at(name);
+        if (!(u.shape() == t.shape())) std::abort();
+        for (ember::Index i = 0; i < t.numel(); ++i)
+            if (!same_value(t.data()[i], u.data()[i])) std::abort();
     }
     const ember::Safetensors<double> d = ember::safetensors_from_bytes<double>(bytes);
     if (d.metadata != f.metadata || d.tensors.size() != f.tensors.size()) std::abort();

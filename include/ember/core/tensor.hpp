@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <array>
 #include <concepts>
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
+#include <new>
 #include <vector>
 
 #include "ember/core/error.hpp"
@@ -48,9 +50,9 @@ public:
         for (int i = 0; i < shape.rank(); ++i)
             EMBER_CHECK(shape[i] >= 0, "Tensor", "negative dimension in shape ", shape.str());
         Tensor t;
+        t.storage_ = allocate(shape);  // first: it checks that the sizes do not overflow
         t.shape_ = shape;
         t.strides_ = shape.contiguous_strides();
-        t.storage_ = detail::make_small_shared<Storage<T>>(static_cast<std::size_t>(shape.numel()));
         t.data_ = t.storage_->data();
         return t;
     }
@@ -310,6 +312,25 @@ public:
     }
 
 private:
+    // The buffer of a new tensor of `shape`. Out of memory is an ember::Error that says how
+    // much was asked for, not a bare std::bad_alloc far from its cause.
+    static std::shared_ptr<Storage<T>> allocate(const Shape& shape) {
+        std::size_t numel = 1;
+        bool fits = true;
+        for (int i = 0; i < shape.rank(); ++i) {
+            const auto d = static_cast<std::size_t>(shape[i]);
+            if (d != 0 && numel > static_cast<std::size_t>(PTRDIFF_MAX) / sizeof(T) / d) fits = false;
+            numel *= d;
+        }
+        EMBER_CHECK(fits, "Tensor", "shape ", shape.str(), " has more elements than memory can address");
+        try {
+            return detail::make_small_shared<Storage<T>>(numel);
+        } catch (const std::bad_alloc&) {
+            detail::fail("Tensor", "cannot allocate a tensor of shape ", shape.str(), ": ", numel * sizeof(T),
+                         " bytes of ", sizeof(T) == 4 ? "float" : "double", " (out of memory)");
+        }
+    }
+
     // Axis 0 innermost (stride 1), the other axes in order after it (rank >= 1).
     static Strides samples_innermost_strides(const Shape& s) {
         Strides st{};

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 #include <span>
 #include <string>
 #include <vector>
@@ -102,24 +104,35 @@ inline IdxArray parse_idx(std::span<const std::uint8_t> bytes, const std::string
     return a;
 }
 
-/// Reads an IDX file from disk; gzip-compressed files (.gz or not) are decompressed on the fly.
+/// Reads an IDX file from disk; gzip-compressed files (.gz or not) are decompressed on the
+/// fly. The size the header claims is checked against the file before memory is taken for
+/// it: exactly, for a plain file; for a compressed one against the most a deflate stream of
+/// the file's size can hold, and the data are then read in bounded steps, so a damaged
+/// header never allocates more than the file can fill.
 inline IdxArray read_idx(const std::string& path) {
+    std::error_code ec;
+    const std::uint64_t file_size = std::filesystem::file_size(path, ec);
+    EMBER_CHECK(!ec, "read_idx", path, ": cannot open file (", ec.message(), ")");
     gzFile f = gzopen(path.c_str(), "rb");
     EMBER_CHECK(f != nullptr, "read_idx", path, ": cannot open file");
     struct Closer {
         gzFile f;
         ~Closer() { gzclose(f); }
     } closer{f};
+    // gzread's error, as a message: a gzip stream cut short, or one whose data or check
+    // value is damaged.
+    auto stream_error = [&](const char* what) {
+        int code = 0;
+        const char* msg = gzerror(f, &code);
+        if (code == Z_BUF_ERROR) detail::fail("read_idx", path, ": file ends early while reading ", what, " (truncated)");
+        detail::fail("read_idx", path, ": corrupt gzip stream while reading ", what, " (", msg ? msg : "zlib error", ")");
+    };
     auto read_exact = [&](void* dst, std::uint64_t n, const char* what) {
         auto* out = static_cast<std::uint8_t*>(dst);
         while (n > 0) {
             const unsigned chunk = static_cast<unsigned>(std::min<std::uint64_t>(n, 1u << 30));
             const int got = gzread(f, out, chunk);
-            if (got < 0) {
-                int code = 0;
-                const char* msg = gzerror(f, &code);
-                detail::fail("read_idx", path, ": corrupted compressed data while reading ", what, " (", msg ? msg : "zlib error", ")");
-            }
+            if (got < 0) stream_error(what);
             EMBER_CHECK(got > 0, "read_idx", path, ": file ends early while reading ", what, " (truncated)");
             out += got;
             n -= static_cast<std::uint64_t>(got);
@@ -133,10 +146,27 @@ inline IdxArray read_idx(const std::string& path) {
     std::uint8_t dims[4 * kMaxRank];
     read_exact(dims, 4 * static_cast<std::uint64_t>(nd), "the dimensions");
     const std::uint64_t expected = detail::idx_dims(a, dims, nd, path);
-    a.data.resize(static_cast<std::size_t>(expected));
-    read_exact(a.data.data(), expected, "the data");
+    const std::uint64_t header = 4 + 4 * static_cast<std::uint64_t>(nd);
+    if (gzdirect(f)) {
+        const std::uint64_t have = file_size - header;
+        EMBER_CHECK(have == expected, "read_idx", path, ": the dimensions need ", expected,
+                    " data bytes but the file has ", have, have < expected ? " (truncated)" : " (trailing bytes)");
+    } else {
+        // deflate compresses at most about 1032:1, so a stream of this size cannot hold more.
+        constexpr std::uint64_t kMaxRatio = 1032;
+        EMBER_CHECK(expected <= file_size * kMaxRatio, "read_idx", path, ": the dimensions need ", expected,
+                    " data bytes, more than a gzip file of ", file_size, " bytes can hold (truncated or damaged)");
+    }
+    constexpr std::uint64_t kStep = std::uint64_t{64} << 20;
+    for (std::uint64_t done = 0; done < expected;) {
+        const std::uint64_t n = std::min(kStep, expected - done);
+        a.data.resize(static_cast<std::size_t>(done + n));
+        read_exact(a.data.data() + done, n, "the data");
+        done += n;
+    }
     std::uint8_t extra;
-    const int more = gzread(f, &extra, 1);
+    const int more = gzread(f, &extra, 1);  // also makes zlib verify the gzip trailer's CRC
+    if (more < 0) stream_error("the end of the data");
     EMBER_CHECK(more == 0, "read_idx", path, ": trailing bytes after the ", expected, " data bytes the dimensions describe");
     return a;
 }

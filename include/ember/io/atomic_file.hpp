@@ -8,7 +8,9 @@
 /// Whatever happens (an exception from the code producing the bytes, a full disk, a crash),
 /// the target holds either its previous contents or the complete new ones, never a mix.
 /// On an exception the temporary is removed; only a crash of the whole process can leave
-/// one behind (a hidden ".NAME.tmp-PID-N" file next to the target).
+/// one behind (a hidden ".NAME.tmp-PID-N" file next to the target). The first write to a
+/// target in a process removes such leftovers of processes that no longer exist (a PID
+/// that is alive, even if reused by another program, keeps its file).
 ///
 /// POSIX only (open/write/fsync/rename). The new file gets the usual 0666 & ~umask
 /// permissions; the permissions of a file it replaces are not carried over.
@@ -17,6 +19,7 @@
 #endif
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,7 +29,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -41,6 +47,31 @@ namespace ember {
 namespace detail {
 // strerror() is not thread-safe; this is.
 inline std::string errno_text(int err) { return std::generic_category().message(err); }
+
+// Removes the temporaries "<prefix>PID-N" in `dir` left by processes that have died, once
+// per prefix and process. Best effort: a file that cannot be listed or removed stays.
+inline void remove_stale_temporaries(const std::filesystem::path& dir, const std::string& prefix) {
+    static std::mutex mutex;
+    static std::set<std::string> done;
+    {
+        std::lock_guard lock(mutex);
+        if (!done.insert((dir / prefix).string()).second) return;
+    }
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!name.starts_with(prefix)) continue;
+        const std::string rest = name.substr(prefix.size());  // "PID-N"
+        const std::size_t dash = rest.find('-');
+        if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789-") != std::string::npos) continue;
+        const long pid = std::strtol(rest.substr(0, dash).c_str(), nullptr, 10);
+        if (pid <= 0 || pid == static_cast<long>(::getpid())) continue;
+        if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            std::error_code ignored;
+            std::filesystem::remove(it->path(), ignored);
+        }
+    }
+}
 }  // namespace detail
 
 class AtomicWriter;
@@ -118,11 +149,12 @@ void write_file_atomic(const std::filesystem::path& path, Fill&& fill, const cha
     // or processes) never share a temporary. Long names are shortened to stay under the
     // usual 255-byte limit for a file name.
     static std::atomic<std::uint64_t> counter{0};
+    const std::string tmp_prefix = "." + name.substr(0, 200) + ".tmp-";
+    detail::remove_stale_temporaries(dir, tmp_prefix);
     std::filesystem::path tmp;
     int fd = -1;
     for (int attempt = 0; fd < 0; ++attempt) {
-        tmp = dir / ("." + name.substr(0, 200) + ".tmp-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(counter.fetch_add(1)));
+        tmp = dir / (tmp_prefix + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)));
         fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         // EEXIST: a leftover from a crashed process that had our pid; try the next number.
         if (fd < 0 && (errno != EEXIST || attempt > 100))

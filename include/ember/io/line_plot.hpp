@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -156,9 +157,19 @@ inline Image metrics_plot(const CsvTable& table, const std::vector<std::string>&
     return line_plot(series, o);
 }
 
-/// Reads a metrics CSV file (ember/io/csv.hpp) and plots it with metrics_plot.
+/// Reads a metrics CSV file (ember/io/csv.hpp) and plots it with metrics_plot. An empty
+/// file (a log that has no header yet) gives empty axes, as a header without rows does.
 inline Image plot_metrics_csv(const std::filesystem::path& csv, const std::vector<std::string>& columns = {},
                               const LinePlotOptions& o = {}) {
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(csv, ec) && std::filesystem::file_size(csv, ec) == 0 && !ec) {
+        CsvTable empty;
+        empty.columns.push_back("step");
+        for (const std::string& c : columns)
+            if (c != "step") empty.columns.push_back(c);
+        empty.values.resize(empty.columns.size());
+        return metrics_plot(empty, columns, o);
+    }
     return metrics_plot(read_numeric_csv(csv), columns, o);
 }
 

@@ -18,6 +18,17 @@
 /// offsets that match each tensor's size and tile the data section exactly, without gaps or
 /// overlaps. Every failure is an ember::Error "load_safetensors: FILE: ...". Saving is
 /// atomic (ember/io/atomic_file.hpp).
+///
+/// Integrity. ember adds to the metadata a CRC-32 (zlib's) of every tensor, under
+/// "crc32:<name>", covering its name, dtype, shape and data bytes, and one of the other
+/// metadata entries, under "crc32:__metadata__". Loading verifies them, so a flipped bit in
+/// a tensor's data, shape or name, or in a metadata value, is an error naming what is
+/// damaged rather than a silently different model. Files without these entries (written by
+/// PyTorch or the reference implementation) load unchecked; Safetensors::checksummed says
+/// which kind was read. The "crc32:" entries are not returned among the metadata, and user
+/// metadata cannot use that prefix.
+#include <zlib.h>
+
 #include <algorithm>
 #include <array>
 #include <cstddef>
@@ -49,8 +60,10 @@ template <Real T>
 struct Safetensors {
     /// The tensors, by name.
     std::map<std::string, Tensor<T>> tensors;
-    /// The "__metadata__" entries (string to string).
+    /// The "__metadata__" entries (string to string), without ember's "crc32:" entries.
     std::map<std::string, std::string> metadata;
+    /// Whether the file carried ember's CRC-32s (all of which were verified).
+    bool checksummed = false;
 
     /// The tensor called `name`; throws ember::Error naming it if there is none.
     const Tensor<T>& at(const std::string& name) const {
@@ -72,6 +85,75 @@ inline constexpr std::array<std::string_view, 20> kSafetensorsDtypes = {
     "U16",  "F16", "BF16", "I32",    "U32",     "F32",     "F64", "I64",     "U64",     "C64"};
 
 inline const char* safetensors_dtype(DType d) { return d == DType::F32 ? "F32" : d == DType::F64 ? "F64" : "U8"; }
+
+// ---- integrity: CRC-32 of each tensor and of the metadata -----------------------------
+
+inline constexpr std::string_view kCrcPrefix = "crc32:";
+inline constexpr std::string_view kMetadataCrcKey = "crc32:__metadata__";
+
+inline std::uint32_t crc32_update(std::uint32_t crc, const void* data, std::size_t n) {
+    return static_cast<std::uint32_t>(::crc32_z(crc, static_cast<const Bytef*>(data), n));
+}
+inline std::uint32_t crc32_update(std::uint32_t crc, std::string_view s) { return crc32_update(crc, s.data(), s.size()); }
+
+// The CRC a tensor's data bytes continue from: its name, dtype and shape, so that damage
+// to the header entry is caught as well as damage to the data.
+inline std::uint32_t tensor_crc_seed(std::string_view name, DType dtype, const Shape& shape) {
+    std::uint32_t crc = crc32_update(0, name);
+    crc = crc32_update(crc, "\0", 1);
+    crc = crc32_update(crc, safetensors_dtype(dtype));
+    crc = crc32_update(crc, "\0", 1);
+    return crc32_update(crc, shape.str());
+}
+// The CRC of every metadata entry but ember's own "crc32:" ones, in key order.
+inline std::uint32_t metadata_crc(const std::map<std::string, std::string>& metadata) {
+    std::uint32_t crc = 0;
+    for (const auto& [key, value] : metadata) {
+        if (key.starts_with(kCrcPrefix)) continue;
+        crc = crc32_update(crc, key.data(), key.size() + 1);  // with the terminating NUL
+        crc = crc32_update(crc, value.data(), value.size() + 1);
+    }
+    return crc;
+}
+inline std::string crc_hex(std::uint32_t crc) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string s(8, '0');
+    for (int i = 7; i >= 0; --i, crc >>= 4) s[static_cast<std::size_t>(i)] = hex[crc & 15];
+    return s;
+}
+// The stored CRC `text` of `what`; 8 lowercase hex digits, or the file is damaged.
+inline std::uint32_t parse_crc_hex(const std::string& text, const std::string& what, const Where& where) {
+    std::uint32_t v = 0;
+    bool ok = text.size() == 8;
+    for (const char c : text) {
+        const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        ok = ok && d >= 0;
+        v = v * 16 + static_cast<std::uint32_t>(std::max(d, 0));
+    }
+    if (!ok) where.fail("the CRC-32 of ", what, " is \"", printable(text, 20), "\", not 8 hex digits: the file is damaged");
+    return v;
+}
+
+// A sink that only computes the CRC of what is written to it.
+struct CrcSink {
+    std::uint32_t crc;
+    void write(const void* data, std::size_t n) { crc = crc32_update(crc, data, n); }
+    void write(std::string_view s) { write(s.data(), s.size()); }
+};
+// A source that computes the CRC of everything read through it, in the order read.
+class CrcSource final : public ByteSource {
+public:
+    CrcSource(ByteSource& src, std::uint32_t seed) : crc(seed), src_(src) {}
+    std::uint64_t size() const override { return src_.size(); }
+    void read(std::uint64_t offset, std::byte* dst, std::size_t n) override {
+        src_.read(offset, dst, n);
+        crc = crc32_update(crc, dst, n);
+    }
+    std::uint32_t crc;  // of the bytes read so far
+
+private:
+    ByteSource& src_;
+};
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 if it is not valid (overlong
 // forms, surrogates and code points above U+10FFFF are invalid, as RFC 3629 says).
@@ -444,11 +526,40 @@ Safetensors<T> read_safetensors(ByteSource& src, const Where& where) {
     const SafetensorsHeader h = parse_safetensors_header(text, where);
     check_offsets(h, size - 8 - n, where);
 
+    // ember's CRCs: either none, or one for every tensor and the metadata, and none for a
+    // tensor the file does not have (a damaged name shows up as both).
     Safetensors<T> out;
-    out.metadata = h.metadata;
+    std::map<std::string, std::uint32_t> crcs;
+    for (const auto& [key, value] : h.metadata) {
+        if (!key.starts_with(kCrcPrefix)) out.metadata.emplace(key, value);
+        else crcs.emplace(key.substr(kCrcPrefix.size()), parse_crc_hex(value, quoted_name(key.substr(kCrcPrefix.size())), where));
+    }
+    out.checksummed = !crcs.empty();
+    if (out.checksummed) {
+        std::set<std::string_view> names;
+        for (const SafetensorsEntry& e : h.entries) {
+            names.insert(e.name);
+            if (!crcs.count(e.name))
+                where.fail("tensor ", quoted_name(e.name), " has no CRC-32 while the file's other entries have one: "
+                           "its name is damaged, or it was added by a program that kept ember's checksums");
+        }
+        for (const auto& [name, crc] : crcs)
+            if (name != "__metadata__" && !names.count(name))
+                where.fail("the metadata has a CRC-32 for tensor ", quoted_name(name),
+                           ", which the file does not contain: a tensor name is damaged");
+        const auto stored = crcs.find("__metadata__");
+        if (stored == crcs.end()) where.fail("the metadata has no CRC-32 while the tensors have: the file is damaged");
+        if (const std::uint32_t computed = metadata_crc(h.metadata); computed != stored->second)
+            where.fail("the metadata do not match their CRC-32 (stored ", crc_hex(stored->second), ", computed ",
+                       crc_hex(computed), "): the file is damaged");
+    }
     for (const SafetensorsEntry& e : h.entries) {
         Tensor<T> t = Tensor<T>::empty(e.shape);
-        read_elements(src, 8 + n + e.begin, e.dtype, t.data(), static_cast<std::size_t>(t.numel()));
+        CrcSource checked(src, tensor_crc_seed(e.name, e.dtype, e.shape));
+        read_elements(checked, 8 + n + e.begin, e.dtype, t.data(), static_cast<std::size_t>(t.numel()));
+        if (out.checksummed && checked.crc != crcs.at(e.name))
+            where.fail("tensor ", quoted_name(e.name), " does not match its CRC-32 (stored ", crc_hex(crcs.at(e.name)),
+                       ", computed ", crc_hex(checked.crc), "): the file is damaged");
         out.tensors.emplace(e.name, std::move(t));
     }
     return out;
@@ -471,25 +582,35 @@ void check_for_save(const NamedTensors<T>& named, const std::map<std::string, st
         if (!names.insert(name).second) where.fail("two tensors are named ", quoted_name(name));
         if (!t.defined()) where.fail("tensor ", quoted_name(name), " is undefined (default-constructed)");
     }
-    for (const auto& [key, value] : metadata)
+    for (const auto& [key, value] : metadata) {
         if (!valid_utf8(key) || !valid_utf8(value))
             where.fail("metadata entry ", quoted_name(key), " is not valid UTF-8");
+        if (key.starts_with(kCrcPrefix))
+            where.fail("metadata key ", quoted_name(key), " starts with \"crc32:\", which ember reserves for its checksums");
+    }
 }
 
 template <class Sink, Real T>
 void write_safetensors(Sink& sink, const NamedTensors<T>& named, const std::map<std::string, std::string>& metadata,
                        DType dtype, const Where& where) {
     check_for_save(named, metadata, where);
-    std::string header = "{";
-    if (!metadata.empty()) {
-        header += "\"__metadata__\":{";
-        bool first = true;
-        for (const auto& [key, value] : metadata) {
-            header += (first ? "" : ",") + json_quote(key) + ":" + json_quote(value);
-            first = false;
-        }
-        header += "}";
+    // The checksums come first: the header holds them and precedes the data. Computing them
+    // costs one extra pass over the tensors, without a copy of their bytes.
+    std::map<std::string, std::string> meta = metadata;
+    for (const auto& [name, t] : named) {
+        const Tensor<T> c = t.contiguous();
+        CrcSink crc{tensor_crc_seed(name, dtype, c.shape())};
+        write_elements(crc, c.data(), static_cast<std::size_t>(c.numel()), dtype, where, " of tensor " + quoted_name(name));
+        meta[std::string(kCrcPrefix) + name] = crc_hex(crc.crc);
     }
+    meta[std::string(kMetadataCrcKey)] = crc_hex(metadata_crc(metadata));
+    std::string header = "{\"__metadata__\":{";
+    bool first = true;
+    for (const auto& [key, value] : meta) {
+        header += (first ? "" : ",") + json_quote(key) + ":" + json_quote(value);
+        first = false;
+    }
+    header += "}";
     std::uint64_t offset = 0;
     for (const auto& [name, t] : named) {
         const std::uint64_t bytes = static_cast<std::uint64_t>(t.numel()) * dtype_size(dtype);

@@ -62,6 +62,11 @@ public:
         return o;
     }
 
+    std::vector<std::string> state_keys() const override {
+        if (opts_.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+        return {"exp_avg", "exp_avg_sq"};
+    }
+
 protected:
     AdamFamily(const char* name, std::vector<Var<T>> params, const Options& options)
         : Optimizer<T>(name, std::move(params), options.lr), opts_(validated(name, options)) {}

@@ -119,6 +119,9 @@ public:
     std::vector<ParamState<T>>& state() { return state_; }
     /// state()[i] belongs to params()[i].
     const std::vector<ParamState<T>>& state() const { return state_; }
+    /// The state tensors step() keeps for every parameter it has updated, e.g. Adam's
+    /// "exp_avg" and "exp_avg_sq" (PyTorch's names): what a checkpoint must hold for it.
+    virtual std::vector<std::string> state_keys() const = 0;
 
     void step() override {
         NoGrad no_grad;

@@ -45,6 +45,13 @@ public:
         return o;
     }
 
+    std::vector<std::string> state_keys() const override {
+        std::vector<std::string> keys = {"square_avg"};
+        if (opts_.centered) keys.push_back("grad_avg");
+        if (opts_.momentum > 0) keys.push_back("momentum_buffer");
+        return keys;
+    }
+
 private:
     static RMSpropOptions validated(const RMSpropOptions& o) {
         // PyTorch only asks alpha >= 0; above 1 the running average gets a negative weight

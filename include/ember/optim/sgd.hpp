@@ -44,6 +44,11 @@ public:
         return o;
     }
 
+    std::vector<std::string> state_keys() const override {
+        if (opts_.momentum > 0) return {"momentum_buffer"};
+        return {};
+    }
+
 private:
     static SGDOptions validated(const SGDOptions& o) {
         detail::check_nonnegative("SGD", "momentum", o.momentum);

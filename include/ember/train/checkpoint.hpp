@@ -18,14 +18,24 @@
 ///  - random generators: seed and stream offset ("<key>.seed", "<key>.offset");
 ///  - integers and doubles (step, epoch, schedule state ...) in the metadata, doubles in
 ///    shortest round-trip form so they come back exactly.
-/// load() reads and checks the whole file first (every registered name present, every
-/// shape equal) and only then writes into the model, optimisers and counters: a file that
-/// does not match leaves the run untouched.
+///
+/// Loading is all-or-nothing and strict by default. load() reads the whole file (verifying
+/// its CRC-32s, ember/io/safetensors.hpp) and checks everything before it writes into the
+/// model, optimisers and counters: every registered name present with its shape, no tensor
+/// in the file that nothing registered claims, each optimiser's state keys exactly those it
+/// keeps (Optimizer::state_keys), the learning rate finite and >= 0, and every value finite.
+/// A file that fails any check leaves the run exactly as it was. CheckpointLoadOptions
+/// relaxes the key matching (strict = false, as PyTorch's load_state_dict(strict=False))
+/// or accepts non-finite values. save() refuses non-finite values, so that a diverged run
+/// cannot overwrite its last good checkpoint.
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <system_error>
@@ -39,6 +49,24 @@
 #include "ember/optim/optimizer.hpp"
 
 namespace ember {
+
+/// How Checkpoint::load treats a file that does not match the registered state exactly.
+struct CheckpointLoadOptions {
+    /// true: a registered tensor or metadata entry missing from the file, a tensor of the
+    /// file that nothing registered claims, or an optimiser state key the optimiser does not
+    /// keep, is an error naming them all. false: what matches is loaded, the rest keeps its
+    /// value or is ignored, and the returned report lists both.
+    bool strict = true;
+    /// Accept NaN and infinite values in the tensors (by default they are an error: a run
+    /// resumed from them is lost at its first step).
+    bool allow_non_finite = false;
+};
+
+/// What a non-strict Checkpoint::load left alone (empty after a strict load).
+struct CheckpointLoadReport {
+    std::vector<std::string> missing;     ///< registered names the file lacks; they kept their values
+    std::vector<std::string> unexpected;  ///< names in the file that nothing registered; ignored
+};
 
 /// The state of a training run, registered piece by piece and saved to or loaded from one
 /// safetensors file (see the file description).
@@ -90,12 +118,13 @@ public:
     }
 
     /// Writes the file atomically, with `extra` as additional metadata (for people: the
-    /// command line, the date ...; load() ignores it).
+    /// command line, the date ...; load() ignores it). Throws ember::Error, writing nothing,
+    /// if a tensor holds a NaN or an infinity.
     void save(const std::filesystem::path& path, const std::map<std::string, std::string>& extra = {}) const;
 
     /// Restores everything registered from `path`; throws ember::Error (and changes nothing)
-    /// when the file is unreadable or does not match.
-    void load(const std::filesystem::path& path);
+    /// when the file is unreadable, damaged or does not match (see the file description).
+    CheckpointLoadReport load(const std::filesystem::path& path, const CheckpointLoadOptions& options = {});
 
 private:
     struct OptimizerEntry {
@@ -113,6 +142,19 @@ private:
         char buf[64];
         const auto r = std::to_chars(buf, buf + sizeof buf, v);  // shortest form that reads back exactly
         return std::string(buf, r.ptr);
+    }
+    // Throws unless every value of `t` is finite, naming the tensor and the first bad value.
+    static void check_finite(const Tensor<T>& t, const std::string& op, const std::string& name, const char* advice) {
+        const Tensor<T> c = t.contiguous();
+        const T* p = c.data();
+        const Index n = c.numel();
+        Index bad = 0, first = -1;
+        for (Index i = 0; i < n; ++i)
+            if (!std::isfinite(p[i])) {
+                if (bad++ == 0) first = i;
+            }
+        EMBER_CHECK(bad == 0, op.c_str(), "tensor '", name, "' holds ", bad, " non-finite value", bad == 1 ? "" : "s",
+                    " of ", n, " (element ", first, " is ", first >= 0 ? p[first] : T(0), "); ", advice);
     }
     template <class N>
     static N parse(const std::string& s, const std::string& where, const std::string& key) {
@@ -151,72 +193,122 @@ void Checkpoint<T>::save(const std::filesystem::path& path, const std::map<std::
     }
     for (const auto& [key, v] : integers_) meta[key] = std::to_string(*v);
     for (const auto& [key, v] : doubles_) meta[key] = format_double(*v);
+    const std::string op = "Checkpoint::save " + path.string();
+    for (const auto& [name, t] : out)
+        check_finite(t, op, name, "refusing to replace the checkpoint with a diverged state");
     save_safetensors(path, out, meta);
 }
 
 template <Real T>
-void Checkpoint<T>::load(const std::filesystem::path& path) {
+CheckpointLoadReport Checkpoint<T>::load(const std::filesystem::path& path, const CheckpointLoadOptions& options) {
     const Safetensors<T> file = load_safetensors<T>(path);
     const std::string where = "load checkpoint " + path.string();
-    auto tensor = [&](const std::string& name, const Shape& shape) -> const Tensor<T>& {
+    CheckpointLoadReport report;
+    std::set<std::string> claimed;  // the file's tensors that something registered takes
+    const char* advice = "load with allow_non_finite to accept it (the run would diverge at once)";
+
+    // The tensor `name` of shape `shape`, or nullptr (and noted as missing) if the file lacks it.
+    auto tensor = [&](const std::string& name, const Shape& shape) -> const Tensor<T>* {
         const auto it = file.tensors.find(name);
-        EMBER_CHECK(it != file.tensors.end(), where.c_str(), "no tensor '", name, "' (a checkpoint of another model?)");
+        if (it == file.tensors.end()) {
+            report.missing.push_back(name);
+            return nullptr;
+        }
+        claimed.insert(name);
         EMBER_CHECK(it->second.shape() == shape, where.c_str(), "'", name, "' has shape ", it->second.shape().str(),
                     " but the model's is ", shape.str());
-        return it->second;
+        if (!options.allow_non_finite) check_finite(it->second, where, name, advice);
+        return &it->second;
     };
-    auto meta = [&](const std::string& key) -> const std::string& {
+    auto meta = [&](const std::string& key) -> const std::string* {
         const auto it = file.metadata.find(key);
-        EMBER_CHECK(it != file.metadata.end(), where.c_str(), "no metadata '", key, "'");
-        return it->second;
+        if (it == file.metadata.end()) {
+            report.missing.push_back(key);
+            return nullptr;
+        }
+        return &it->second;
     };
 
-    // 1. Check and collect everything.
+    // 1. Check and collect everything; nothing is written until all of it has passed.
     std::vector<std::function<void()>> writes;
-    for (const auto& [name, dst] : tensors_) {
-        const Tensor<T>& src = tensor(name, dst.shape());
-        writes.push_back([dst = dst, src] { dst.copy_from(src.contiguous()); });
-    }
+    for (const auto& [name, dst] : tensors_)
+        if (const Tensor<T>* src = tensor(name, dst.shape()))
+            writes.push_back([dst = dst, src = *src] { dst.copy_from(src.contiguous()); });
     for (const auto& o : optimizers_) {
-        const double lr = parse<double>(meta(o.prefix + ".lr"), where, o.prefix + ".lr");
-        std::vector<ParamState<T>> states(o.names.size());
+        const std::vector<std::string> keys = o.opt->state_keys();
+        const std::string* lr_text = meta(o.prefix + ".lr");
+        std::optional<double> lr;
+        if (lr_text) {
+            lr = parse<double>(*lr_text, where, o.prefix + ".lr");
+            EMBER_CHECK(std::isfinite(*lr) && *lr >= 0, where.c_str(), "metadata '", o.prefix, ".lr' = ", *lr_text,
+                        " is not a learning rate (a finite number >= 0)");
+        }
+        std::vector<ParamState<T>> states = o.opt->state();  // kept where the file has nothing
         for (std::size_t i = 0; i < o.names.size(); ++i) {
-            states[i].step = parse<std::int64_t>(meta(o.names[i] + ".step"), where, o.names[i] + ".step");
+            const std::string* step_text = meta(o.names[i] + ".step");
+            if (!step_text) continue;
+            ParamState<T> state;
+            state.step = parse<std::int64_t>(*step_text, where, o.names[i] + ".step");
+            EMBER_CHECK(state.step >= 0, where.c_str(), "metadata '", o.names[i], ".step' = ", state.step,
+                        " is negative");
             const std::string stem = o.names[i] + ".";
             const Shape& shape = o.opt->params()[i].shape();
             for (const auto& [name, t] : file.tensors) {
                 if (!name.starts_with(stem)) continue;
                 const std::string key = name.substr(stem.size());
                 if (key.find('.') != std::string::npos) continue;  // a deeper name, not a state key
-                states[i].set(key, tensor(name, shape).contiguous().clone());
+                if (std::find(keys.begin(), keys.end(), key) == keys.end()) continue;  // unexpected, below
+                if (const Tensor<T>* src = tensor(name, shape)) state.set(key, src->contiguous().clone());
             }
+            // After its first update a parameter has every state tensor of its optimiser.
+            if (state.step > 0)
+                for (const std::string& key : keys)
+                    if (!state.find(key) && !file.tensors.count(stem + key)) report.missing.push_back(stem + key);
+            states[i] = std::move(state);
         }
         Optimizer<T>* opt = o.opt;
         writes.push_back([opt, lr, states = std::move(states)]() mutable {
-            opt->set_lr(lr);
+            if (lr) opt->set_lr(*lr);
             opt->state() = std::move(states);
         });
     }
     for (const auto& [key, g] : generators_) {
-        const auto seed = parse<std::uint64_t>(meta(key + ".seed"), where, key + ".seed");
-        const auto offset = parse<std::uint64_t>(meta(key + ".offset"), where, key + ".offset");
+        const std::string* seed_text = meta(key + ".seed");
+        const std::string* offset_text = meta(key + ".offset");
+        if (!seed_text || !offset_text) continue;
+        const auto seed = parse<std::uint64_t>(*seed_text, where, key + ".seed");
+        const auto offset = parse<std::uint64_t>(*offset_text, where, key + ".offset");
         Generator* gen = g;
         writes.push_back([gen, seed, offset] {
             *gen = Generator(seed);
             gen->set_offset(offset);
         });
     }
-    for (const auto& [key, v] : integers_) {
-        const auto value = parse<std::int64_t>(meta(key), where, key);
-        writes.push_back([v = v, value] { *v = value; });
+    for (const auto& [key, v] : integers_)
+        if (const std::string* text = meta(key)) writes.push_back([v = v, value = parse<std::int64_t>(*text, where, key)] { *v = value; });
+    for (const auto& [key, v] : doubles_)
+        if (const std::string* text = meta(key)) writes.push_back([v = v, value = parse<double>(*text, where, key)] { *v = value; });
+    for (const auto& [name, t] : file.tensors)
+        if (!claimed.count(name)) report.unexpected.push_back(name);
+
+    if (options.strict && (!report.missing.empty() || !report.unexpected.empty())) {
+        auto list = [](const std::vector<std::string>& names) {
+            std::string s;
+            for (std::size_t i = 0; i < names.size() && i < 8; ++i) s += (i ? ", " : "") + ("'" + names[i] + "'");
+            if (names.size() > 8) s += " and " + std::to_string(names.size() - 8) + " more";
+            return s;
+        };
+        std::string what;
+        if (!report.missing.empty()) what += "missing " + list(report.missing);
+        if (!report.unexpected.empty())
+            what += (what.empty() ? "" : "; ") + ("not registered " + list(report.unexpected));
+        detail::fail(where.c_str(), "the file does not match what is registered (a checkpoint of another model or "
+                     "optimiser?): ", what, "; load with strict = false to restore only what matches");
     }
-    for (const auto& [key, v] : doubles_) {
-        const auto value = parse<double>(meta(key), where, key);
-        writes.push_back([v = v, value] { *v = value; });
-    }
-    // 2. Apply.
+    // 2. Apply; nothing below can throw.
     NoGrad no_grad;
     for (auto& w : writes) w();
+    return report;
 }
 
 // What ember::compiled instantiates for float and double (core/instances.hpp).
