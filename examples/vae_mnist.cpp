@@ -3,9 +3,9 @@
 // Salakhutdinov (2016) with K = 1000 (docs/math.md §5). MLPs in common/vae_nets.hpp.
 //
 //   q(z|x) = N(μ(x), diag exp(logvar(x))),  p(x|z) = Π_i Bernoulli(x_i; σ(a_i(z))),  p(z) = N(0, I)
-//   ELBO(x)   = E_q[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x)           ember::elbo (§5.1, §5.3)
-//   z         = μ + exp(½ logvar) · ε,  ε ~ N(0, I)                          ember::reparameterize (§5.2)
-//   IWAE_K(x) = log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x)     ember::iwae_bound (§5.5)
+//   ELBO(x)   = E_q[log p(x|z)] - KL(q(z|x) || p(z)) <= log p(x)           ember::info::elbo (§5.1, §5.3)
+//   z         = μ + exp(½ logvar) · ε,  ε ~ N(0, I)                          ember::info::reparameterize (§5.2)
+//   IWAE_K(x) = log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x)     ember::info::iwae_bound (§5.5)
 //
 // Training: Adam on -mean ELBO of a batch, one z per image, each image binarised afresh,
 // x ~ Bernoulli(pixel/255) (a regulariser much like data augmentation); the lr constant for
@@ -44,11 +44,11 @@ Tensor<float> iwae(Vae& vae, const Tensor<float>& x, Index K, Index chunk, ember
     std::vector<Var> log_w;  // [k, B] blocks of log p(x, z_k) - log q(z_k|x)
     for (Index k0 = 0; k0 < K; k0 += chunk) {
         const Index k = std::min(chunk, K - k0);
-        const Var z = ember::reparameterize(mu, logvar, k, gen);  // [k, B, latent]
+        const Var z = ember::info::reparameterize(mu, logvar, k, gen);  // [k, B, latent]
         const Var logits = ember::reshape(vae.dec(ember::reshape(z, Shape{k * B, vae.latent})), Shape{k, B, 784});
-        log_w.push_back(ember::iwae_log_weights(ember::bernoulli_log_prob(Var(x), logits), z, mu, logvar));
+        log_w.push_back(ember::info::iwae_log_weights(ember::info::bernoulli_log_prob(Var(x), logits), z, mu, logvar));
     }
-    return ember::iwae_bound(ember::concat(log_w, 0)).value();
+    return ember::info::iwae_bound(ember::concat(log_w, 0)).value();
 }
 
 // Samples: the Bernoulli means σ(a(z)) of latents z, as images [N,1,28,28] in [0,1].
@@ -89,8 +89,8 @@ int train(Options& o) {
         ember::Generator g(o.seed + 4);
         return ember_examples::batched_mean(test_bin, 500, [&](const Tensor<float>& x) {
             const auto [mu, logvar] = vae.encode(Var(x));
-            const Var z = ember::reparameterize(mu, logvar, g);
-            return ember::elbo(ember::bernoulli_log_prob(Var(x), vae.dec(z)), mu, logvar).value();
+            const Var z = ember::info::reparameterize(mu, logvar, g);
+            return ember::info::elbo(ember::info::bernoulli_log_prob(Var(x), vae.dec(z)), mu, logvar).value();
         });
     };
 
@@ -99,9 +99,9 @@ int train(Options& o) {
     while (run.running()) {
         const Var x(ember::binarize(batches.next_wrapping().x, noise));  // a fresh binarisation
         const auto [mu, logvar] = vae.encode(x);
-        const Var z = ember::reparameterize(mu, logvar, noise);
-        const Var kl = ember::kl_normal_std_mean(mu, logvar);
-        const Var elbo = ember::mean(ember::elbo(ember::bernoulli_log_prob(x, vae.dec(z)), mu, logvar));
+        const Var z = ember::info::reparameterize(mu, logvar, noise);
+        const Var kl = ember::info::kl_normal_std_mean(mu, logvar);
+        const Var elbo = ember::mean(ember::info::elbo(ember::info::bernoulli_log_prob(x, vae.dec(z)), mu, logvar));
         opt_enc.zero_grad(), opt_dec.zero_grad();
         ember::backward(Var(-elbo));
         const double lr = ember_examples::vae_lr(run.step, run.total, o.lr, o.lr_final);

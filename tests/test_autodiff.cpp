@@ -102,6 +102,16 @@ TEST_CASE("the graph is freed after backward unless retained") {
     CHECK_THROWS_WITH_AS(y.backward(), doctest::Contains("already freed"), Error);
 }
 
+TEST_CASE("grad() and backward() take an elementwise expression as it is") {
+    const V x(Tensor<double>::scalar(3.0), true), w(Tensor<double>::scalar(2.0), true);
+    const auto g = grad(w * x * x, {x, w});  // no Var<double>(...) around the expression
+    CHECK(g[0].item() == 12.0);               // 2wx
+    CHECK(g[1].item() == 9.0);                // x²
+    backward(w * exp(x - 3.0));
+    CHECK(x.grad().item() == 2.0);
+    CHECK(w.grad().item() == 1.0);
+}
+
 TEST_CASE("grad() returns gradients without touching leaves; create_graph differentiates again") {
     V x(Tensor<double>::from({3}, {0.5, -1, 2}), true);
     V y = sum(V(pow(x, 3)));

@@ -1,6 +1,7 @@
 // Every elementwise op through the harness, over the broadcasting cases, plus fusion:
 // one buffer per fused forward, one node per fused expression.
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <limits>
 
@@ -46,6 +47,8 @@ std::vector<Unary> unary_table() {
          [](double x) { return x > 0 ? x : 1.5 * std::expm1(x); }},
         {"clamp", -2, 2, [](const V& x) { return V(clamp(x, -0.5, 1.0)); },
          [](double x) { return std::min(std::max(x, -0.5), 1.0); }},
+        {"clamp_min", -2, 2, [](const V& x) { return V(clamp_min(x, -0.5)); }, [](double x) { return std::max(x, -0.5); }},
+        {"clamp_max", -2, 2, [](const V& x) { return V(clamp_max(x, 1.0)); }, [](double x) { return std::min(x, 1.0); }},
     };
 }
 
@@ -87,6 +90,115 @@ TEST_CASE("unary elementwise ops: value, gradient and gradient of gradient") {
             check_op(row);
         }
     }
+}
+
+namespace {
+
+// An op with its first and second derivatives in long double, the reference for the tails.
+struct Tail {
+    const char* name;
+    std::function<Var<double>(const Var<double>&)> op;
+    std::function<Var<float>(const Var<float>&)> op_float;
+    std::function<long double(long double)> d1, d2;
+};
+
+long double sigmoid_l(long double x) { return 1 / (1 + std::exp(-x)); }
+long double dsigmoid_l(long double x) { return sigmoid_l(x) * sigmoid_l(-x); }
+
+std::vector<Tail> tail_table() {
+    const long double alpha = 1.5L;
+    return {
+        {"tanh", [](const auto& x) { return Var<double>(tanh(x)); }, [](const auto& x) { return Var<float>(tanh(x)); },
+         [](long double x) { return 1 / (std::cosh(x) * std::cosh(x)); },
+         [](long double x) { return -2 * std::tanh(x) / (std::cosh(x) * std::cosh(x)); }},
+        {"sigmoid", [](const auto& x) { return Var<double>(sigmoid(x)); },
+         [](const auto& x) { return Var<float>(sigmoid(x)); }, dsigmoid_l,
+         [](long double x) { return dsigmoid_l(x) * std::tanh(-x / 2); }},
+        {"softplus", [](const auto& x) { return Var<double>(softplus(x)); },
+         [](const auto& x) { return Var<float>(softplus(x)); }, sigmoid_l, dsigmoid_l},
+        {"log_sigmoid", [](const auto& x) { return Var<double>(log_sigmoid(x)); },
+         [](const auto& x) { return Var<float>(log_sigmoid(x)); }, [](long double x) { return sigmoid_l(-x); },
+         [](long double x) { return -dsigmoid_l(x); }},
+        {"expm1", [](const auto& x) { return Var<double>(expm1(x)); }, [](const auto& x) { return Var<float>(expm1(x)); },
+         [](long double x) { return std::exp(x); }, [](long double x) { return std::exp(x); }},
+        {"elu", [](const auto& x) { return Var<double>(elu(x, 1.5)); }, [](const auto& x) { return Var<float>(elu(x, 1.5)); },
+         [=](long double x) { return x > 0 ? 1.0L : alpha * std::exp(x); },
+         [=](long double x) { return x > 0 ? 0.0L : alpha * std::exp(x); }},
+    };
+}
+
+// The first derivative through the fused backward kernel and through the recorded graph
+// (create_graph), and the second derivative, of op at each of `points`.
+template <class T, class Op>
+void check_tails(const char* name, Op op, const Tail& t, const std::vector<double>& points, double tolerance) {
+    const Index n = static_cast<Index>(points.size());
+    Tensor<T> xs = Tensor<T>::empty({n});
+    for (Index i = 0; i < n; ++i) xs.data()[i] = static_cast<T>(points[static_cast<std::size_t>(i)]);
+    const Var<T> x(xs, true);
+    const Tensor<T> d1_kernel = grad(sum(op(x)), {x})[0].value();
+    const Var<T> d1 = grad(sum(op(x)), {x}, {.create_graph = true})[0];
+    const Tensor<T> d2 = grad(sum(d1), {x})[0].value();
+    auto close = [&](T got, long double want) {
+        return std::fabs(static_cast<long double>(got) - want) <= tolerance * std::fabs(want);
+    };
+    for (Index i = 0; i < n; ++i) {
+        const long double xi = static_cast<long double>(xs.data()[i]);  // the point as T holds it
+        CAPTURE(name);
+        CAPTURE(xi);
+        CHECK_MESSAGE(close(d1_kernel.data()[i], t.d1(xi)), "first derivative (kernel) ", d1_kernel.data()[i], " vs ",
+                      static_cast<double>(t.d1(xi)));
+        CHECK_MESSAGE(close(d1.value().data()[i], t.d1(xi)), "first derivative (graph) ", d1.value().data()[i], " vs ",
+                      static_cast<double>(t.d1(xi)));
+        CHECK_MESSAGE(close(d2.data()[i], t.d2(xi)), "second derivative ", d2.data()[i], " vs ",
+                      static_cast<double>(t.d2(xi)));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("first and second derivatives keep their relative accuracy on both tails") {
+    // Where the derivatives are normal numbers: in double up to |x| = 100 (e^-200 for tanh),
+    // in float up to 27 (sigmoid' = 1.9e-12 there). 1e-12 relative in double; in float 16
+    // ulp (the forward and the derivative each round a handful of times).
+    const std::vector<double> points = {-100, -50, -27, -20, -1, -1e-8, 1e-8, 1, 20, 27, 50, 100};
+    const std::vector<double> float_points = {-27, -20, -5, -1, -1e-4, 1e-4, 1, 5, 20, 27};
+    for (const Tail& t : tail_table()) {
+        check_tails<double>(t.name, t.op, t, points, 1e-12);
+        check_tails<float>(t.name, t.op_float, t, float_points, 16 * 6e-8);
+    }
+}
+
+TEST_CASE("kinks follow PyTorch's convention, for the first and the second derivative") {
+    // The numbers PyTorch 1.13 gives at each kink (float64, torch.autograd.grad with
+    // create_graph): the derivative of the branch taken there, and 0 for the second.
+    struct Kink {
+        const char* name;
+        std::function<V(const V&)> op;
+        double at, d1, d2;
+    };
+    const std::vector<Kink> kinks = {
+        {"relu", [](const V& x) { return V(relu(x)); }, 0, 0, 0},
+        {"leaky_relu", [](const V& x) { return V(leaky_relu(x, 0.2)); }, 0, 0.2, 0},
+        {"elu", [](const V& x) { return V(elu(x, 1.5)); }, 0, 1.5, 0},
+        {"abs", [](const V& x) { return V(abs(x)); }, 0, 0, 0},
+        {"clamp at lo", [](const V& x) { return V(clamp(x, 0.0, 1.0)); }, 0, 1, 0},
+        {"clamp at hi", [](const V& x) { return V(clamp(x, -1.0, 0.0)); }, 0, 1, 0},
+        {"maximum tie", [](const V& x) { return V(maximum(x, 0.0)); }, 0, 0.5, 0},
+        {"minimum tie", [](const V& x) { return V(minimum(0.0, x)); }, 0, 0.5, 0},
+    };
+    for (const Kink& k : kinks) {
+        CAPTURE(k.name);
+        const V x(Tensor<double>::full({1}, k.at), true);
+        CHECK(grad(sum(k.op(x)), {x})[0].value().item() == k.d1);  // the fused kernel
+        const V d1 = grad(sum(k.op(x)), {x}, {.create_graph = true})[0];
+        CHECK(d1.value().item() == k.d1);  // the recorded rule
+        CHECK(grad(sum(d1), {x})[0].value().item() == k.d2);  // zero where nothing depends on x
+    }
+    // A tie between two variables: half to each.
+    const V a(Tensor<double>::full({1}, 1.0), true), b(Tensor<double>::full({1}, 1.0), true);
+    const auto g = grad(sum(V(maximum(a, b))), {a, b});
+    CHECK(g[0].value().item() == 0.5);
+    CHECK(g[1].value().item() == 0.5);
 }
 
 TEST_CASE("binary elementwise ops under broadcasting") {

@@ -233,6 +233,25 @@ TEST_CASE("wgan_gp_penalty: λ E(||∇D(x̂)|| - 1)² with ε drawn per sample")
         const V gp2 = energy::wgan_gp_penalty([&](const V& in) { return mlp(in, pv); }, V(x), V(xf), g, lambda);
         CHECK(std::fabs(gp2.item() - gp.item()) > 1e-6);
     }
+    SUBCASE("the penalty at interpolates of the caller's ε: the same value as the reference") {
+        const std::vector<double> eps = {0.0, 0.1, 0.25, 0.5, 0.5, 0.75, 0.9, 1.0};
+        const Tensor<double> e = Tensor<double>::from({B}, std::vector<double>(eps));
+        const Tensor<double> xh = energy::interpolate(x, xf, e);
+        const Tensor<double> ref = interpolate_ref(x, xf, eps);
+        for (Index i = 0; i < xh.numel(); ++i) CHECK(close(xh.flat(i), ref.flat(i)));
+        const V gp = energy::wgan_gp_penalty_at([&](const V& in) { return mlp(in, pv); }, xh, lambda);
+        CHECK(close(gp.item(), penalty_ref(p, ref, 1, lambda)));
+        const V one_sided = energy::one_sided_gp_penalty_at([&](const V& in) { return mlp(in, pv); }, xh, lambda);
+        CHECK(close(one_sided.item(), penalty_ref(p, ref, 2, lambda)));
+        // The random form is this at random_interpolation's ε.
+        Generator g1(21), g2(21);
+        CHECK(energy::wgan_gp_penalty([&](const V& in) { return mlp(in, pv); }, V(x), V(xf), g1, lambda).item() ==
+              energy::wgan_gp_penalty_at([&](const V& in) { return mlp(in, pv); },
+                                         energy::random_interpolation(x, xf, g2), lambda)
+                  .item());
+        CHECK_THROWS_WITH_AS(energy::interpolate(x, xf, Tensor<double>::ones({B, 1})),
+                             doctest::Contains("eps must have shape [8]"), Error);
+    }
     SUBCASE("random_interpolation: one ε in [0,1] per sample, shared by its features, different across samples") {
         Generator g(21);
         const Tensor<double> xh = energy::random_interpolation(x, xf, g);

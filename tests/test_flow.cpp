@@ -519,7 +519,7 @@ TEST_CASE("Flow: log_prob of an affine flow is the Gaussian density; sampling an
     }
     const Td cov = matmul(V(A), transpose(V(A))).value();
     const Td x = normal<double>(Shape{5, 3}, gen, 0.0, 2.0);
-    const Td want = gaussian_full_log_prob(x, c, cov);
+    const Td want = info::gaussian_full_log_prob(x, c, cov);
     CHECK(max_abs_diff(f.log_prob(V(x)).value(), want) <= 1e-10);
 
     // sample(n, gen, τ) = f⁻¹(τ ε) with ε drawn from gen; for an affine flow the samples at

@@ -2,6 +2,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "harness.hpp"
 
@@ -166,6 +167,69 @@ TEST_CASE("reductions over all elements and over each axis") {
                 check_op({name, {{2, 3, 4}}, -2, 2, [op = r.op, axis, keep](const Vs& v) { return op(v[0], axis, keep); },
                           [f = r.f, axis, keep](const Ts& in) { return reduce_ref(in[0], axis, keep, f); }});
             }
+}
+
+TEST_CASE("reductions over several axes at once") {
+    // The reference groups the elements by their coordinates on the axes that remain.
+    auto reference = [](const Tensor<double>& x, std::vector<int> axes, bool keep,
+                        const std::function<double(const std::vector<double>&)>& f) {
+        const Shape& s = x.shape();
+        const int r = s.rank();
+        std::vector<bool> reduced(static_cast<std::size_t>(r), false);
+        for (const int a : axes) reduced[static_cast<std::size_t>((a + r) % r)] = true;
+        std::vector<Index> out_dims;
+        for (int d = 0; d < r; ++d)
+            if (!reduced[static_cast<std::size_t>(d)]) out_dims.push_back(s[d]);
+            else if (keep) out_dims.push_back(1);
+        std::map<std::vector<Index>, std::vector<double>> groups;  // ordered as the result's elements
+        const Tensor<double> c = x.contiguous();
+        for (Index i = 0; i < c.numel(); ++i) {
+            std::vector<Index> key;
+            Index rest = i, stride = c.numel();
+            for (int d = 0; d < r; ++d) {
+                stride /= s[d];
+                if (!reduced[static_cast<std::size_t>(d)]) key.push_back(rest / stride);
+                rest %= stride;
+            }
+            groups[key].push_back(c.data()[i]);
+        }
+        Tensor<double> out = Tensor<double>::zeros(Shape(std::span<const Index>(out_dims)));
+        Index k = 0;
+        for (const auto& [key, values] : groups) out.data()[k++] = f(values);
+        return out;
+    };
+    const auto sum_f = [](const std::vector<double>& v) { return vsum(v); };
+    const auto mean_f = [](const std::vector<double>& v) { return vsum(v) / static_cast<double>(v.size()); };
+    const auto max_f = [](const std::vector<double>& v) { return *std::max_element(v.begin(), v.end()); };
+    const auto lse_f = [](const std::vector<double>& v) {
+        double t = 0;
+        for (double x : v) t += std::exp(x);
+        return std::log(t);
+    };
+    for (const std::vector<int>& axes : {std::vector<int>{1, 2}, std::vector<int>{-1, 0}, std::vector<int>{0, 1, 2}}) {
+        for (bool keep : {false, true}) {
+            const Axes a = axes.size() == 2 ? Axes{axes[0], axes[1]} : Axes{axes[0], axes[1], axes[2]};
+            const std::string tag = " over " + std::to_string(axes.size()) + " axes" + (keep ? " keepdim" : "");
+            check_op({"sum" + tag, {{2, 3, 4}}, -2, 2, [a, keep](const Vs& v) { return sum(v[0], a, keep); },
+                      [&, axes, keep](const Ts& in) { return reference(in[0], axes, keep, sum_f); }});
+            check_op({"mean" + tag, {{2, 3, 4}}, -2, 2, [a, keep](const Vs& v) { return mean(v[0], a, keep); },
+                      [&, axes, keep](const Ts& in) { return reference(in[0], axes, keep, mean_f); }});
+            check_op({"max" + tag, {{2, 3, 4}}, -2, 2, [a, keep](const Vs& v) { return max(v[0], a, keep); },
+                      [&, axes, keep](const Ts& in) { return reference(in[0], axes, keep, max_f); }});
+            check_op({"logsumexp" + tag, {{2, 3, 4}}, -2, 2, [a, keep](const Vs& v) { return logsumexp(v[0], a, keep); },
+                      [&, axes, keep](const Ts& in) { return reference(in[0], axes, keep, lse_f); }});
+        }
+    }
+    // The form research code writes: per-sample sums of an expression over C, H and W.
+    const V x(Tensor<double>::arange(24).reshape({2, 3, 2, 2}), true);
+    CHECK(sum(x * x, {1, 2, 3}).shape() == Shape{2});
+    CHECK(sum(x * x, {1, 2, 3}).value().data()[1] == doctest::Approx(vsum([] {
+              std::vector<double> v;
+              for (int i = 12; i < 24; ++i) v.push_back(double(i) * i);
+              return v;
+          }())));
+    CHECK_THROWS_WITH_AS(sum(x, {1, -3}), doctest::Contains("axis -3 is given twice"), Error);
+    CHECK_THROWS_WITH_AS(sum(x, {1, 4}), doctest::Contains("4"), Error);
 }
 
 TEST_CASE("logsumexp is stable and argmax picks the first maximum") {

@@ -258,8 +258,9 @@ TEST_CASE("sample: MALA's acceptance ratio equals the formula computed by hand")
     const Tensor<double> x = Tensor<double>::from(Shape{2, 1}, {1.0, 0.5});
     const Tensor<double> xp = Tensor<double>::from(Shape{2, 1}, {0.5, 1.0});
     const auto r = sample::mala_log_accept_ratio<double>(U, x, xp, 0.25);
-    CHECK(r[0] == doctest::Approx(0.0234375).epsilon(1e-14));
-    CHECK(r[1] == doctest::Approx(-0.0234375).epsilon(1e-14));
+    CHECK(r.shape() == Shape{2});
+    CHECK(r.data()[0] == doctest::Approx(0.0234375).epsilon(1e-14));
+    CHECK(r.data()[1] == doctest::Approx(-0.0234375).epsilon(1e-14));
 
     // A 2-D anisotropic energy U = 2a² + ab + b²/2 (∇U = (4a + b, a + b)) at ε = 0.3,
     // written out term by term.
@@ -282,8 +283,41 @@ TEST_CASE("sample: MALA's acceptance ratio equals the formula computed by hand")
         const double fwd = std::pow(a2 - a + eps / 2 * ga, 2) + std::pow(b2 - b + eps / 2 * gb, 2);
         const double bwd = std::pow(a - a2 + eps / 2 * ga2, 2) + std::pow(b - b2 + eps / 2 * gb2, 2);
         const double expected = u(a, b) - u(a2, b2) - bwd / (2 * eps) + fwd / (2 * eps);
-        CHECK(r2[static_cast<std::size_t>(i)] == doctest::Approx(expected).epsilon(1e-13));
+        CHECK(r2.data()[i] == doctest::Approx(expected).epsilon(1e-13));
     }
+}
+
+TEST_CASE("sample: samplers and sampling functions take a lambda energy as it is") {
+    const Tensor<double> x0 = Tensor<double>::zeros({4, 2});
+    const auto U = [](const V& x) { return V(0.5 * sum(x * x, 1)); };  // not a std::function
+    sample::Mala mala(U, x0, {.step_size = 0.1, .seed = 1});             // T deduced from x0
+    sample::Langevin ula(U, x0);
+    sample::Hmc hmc(U, x0);
+    mala.run(2);
+    ula.run(2);
+    hmc.run(2);
+    CHECK(mala.state().shape() == x0.shape());
+    Generator g(3);
+    CHECK(sample::sgld(U, x0, {.steps = 2}, g).shape() == x0.shape());
+    CHECK(sample::energy_and_grad(U, x0).energy.shape() == Shape{4});
+    CHECK(sample::mala_log_accept_ratio(U, x0, x0, 0.1).shape() == Shape{4});
+}
+
+TEST_CASE("sample: the Langevin proposal with a given noise, and with drawn noise") {
+    const Tensor<double> x = Tensor<double>::from(Shape{2, 2}, {1, -2, 0.5, 3});
+    const Tensor<double> g = Tensor<double>::from(Shape{2, 2}, {0.4, 1, -2, 0});
+    const Tensor<double> xi = Tensor<double>::from(Shape{2, 2}, {0.1, -0.3, 2, 1});
+    const double eps = 0.09;  // ε/2 = 0.045, √ε = 0.3
+    const Tensor<double> xp = sample::langevin_proposal(x, g, eps, xi);
+    for (Index i = 0; i < 4; ++i)
+        CHECK(xp.data()[i] == doctest::Approx(x.data()[i] - 0.045 * g.data()[i] + 0.3 * xi.data()[i]).epsilon(1e-15));
+    // The sampler's form draws ξ ~ N(0, I) from the generator: the same as drawing it first.
+    Generator a(5), b(5);
+    const Tensor<double> drawn = sample::langevin_proposal(x, g, eps, a);
+    const Tensor<double> given = sample::langevin_proposal(x, g, eps, normal<double>(x.shape(), b));
+    CHECK(drawn.to_vector() == given.to_vector());
+    CHECK_THROWS_WITH_AS(sample::langevin_proposal(x, g, eps, Tensor<double>::zeros({4})),
+                         doctest::Contains("must share one shape"), Error);
 }
 
 TEST_CASE("sample: warm-up adapts the step to the target acceptance, then the step stays fixed") {

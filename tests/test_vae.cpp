@@ -27,6 +27,7 @@
 #include <vector>
 
 using namespace ember;
+using namespace ember::info;  // the VAE terms
 
 namespace {
 

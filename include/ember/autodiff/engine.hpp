@@ -247,6 +247,21 @@ std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs
     return result;
 }
 
+/// backward() of an elementwise expression over Vars, recorded first as one fused node:
+/// backward(w * y) rather than backward(Var<double>(w * y)).
+template <expr::Expression E>
+    requires(E::has_var)
+void backward(const E& out, const Tensor<typename E::value_type>& grad_output = {}, BackwardOptions opts = {}) {
+    backward(Var<typename E::value_type>(out), grad_output, opts);
+}
+/// grad() of an elementwise expression over Vars, recorded first as one fused node.
+template <expr::Expression E>
+    requires(E::has_var)
+std::vector<Var<typename E::value_type>> grad(const E& output, const std::vector<Var<typename E::value_type>>& inputs,
+                                               GradArgs args = {}, const Tensor<typename E::value_type>& grad_output = {}) {
+    return grad(Var<typename E::value_type>(output), inputs, args, grad_output);
+}
+
 // What ember::compiled instantiates for float and double (core/instances.hpp).
 #define EMBER_ENGINE_INSTANCES(X, T) \
     X template void backward<T>(const Var<T>&, const Tensor<T>&, BackwardOptions); \

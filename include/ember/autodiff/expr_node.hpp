@@ -595,6 +595,7 @@ Var<T> rule_db(const Op& op, const Var<T>& m, const Var<T>& a, const Var<T>& b, 
     EMBER_VAR_UNARY_INSTANCES(X, T, SquareOp)                                                          \
     EMBER_VAR_UNARY_INSTANCES(X, T, AbsOp)                                                             \
     EMBER_VAR_UNARY_INSTANCES(X, T, TanhOp)                                                            \
+    EMBER_VAR_UNARY_INSTANCES(X, T, Sech2Op)                                                           \
     EMBER_VAR_UNARY_INSTANCES(X, T, SigmoidOp)                                                         \
     EMBER_VAR_UNARY_INSTANCES(X, T, SoftplusOp)                                                        \
     EMBER_VAR_UNARY_INSTANCES(X, T, LogSigmoidOp)                                                      \

@@ -71,6 +71,15 @@ Var<T> input_gradient(F&& f, const Var<T>& x, const char* op) {
     return reshape(g, Shape{x.dim(0), -1});
 }
 
+// ||∇_x f(x̂)||₂ per sample at the points x̂ [B, ...], recorded, for a penalty of weight lambda.
+template <Real T, class F>
+Var<T> gradient_norms_at(F&& f, const Tensor<T>& x_hat, double lambda, const char* op) {
+    EMBER_CHECK(lambda >= 0, op, "lambda must be >= 0, got ", lambda);
+    const Var<T> x = input_leaf(x_hat);
+    check_batch(x, op, "x_hat");
+    return norm2(input_gradient(f, x, op), 1);
+}
+
 template <Real T>
 void check_pair(const Var<T>& a, const Var<T>& b, const char* op) {
     check_batch(a, op, "x_real");
@@ -95,6 +104,24 @@ Var<T> r1_penalty(F&& f, const Var<T>& x_real, double lambda) {
     return Var<T>(mean(sum(Var<T>(square(g)), 1)) * static_cast<T>(lambda));
 }
 
+/// x̂ = ε x + (1-ε) x̃ with a given ε of shape [B], one weight per sample: the interpolates
+/// of random_interpolation for an ε of the caller's (to reproduce a reference computation,
+/// or to share ε between runs).
+///
+///     Tensor<float> xh = energy::interpolate(x.value(), fake.value(), eps);   // eps: [B]
+template <Real T>
+Tensor<T> interpolate(const Tensor<T>& x_real, const Tensor<T>& x_fake, const Tensor<T>& eps) {
+    EMBER_CHECK(x_real.rank() >= 1 && x_real.dim(0) >= 1 && x_real.shape() == x_fake.shape(), "interpolate",
+                "needs two batches [B,...] of the same shape with B >= 1, got ", x_real.shape().str(), " and ",
+                x_fake.shape().str());
+    EMBER_CHECK(eps.shape() == Shape{x_real.dim(0)}, "interpolate", "eps must have shape [", x_real.dim(0),
+                "] (one weight per sample), got ", eps.shape().str());
+    std::vector<Index> dims(static_cast<std::size_t>(x_real.rank()), 1);
+    dims[0] = x_real.dim(0);
+    const Tensor<T> e = eps.contiguous().reshape(Shape(std::span<const Index>(dims)));  // [B,1,...,1]
+    return Tensor<T>(e * x_real + (T(1) - e) * x_fake);
+}
+
 /// x̂ = ε x + (1-ε) x̃ with ε ~ U[0,1] drawn PER SAMPLE (shape [B,1,...,1], broadcast over
 /// the non-batch axes) from `gen`: points on the segments between paired real and fake
 /// samples, where WGAN-GP enforces the unit gradient norm. Advances gen by ceil(B/2)
@@ -106,10 +133,24 @@ Tensor<T> random_interpolation(const Tensor<T>& x_real, const Tensor<T>& x_fake,
     EMBER_CHECK(x_real.rank() >= 1 && x_real.dim(0) >= 1 && x_real.shape() == x_fake.shape(), "random_interpolation",
                 "needs two batches [B,...] of the same shape with B >= 1, got ", x_real.shape().str(), " and ",
                 x_fake.shape().str());
-    std::vector<Index> dims(static_cast<std::size_t>(x_real.rank()), 1);
-    dims[0] = x_real.dim(0);
-    const Tensor<T> eps = uniform<T>(Shape(std::span<const Index>(dims)), gen);
-    return Tensor<T>(eps * x_real + (T(1) - eps) * x_fake);
+    return interpolate(x_real, x_fake, uniform<T>(Shape{x_real.dim(0)}, gen));
+}
+
+/// WGAN-GP's penalty at given points x̂ (e.g. from interpolate): λ E_x̂ (||∇_x D(x̂)||₂ - 1)².
+/// wgan_gp_penalty is this at random interpolates.
+///
+///     Var<float> gp = energy::wgan_gp_penalty_at(D, energy::interpolate(x.value(), fake.value(), eps), 10.0);
+template <Real T, class F>
+Var<T> wgan_gp_penalty_at(F&& f, const Tensor<T>& x_hat, double lambda) {
+    const Var<T> n = detail::gradient_norms_at(f, x_hat, lambda, "wgan_gp_penalty");
+    return Var<T>(mean(square(n - T(1))) * static_cast<T>(lambda));
+}
+
+/// The one-sided penalty (one_sided_gp_penalty) at given points x̂.
+template <Real T, class F>
+Var<T> one_sided_gp_penalty_at(F&& f, const Tensor<T>& x_hat, double lambda) {
+    const Var<T> n = detail::gradient_norms_at(f, x_hat, lambda, "one_sided_gp_penalty");
+    return Var<T>(mean(square(relu(n - T(1)))) * static_cast<T>(lambda));
 }
 
 /// WGAN-GP (Gulrajani et al.\ 2017): λ E_x̂ (||∇_x D(x̂)||₂ - 1)² at x̂ = random_interpolation
@@ -121,9 +162,7 @@ template <Real T, class F>
 Var<T> wgan_gp_penalty(F&& f, const Var<T>& x_real, const Var<T>& x_fake, Generator& gen, double lambda) {
     EMBER_CHECK(lambda >= 0, "wgan_gp_penalty", "lambda must be >= 0, got ", lambda);
     detail::check_pair(x_real, x_fake, "wgan_gp_penalty");
-    const Var<T> x = detail::input_leaf(random_interpolation(x_real.value(), x_fake.value(), gen));
-    const Var<T> n = norm2(detail::input_gradient(f, x, "wgan_gp_penalty"), 1);
-    return Var<T>(mean(Var<T>(square(n - T(1)))) * static_cast<T>(lambda));
+    return wgan_gp_penalty_at(f, random_interpolation(x_real.value(), x_fake.value(), gen), lambda);
 }
 
 /// One-sided variant (Petzka et al.\ 2018): λ E_x̂ max(0, ||∇_x D(x̂)||₂ - 1)², which only
@@ -135,15 +174,14 @@ template <Real T, class F>
 Var<T> one_sided_gp_penalty(F&& f, const Var<T>& x_real, const Var<T>& x_fake, Generator& gen, double lambda) {
     EMBER_CHECK(lambda >= 0, "one_sided_gp_penalty", "lambda must be >= 0, got ", lambda);
     detail::check_pair(x_real, x_fake, "one_sided_gp_penalty");
-    const Var<T> x = detail::input_leaf(random_interpolation(x_real.value(), x_fake.value(), gen));
-    const Var<T> n = norm2(detail::input_gradient(f, x, "one_sided_gp_penalty"), 1);
-    return Var<T>(mean(Var<T>(square(relu(n - T(1))))) * static_cast<T>(lambda));
+    return one_sided_gp_penalty_at(f, random_interpolation(x_real.value(), x_fake.value(), gen), lambda);
 }
 
 // What ember::compiled instantiates for float and double (core/instances.hpp).
 #define EMBER_PENALTY_INSTANCES(X, T) \
     X template Var<T> grad_sq_norm_per_sample<T>(const Var<T>&, const Var<T>&); \
-    X template Tensor<T> random_interpolation<T>(const Tensor<T>&, const Tensor<T>&, Generator&);
+    X template Tensor<T> random_interpolation<T>(const Tensor<T>&, const Tensor<T>&, Generator&); \
+    X template Tensor<T> interpolate<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);
 EMBER_EXTERN_INSTANCES(EMBER_PENALTY_INSTANCES)
 
 }  // namespace ember::energy

@@ -13,6 +13,7 @@
 /// Off is the compile-time slot of the node's first leaf, so leaf loads and gradient
 /// accumulation index fixed registers.
 #include <array>
+#include <cmath>
 #include <type_traits>
 #include <vector>
 
@@ -318,6 +319,16 @@ template <Operand A> auto clamp(const A& a, double lo, double hi) {
     EMBER_CHECK(lo <= hi, "clamp", "lower bound ", lo, " exceeds upper bound ", hi);
     return make_unary(ClampOp{{}, lo, hi}, a);
 }
+/// Elementwise max(a, lo): clamp with no upper bound (torch.clamp_min).
+template <Operand A> auto clamp_min(const A& a, double lo) {
+    EMBER_CHECK(!std::isnan(lo), "clamp_min", "the bound is NaN");
+    return make_unary(ClampOp{{}, lo, INFINITY}, a);
+}
+/// Elementwise min(a, hi): clamp with no lower bound (torch.clamp_max).
+template <Operand A> auto clamp_max(const A& a, double hi) {
+    EMBER_CHECK(!std::isnan(hi), "clamp_max", "the bound is NaN");
+    return make_unary(ClampOp{{}, -INFINITY, hi}, a);
+}
 /// Elementwise a^p for a constant exponent; integer exponents are exact for negative a.
 template <Operand A, Number S> auto pow(const A& a, S p) { return make_unary(PowScalarOp{{}, static_cast<double>(p)}, a); }
 /// Elementwise a^b for a > 0.
@@ -367,6 +378,8 @@ using expr::relu;
 using expr::leaky_relu;
 using expr::elu;
 using expr::clamp;
+using expr::clamp_min;
+using expr::clamp_max;
 using expr::pow;
 using expr::where;
 }  // namespace ember

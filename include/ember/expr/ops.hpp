@@ -61,7 +61,8 @@ struct Log1pOp : Differentiable {
 struct Expm1Op : Differentiable {
     static constexpr const char* name = "expm1";
     template <class B> B f(const B& x) const { return xsimd::expm1(x); }
-    template <class V> V df(const V&, const V& y, const V& g) const { return g * (y + scalar_t<V>(1)); }
+    // exp(x), not y + 1, which cancels for x << 0.
+    template <class V> V df(const V& x, const V&, const V& g) const { return g * un(ExpOp{}, x); }
 };
 struct SqrtOp : Differentiable {
     static constexpr const char* name = "sqrt";
@@ -90,15 +91,36 @@ struct AbsOp : Differentiable {
     template <class B> B f(const B& x) const { return xsimd::abs(x); }
     template <class V> V df(const V& x, const V&, const V& g) const { return g * un(SignOp{}, x); }
 };
+struct TanhOp;
+// sech²x = 1 - tanh²x, the derivative of tanh, formed as 4e / (1 + e)² with e = exp(-2|x|):
+// 1 - y² keeps no correct digit once tanh rounds to ±1 (|x| > 19 in double), this form is
+// accurate to a few ulp wherever the result is a normal number. Its own derivative,
+// -2 tanh(x) sech²x, has no cancellation either.
+struct Sech2Op : Differentiable {
+    static constexpr const char* name = "sech2";
+    template <class B> B f(const B& x) const {
+        using T = typename B::value_type;
+        const B e = xsimd::exp(B(T(-2)) * xsimd::abs(x)), d = B(T(1)) + e;
+        return B(T(4)) * e / (d * d);
+    }
+    template <class V> V df(const V& x, const V& y, const V& g) const;  // needs TanhOp, below
+};
 struct TanhOp : Differentiable {
     static constexpr const char* name = "tanh";
     template <class B> B f(const B& x) const { return xsimd::tanh(x); }
-    template <class V> V df(const V&, const V& y, const V& g) const { return g * (scalar_t<V>(1) - y * y); }
+    template <class V> V df(const V& x, const V&, const V& g) const { return g * un(Sech2Op{}, x); }
 };
+template <class V> V Sech2Op::df(const V& x, const V& y, const V& g) const {
+    return g * scalar_t<V>(-2) * un(TanhOp{}, x) * y;
+}
+// σ'(x) = σ(x)σ(-x) = sech²(x/2) / 4: exact on both tails, where y(1 - y) loses every digit
+// for x > 20 (y rounds to 1). Softplus' second derivative and log-sigmoid's are this too.
 struct SigmoidOp : Differentiable {
     static constexpr const char* name = "sigmoid";
     template <class B> B f(const B& x) const { return stable::sigmoid(x); }
-    template <class V> V df(const V&, const V& y, const V& g) const { return g * y * (scalar_t<V>(1) - y); }
+    template <class V> V df(const V& x, const V&, const V& g) const {
+        return g * scalar_t<V>(0.25) * un(Sech2Op{}, V(x * scalar_t<V>(0.5)));
+    }
 };
 struct SoftplusOp : Differentiable {
     static constexpr const char* name = "softplus";
@@ -140,8 +162,15 @@ struct EluOp : Differentiable {
         using T = typename B::value_type;
         return xsimd::select(x > B(T(0)), x, B(T(alpha)) * xsimd::expm1(x));
     }
-    template <class V> V df(const V& x, const V& y, const V& g) const {
-        return choose(gt(x, cst(scalar_t<V>(0), x)), g, V(g * (y + scalar_t<V>(alpha))));
+    // On the negative branch α·exp(x), not y + α, which cancels to nothing for x << 0. The
+    // exponent is x only where x < 0 (else 0), so that the branch not taken cannot overflow
+    // (an infinity there would become NaN when a second derivative multiplies it by a zero
+    // mask) and so that at the kink x = 0 the first derivative is α and the second 0, as
+    // in PyTorch.
+    template <class V> V df(const V& x, const V&, const V& g) const {
+        const V zero = cst(scalar_t<V>(0), x);
+        const V negative = choose(ge(x, zero), zero, x);
+        return choose(gt(x, zero), g, V(g * scalar_t<V>(alpha) * un(ExpOp{}, negative)));
     }
 };
 // Gradient passes where lo <= x <= hi, as in PyTorch.
@@ -204,26 +233,21 @@ struct DivOp : Differentiable {
     template <class V> V da(const V&, const V& b, const V&, const V& g) const { return g / b; }
     template <class V> V db(const V&, const V& b, const V& y, const V& g) const { return -(g * y) / b; }
 };
-// Ties send the gradient to the first operand.
+// The gradient of the operand that wins; at a tie half to each, as in PyTorch.
+template <class V> V winner_gradient(const V& mine, const V& other, const V& g) {
+    return choose(gt(mine, other), g, choose(ge(mine, other), V(g * scalar_t<V>(0.5)), cst(scalar_t<V>(0), g)));
+}
 struct MinOp : Differentiable {
     static constexpr const char* name = "min";
     template <class B> B f(const B& a, const B& b) const { return stable::min_nan(a, b); }
-    template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
-        return choose(ge(b, a), g, cst(scalar_t<V>(0), g));
-    }
-    template <class V> V db(const V& a, const V& b, const V&, const V& g) const {
-        return choose(ge(b, a), cst(scalar_t<V>(0), g), g);
-    }
+    template <class V> V da(const V& a, const V& b, const V&, const V& g) const { return winner_gradient(b, a, g); }
+    template <class V> V db(const V& a, const V& b, const V&, const V& g) const { return winner_gradient(a, b, g); }
 };
 struct MaxOp : Differentiable {
     static constexpr const char* name = "max";
     template <class B> B f(const B& a, const B& b) const { return stable::max_nan(a, b); }
-    template <class V> V da(const V& a, const V& b, const V&, const V& g) const {
-        return choose(ge(a, b), g, cst(scalar_t<V>(0), g));
-    }
-    template <class V> V db(const V& a, const V& b, const V&, const V& g) const {
-        return choose(ge(a, b), cst(scalar_t<V>(0), g), g);
-    }
+    template <class V> V da(const V& a, const V& b, const V&, const V& g) const { return winner_gradient(a, b, g); }
+    template <class V> V db(const V& a, const V& b, const V&, const V& g) const { return winner_gradient(b, a, g); }
 };
 // a^b for a > 0 (elementwise exponent).
 struct PowOp : Differentiable {

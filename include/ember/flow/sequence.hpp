@@ -98,7 +98,7 @@ public:
     /// log p(x) per sample, [N]: the standard normal log density of z = f(x) plus Σ logdet.
     Var<T> log_prob(const Var<T>& x) {
         const FlowOutput<T> out = forward_and_logdet(x);
-        return Var<T>(standard_normal_log_prob(out.y, latent_.rank()) + out.logdet);
+        return Var<T>(info::standard_normal_log_prob(out.y, latent_.rank()) + out.logdet);
     }
 
     /// n samples f⁻¹(τ ε), ε ~ N(0, I), shaped [n, event_shape...]. Wrap in NoGrad unless

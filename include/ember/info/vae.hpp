@@ -39,7 +39,7 @@
 #include <Eigen/Cholesky>
 #endif
 
-namespace ember {
+namespace ember::info {
 
 namespace detail::vae {
 
@@ -65,7 +65,7 @@ inline Shape broadcast_named(const char* op, std::initializer_list<std::pair<con
     if (!ok) {
         std::string list;
         for (const auto& [name, s] : operands) list += (list.empty() ? "" : ", ") + std::string(name) + " " + s.str();
-        fail(op, "shapes do not broadcast together: ", list);
+        ::ember::detail::fail(op, "shapes do not broadcast together: ", list);
     }
     return out;
 }
@@ -405,4 +405,4 @@ EMBER_INLINE Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, co
     X template Tensor<T> gaussian_full_log_prob<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);
 EMBER_EXTERN_INSTANCES(EMBER_VAE_INSTANCES)
 
-}  // namespace ember
+}  // namespace ember::info

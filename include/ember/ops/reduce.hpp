@@ -1,12 +1,17 @@
 #pragma once
 /// \file
-/// Reductions over all elements or one axis (keepdim or not): sum, mean, max, min,
-/// logsumexp, var, norm2, and argmax. Backwards are written with public ops; where a
+/// Reductions over all elements, one axis or several (keepdim or not): sum, mean, max, min,
+/// logsumexp, var, norm2; and argmax. Backwards are written with public ops; where a
 /// backward reuses a forward value it recomputes it as a Var when gradients are being
 /// recorded, so second derivatives stay exact.
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <initializer_list>
 #include <limits>
 #include <optional>
+#include <span>
+#include <vector>
 
 #include "ember/autodiff/expr_node.hpp"
 #include "ember/core/instances.hpp"
@@ -14,15 +19,46 @@
 
 namespace ember {
 
+/// The axes a reduction runs over: all of them (the default, or std::nullopt), one
+/// (`sum(x, 1)`; negative axes count from the end) or several (`sum(x, {1, 2, 3})`).
+class Axes {
+public:
+    /// Every axis.
+    Axes() = default;
+    /// Every axis.
+    Axes(std::nullopt_t) {}
+    /// One axis.
+    Axes(int axis) : count_(1) { axes_[0] = axis; }
+    /// One axis, or every axis when empty.
+    Axes(std::optional<int> axis) : count_(axis ? 1 : -1) {
+        if (axis) axes_[0] = *axis;
+    }
+    /// Several axes, each at most once.
+    Axes(std::initializer_list<int> axes) : count_(static_cast<int>(axes.size())) {
+        EMBER_CHECK(axes.size() <= axes_.size(), "reduction", axes.size(), " axes given; tensors have at most ",
+                    kMaxRank);
+        std::copy(axes.begin(), axes.end(), axes_.begin());
+    }
+    /// Whether the reduction runs over every axis.
+    bool all() const { return count_ < 0; }
+    /// The axes given (empty when all()).
+    std::span<const int> list() const { return {axes_.data(), static_cast<std::size_t>(std::max(count_, 0))}; }
+
+private:
+    std::array<int, kMaxRank> axes_{};
+    int count_ = -1;  // -1: every axis
+};
+
 namespace detail {
-// Shape with `axis` set to 1 (all axes when axis is empty), and the result shape.
+// Shape with the reduced axes set to 1, the result shape, and the number of elements
+// reduced into each result.
 struct ReducedShapes {
     Shape keep, out;
     Index count;
 };
-inline ReducedShapes reduced_shapes(const Shape& s, std::optional<int> axis, bool keepdim, const char* op) {
+inline ReducedShapes reduced_shapes(const Shape& s, const Axes& axes, bool keepdim, const char* op) {
     ReducedShapes r;
-    if (!axis) {
+    if (axes.all()) {
         r.count = s.numel();
         r.keep = Shape{};
         if (keepdim) {
@@ -32,28 +68,35 @@ inline ReducedShapes reduced_shapes(const Shape& s, std::optional<int> axis, boo
         r.out = r.keep;
         return r;
     }
-    const int a = s.normalize_axis(*axis, op);
-    r.count = s[a];
+    std::array<bool, kMaxRank> reduced{};
+    for (const int axis : axes.list()) {
+        const int a = s.normalize_axis(axis, op);
+        EMBER_CHECK(!reduced[static_cast<std::size_t>(a)], op, "axis ", axis, " is given twice for shape ", s.str());
+        reduced[static_cast<std::size_t>(a)] = true;
+    }
+    r.count = 1;
     r.keep = s;
-    r.keep[a] = 1;
     std::vector<Index> o;
-    for (int d = 0; d < s.rank(); ++d)
-        if (d != a || keepdim) o.push_back(d == a ? 1 : s[d]);
+    for (int d = 0; d < s.rank(); ++d) {
+        const bool here = reduced[static_cast<std::size_t>(d)];
+        if (here) r.count *= s[d], r.keep[d] = 1;
+        if (!here || keepdim) o.push_back(here ? 1 : s[d]);
+    }
     r.out = Shape(std::span<const Index>(o));
     return r;
 }
 }  // namespace detail
 
-/// Sum over all elements (axis = nullopt) or over one axis.
+/// Sum over all elements, one axis or several (Axes).
 template <Real T>
-Var<T> sum(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
+Var<T> sum(const Var<T>& x, Axes axis = {}, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "sum");
     return reshape(sum_to(x, r.keep), r.out);
 }
 
-/// Mean over all elements (axis = nullopt) or over one axis.
+/// Mean over all elements, one axis or several (Axes).
 template <Real T>
-Var<T> mean(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
+Var<T> mean(const Var<T>& x, Axes axis = {}, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "mean");
     EMBER_CHECK(r.count > 0, "mean", "mean of an empty tensor of shape ", x.shape().str());
     return Var<T>(sum(x, axis, keepdim) * (T(1) / static_cast<T>(r.count)));
@@ -62,7 +105,7 @@ Var<T> mean(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdi
 namespace detail {
 // max/min: the gradient is shared equally among the elements that attain the extreme.
 template <class Combine, Real T>
-Var<T> extreme(const Var<T>& x, std::optional<int> axis, bool keepdim, const char* op) {
+Var<T> extreme(const Var<T>& x, const Axes& axis, bool keepdim, const char* op) {
     auto r = reduced_shapes(x.shape(), axis, keepdim, op);
     EMBER_CHECK(r.count > 0, op, "reduction over an empty axis of shape ", x.shape().str());
     Tensor<T> keep = reduce_into<Combine>(x.value(), r.keep, op);
@@ -78,19 +121,19 @@ Var<T> extreme(const Var<T>& x, std::optional<int> axis, bool keepdim, const cha
 /// Maximum over all elements or over one axis; the gradient is shared equally among the
 /// elements that attain it.
 template <Real T>
-Var<T> max(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
+Var<T> max(const Var<T>& x, Axes axis = {}, bool keepdim = false) {
     return detail::extreme<detail::MaxCombine>(x, axis, keepdim, "max");
 }
 /// Minimum over all elements or over one axis; the gradient is shared equally among the
 /// elements that attain it.
 template <Real T>
-Var<T> min(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
+Var<T> min(const Var<T>& x, Axes axis = {}, bool keepdim = false) {
     return detail::extreme<detail::MinCombine>(x, axis, keepdim, "min");
 }
 
 /// log Σ exp(x), computed with the maximum subtracted (docs/math.md §8).
 template <Real T>
-Var<T> logsumexp(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
+Var<T> logsumexp(const Var<T>& x, Axes axis = {}, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "logsumexp");
     EMBER_CHECK(r.count > 0, "logsumexp", "reduction over an empty axis of shape ", x.shape().str());
     Tensor<T> m = detail::reduce_into<detail::MaxCombine>(x.value(), r.keep, "logsumexp");
@@ -108,7 +151,7 @@ Var<T> logsumexp(const Var<T>& x, std::optional<int> axis = std::nullopt, bool k
 
 /// Variance with Bessel's correction by default (correction = 1, as torch.var).
 template <Real T>
-Var<T> var(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false, int correction = 1) {
+Var<T> var(const Var<T>& x, Axes axis = {}, bool keepdim = false, int correction = 1) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "var");
     EMBER_CHECK(r.count - correction > 0, "var", "needs more than ", correction, " elements, shape is ",
                 x.shape().str());
@@ -118,7 +161,7 @@ Var<T> var(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim
 
 /// Euclidean norm sqrt(Σ x²); its gradient x/‖x‖ is taken as 0 at x = 0.
 template <Real T>
-Var<T> norm2(const Var<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) {
+Var<T> norm2(const Var<T>& x, Axes axis = {}, bool keepdim = false) {
     auto r = detail::reduced_shapes(x.shape(), axis, keepdim, "norm2");
     Tensor<T> n = sqrt(detail::reduce_into<detail::AddCombine>(Tensor<T>(square(x.value())), r.keep, "norm2"));
     const Shape keep_shape = r.keep;
@@ -155,7 +198,7 @@ std::vector<Index> argmax(const Tensor<T>& x, int axis = -1) {
 // Tensor versions: the same reductions without recording.
 #define EMBER_TENSOR_REDUCTION(NAME)                                                                     \
     template <Real T>                                                                                    \
-    Tensor<T> NAME(const Tensor<T>& x, std::optional<int> axis = std::nullopt, bool keepdim = false) { \
+    Tensor<T> NAME(const Tensor<T>& x, Axes axis = {}, bool keepdim = false) { \
         return NAME(Var<T>(x), axis, keepdim).value();                                                   \
     }
 /// sum of a Tensor, without recording.
@@ -175,7 +218,7 @@ EMBER_TENSOR_REDUCTION(norm2)
 // Expression versions: reduce `sum(x * x)` without naming the intermediate.
 #define EMBER_EXPR_REDUCTION(NAME)                                                                     \
     template <expr::Expression E>                                                                  \
-    auto NAME(const E& e, std::optional<int> axis = std::nullopt, bool keepdim = false) {          \
+    auto NAME(const E& e, Axes axis = {}, bool keepdim = false) {          \
         return NAME(eval(e), axis, keepdim);                                                       \
     }
 /// sum of an elementwise expression, evaluated first: a Var if it has Var leaves.
@@ -194,13 +237,13 @@ EMBER_EXPR_REDUCTION(norm2)
 
 // What ember::compiled instantiates for float and double (core/instances.hpp).
 #define EMBER_REDUCE_INSTANCES(X, T) \
-    X template Var<T> sum<T>(const Var<T>&, std::optional<int>, bool); \
-    X template Var<T> mean<T>(const Var<T>&, std::optional<int>, bool); \
-    X template Var<T> max<T>(const Var<T>&, std::optional<int>, bool); \
-    X template Var<T> min<T>(const Var<T>&, std::optional<int>, bool); \
-    X template Var<T> logsumexp<T>(const Var<T>&, std::optional<int>, bool); \
-    X template Var<T> var<T>(const Var<T>&, std::optional<int>, bool, int); \
-    X template Var<T> norm2<T>(const Var<T>&, std::optional<int>, bool); \
+    X template Var<T> sum<T>(const Var<T>&, Axes, bool); \
+    X template Var<T> mean<T>(const Var<T>&, Axes, bool); \
+    X template Var<T> max<T>(const Var<T>&, Axes, bool); \
+    X template Var<T> min<T>(const Var<T>&, Axes, bool); \
+    X template Var<T> logsumexp<T>(const Var<T>&, Axes, bool); \
+    X template Var<T> var<T>(const Var<T>&, Axes, bool, int); \
+    X template Var<T> norm2<T>(const Var<T>&, Axes, bool); \
     X template std::vector<Index> argmax<T>(const Tensor<T>&, int);
 EMBER_EXTERN_INSTANCES(EMBER_REDUCE_INSTANCES)
 

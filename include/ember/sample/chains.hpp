@@ -154,7 +154,7 @@ protected:
     /// Metropolis accept/reject per chain: chain i moves to row i of `proposal` with
     /// probability min(1, exp(log_ratio[i])). A proposal whose energy or gradient is not
     /// finite is rejected (a divergent trajectory), never propagated.
-    Step metropolis(const Tensor<T>& proposal, const EnergyGrad<T>& at_proposal, const std::vector<double>& log_ratio) {
+    Step metropolis(const Tensor<T>& proposal, const EnergyGrad<T>& at_proposal, const Tensor<double>& log_ratio) {
         const Index n = num_chains();
         Step s;
         s.prob.assign(static_cast<std::size_t>(n), 0.0);
@@ -163,7 +163,7 @@ protected:
         const auto g = detail::rows(at_proposal.grad);
         for (Index i = 0; i < n; ++i) {
             const std::size_t k = static_cast<std::size_t>(i);
-            const double lr = log_ratio[k];
+            const double lr = log_ratio.data()[i];
             if (!std::isfinite(at_proposal.energy.data()[i]) || !g.row(i).allFinite() || std::isnan(lr)) {
                 ++s.nonfinite;
                 continue;

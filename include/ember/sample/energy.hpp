@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <type_traits>
 
 #include "ember/autodiff/anomaly.hpp"
 #include "ember/autodiff/engine.hpp"
@@ -29,6 +30,12 @@ namespace ember::sample {
 /// An energy: chain states [N, ...] to energies [N] or [N, 1].
 template <Real T>
 using EnergyFn = std::function<Var<T>(const Var<T>&)>;
+
+/// EnergyFn<T> as a parameter from which T is not deduced: the samplers and functions that
+/// take one deduce T from their state tensor, so any callable can be passed as it is,
+///     sample::Mala chains([](const Var<double>& x) { return Var<double>(0.5 * sum(x * x, 1)); }, x0);
+template <Real T>
+using EnergyArg = std::type_identity_t<EnergyFn<T>>;
 
 /// Energies U(x_i) [N] and gradients ∇U(x_i) (shaped like x) of a batch of chain states.
 template <Real T>
@@ -163,7 +170,7 @@ void for_chain_groups(const EnergyFn<T>& energy, const Tensor<T>& x, const char*
 
 /// U(x_i) and ∇U(x_i) for every chain state in x [N, ...], by for_chain_groups.
 template <Real T>
-EnergyGrad<T> energy_and_grad(const EnergyFn<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad",
+EnergyGrad<T> energy_and_grad(const EnergyArg<T>& energy, const Tensor<T>& x, const char* op = "energy_and_grad",
                               bool parallel_chains = false) {
     EnergyGrad<T> out;
     if (x.defined() && x.rank() >= 1 && detail::chain_groups(x.dim(0), parallel_chains) > 1)

@@ -37,7 +37,7 @@ template <Real T>
 class Hmc : public Chains<T> {
 public:
     /// HMC chains on `energy`, started at the rows of `initial`.
-    Hmc(EnergyFn<T> energy, const Tensor<T>& initial, HmcOptions o = {})
+    Hmc(EnergyArg<T> energy, const Tensor<T>& initial, HmcOptions o = {})
         : Chains<T>("Hmc", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains), leapfrog_steps_(o.leapfrog_steps) {
         EMBER_CHECK(o.leapfrog_steps >= 1, "Hmc", "leapfrog_steps must be >= 1, got ", o.leapfrog_steps);
     }
@@ -59,11 +59,11 @@ protected:
             p = Tensor<T>(p - kick * at.grad);
         }
         const Eigen::VectorXd k0 = detail::row_sq_norms(p0), k1 = detail::row_sq_norms(p);
-        std::vector<double> log_ratio(static_cast<std::size_t>(this->num_chains()));
+        Tensor<double> log_ratio = Tensor<double>::empty(Shape{this->num_chains()});
         for (Index i = 0; i < this->num_chains(); ++i) {
             const double h0 = static_cast<double>(this->current_.energy.data()[i]) + 0.5 * k0[i];
             const double h1 = static_cast<double>(at.energy.data()[i]) + 0.5 * k1[i];
-            log_ratio[static_cast<std::size_t>(i)] = std::isfinite(h1) ? h0 - h1 : -INFINITY;
+            log_ratio.data()[i] = std::isfinite(h1) ? h0 - h1 : -INFINITY;
         }
         return this->metropolis(x, at, log_ratio);
     }

@@ -40,22 +40,33 @@ struct MalaOptions {
     bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
-namespace detail {
-// The Langevin proposal x - (ε/2) ∇U(x) + √ε ξ.
+/// The Langevin proposal x' = x - (ε/2) ∇U(x) + √ε ξ for a given noise ξ (the shape of x):
+/// to reproduce a proposal, check the acceptance maths, or couple chains through shared
+/// noise. `grad` is ∇U(x) (energy_and_grad).
+///
+///     Tensor<double> xp = sample::langevin_proposal(x, at_x.grad, 0.01, xi);
+template <Real T>
+Tensor<T> langevin_proposal(const Tensor<T>& x, const Tensor<T>& grad, double step, const Tensor<T>& noise) {
+    EMBER_CHECK(grad.shape() == x.shape() && noise.shape() == x.shape(), "langevin_proposal",
+                "states, gradients and noise must share one shape, got ", x.shape().str(), ", ", grad.shape().str(),
+                " and ", noise.shape().str());
+    EMBER_CHECK(step > 0, "langevin_proposal", "step size must be positive, got ", step);
+    return Tensor<T>(x - static_cast<T>(step / 2) * grad + static_cast<T>(std::sqrt(step)) * noise);
+}
+/// The same with ξ ~ N(0, I) drawn from `gen`, as the samplers do.
 template <Real T>
 Tensor<T> langevin_proposal(const Tensor<T>& x, const Tensor<T>& grad, double step, Generator& gen) {
-    const Tensor<T> xi = normal<T>(x.shape(), gen);
-    return Tensor<T>(x - static_cast<T>(step / 2) * grad + static_cast<T>(std::sqrt(step)) * xi);
+    return langevin_proposal(x, grad, step, normal<T>(x.shape(), gen));
 }
-}  // namespace detail
 
 /// log of MALA's acceptance ratio for moving each chain from x to `proposal`, given the
-/// energies and gradients at both (per chain, in double):
+/// energies and gradients at both: a Tensor<double> of shape [N], one per chain, computed
+/// in double whatever T is:
 ///
 ///     U(x) - U(x') - ||x - x' + (ε/2)∇U(x')||²/(2ε) + ||x' - x + (ε/2)∇U(x)||²/(2ε).
 template <Real T>
-std::vector<double> mala_log_accept_ratio(const Tensor<T>& x, const EnergyGrad<T>& at_x, const Tensor<T>& proposal,
-                                          const EnergyGrad<T>& at_proposal, double step) {
+Tensor<double> mala_log_accept_ratio(const Tensor<T>& x, const EnergyGrad<T>& at_x, const Tensor<T>& proposal,
+                                     const EnergyGrad<T>& at_proposal, double step) {
     EMBER_CHECK(x.shape() == proposal.shape() && at_x.grad.shape() == x.shape() &&
                     at_proposal.grad.shape() == x.shape(),
                 "mala_log_accept_ratio", "states, proposals and gradients must share one shape, got ", x.shape().str(),
@@ -70,18 +81,17 @@ std::vector<double> mala_log_accept_ratio(const Tensor<T>& x, const EnergyGrad<T
     const auto gb = detail::rows(gpc).template cast<double>();
     const Eigen::VectorXd forward = (b - a + (step / 2) * ga).rowwise().squaredNorm();   // for log q(x'|x)
     const Eigen::VectorXd backward = (a - b + (step / 2) * gb).rowwise().squaredNorm();  // for log q(x|x')
-    std::vector<double> out(static_cast<std::size_t>(x.dim(0)));
+    Tensor<double> out = Tensor<double>::empty(Shape{x.dim(0)});
     for (Index i = 0; i < x.dim(0); ++i)
-        out[static_cast<std::size_t>(i)] = static_cast<double>(at_x.energy.data()[i]) -
-                                           static_cast<double>(at_proposal.energy.data()[i]) -
-                                           (backward[i] - forward[i]) / (2 * step);
+        out.data()[i] = static_cast<double>(at_x.energy.data()[i]) - static_cast<double>(at_proposal.energy.data()[i]) -
+                        (backward[i] - forward[i]) / (2 * step);
     return out;
 }
 
 /// The same ratio computed from the energy function itself.
 template <Real T>
-std::vector<double> mala_log_accept_ratio(const EnergyFn<T>& energy, const Tensor<T>& x, const Tensor<T>& proposal,
-                                          double step) {
+Tensor<double> mala_log_accept_ratio(const EnergyArg<T>& energy, const Tensor<T>& x, const Tensor<T>& proposal,
+                                     double step) {
     return mala_log_accept_ratio(x, energy_and_grad(energy, x, "mala_log_accept_ratio"), proposal,
                                  energy_and_grad(energy, proposal, "mala_log_accept_ratio"), step);
 }
@@ -93,13 +103,13 @@ template <Real T>
 class Langevin : public Chains<T> {
 public:
     /// ULA chains on `energy`, started at the rows of `initial`.
-    Langevin(EnergyFn<T> energy, const Tensor<T>& initial, LangevinOptions o = {})
+    Langevin(EnergyArg<T> energy, const Tensor<T>& initial, LangevinOptions o = {})
         : Chains<T>("Langevin", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
     /// One ULA move of every chain.
     typename Chains<T>::Step step_once() override {
-        Tensor<T> next = detail::langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
+        Tensor<T> next = langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
         EnergyGrad<T> at_next = this->evaluate(next);
         return this->move_all(std::move(next), std::move(at_next));
     }
@@ -114,16 +124,15 @@ template <Real T>
 class Mala : public Chains<T> {
 public:
     /// MALA chains on `energy`, started at the rows of `initial`.
-    Mala(EnergyFn<T> energy, const Tensor<T>& initial, MalaOptions o = {})
+    Mala(EnergyArg<T> energy, const Tensor<T>& initial, MalaOptions o = {})
         : Chains<T>("Mala", std::move(energy), initial, o.step_size, o.seed, o.parallel_chains) {}
 
 protected:
     /// One MALA transition of every chain.
     typename Chains<T>::Step step_once() override {
-        const Tensor<T> proposal = detail::langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
+        const Tensor<T> proposal = langevin_proposal(this->x_, this->current_.grad, this->step_, this->gen_);
         const EnergyGrad<T> at_proposal = this->evaluate(proposal);
-        const std::vector<double> log_ratio =
-            mala_log_accept_ratio(this->x_, this->current_, proposal, at_proposal, this->step_);
+        const Tensor<double> log_ratio = mala_log_accept_ratio(this->x_, this->current_, proposal, at_proposal, this->step_);
         return this->metropolis(proposal, at_proposal, log_ratio);
     }
     /// 0.574, optimal for MALA in high dimension.
@@ -132,9 +141,10 @@ protected:
 
 // What ember::compiled instantiates for float and double (core/instances.hpp).
 #define EMBER_LANGEVIN_INSTANCES(X, T) \
-    X template Tensor<T> detail::langevin_proposal<T>(const Tensor<T>&, const Tensor<T>&, double, Generator&); \
-    X template std::vector<double> mala_log_accept_ratio<T>(const Tensor<T>&, const EnergyGrad<T>&, const Tensor<T>&, const EnergyGrad<T>&, double); \
-    X template std::vector<double> mala_log_accept_ratio<T>(const EnergyFn<T>&, const Tensor<T>&, const Tensor<T>&, double); \
+    X template Tensor<T> langevin_proposal<T>(const Tensor<T>&, const Tensor<T>&, double, Generator&); \
+    X template Tensor<T> langevin_proposal<T>(const Tensor<T>&, const Tensor<T>&, double, const Tensor<T>&); \
+    X template Tensor<double> mala_log_accept_ratio<T>(const Tensor<T>&, const EnergyGrad<T>&, const Tensor<T>&, const EnergyGrad<T>&, double); \
+    X template Tensor<double> mala_log_accept_ratio<T>(const EnergyFn<T>&, const Tensor<T>&, const Tensor<T>&, double); \
     X template class Langevin<T>; \
     X template class Mala<T>;
 EMBER_EXTERN_INSTANCES(EMBER_LANGEVIN_INSTANCES)

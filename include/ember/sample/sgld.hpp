@@ -49,7 +49,7 @@ struct SgldStats {
 /// Runs K SGLD steps from the states x [N, ...] and returns the final states (x itself is
 /// not modified). `stats`, when given, receives energy and gradient summaries.
 template <Real T>
-Tensor<T> sgld(const EnergyFn<T>& energy, const Tensor<T>& x, const SgldOptions& o, Generator& gen,
+Tensor<T> sgld(const EnergyArg<T>& energy, const Tensor<T>& x, const SgldOptions& o, Generator& gen,
                SgldStats* stats = nullptr) {
     detail::check_states(x, "sgld", "the chain states");
     EMBER_CHECK(o.step_size > 0 && std::isfinite(o.step_size), "sgld", "step_size must be positive and finite, got ",
