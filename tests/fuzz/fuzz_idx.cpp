@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <utility>
 
 #include "fuzz_file.hpp"
 
@@ -20,10 +21,11 @@ void check(const ember::IdxArray& a) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    std::optional<ember::IdxArray> parsed;
+    std::optional<ember::IdxArray> parsed;  // set only if parsing and the checks passed
     try {
-        parsed = ember::parse_idx(std::span<const std::uint8_t>(data, size));
-        check(*parsed);
+        ember::IdxArray a = ember::parse_idx(std::span<const std::uint8_t>(data, size));
+        check(a);
+        parsed = std::move(a);
     } catch (const ember::Error&) {
     }
     const bool gzip = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
