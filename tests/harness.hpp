@@ -45,7 +45,10 @@ inline std::function<Tensor<double>(const Ts&)> elementwise(std::function<double
 
 inline std::string describe(const OpRow& row) {
     std::string s = row.name + " on";
-    for (const auto& sh : row.shapes) s += " " + sh.str();
+    for (const auto& sh : row.shapes) {  // appended piece by piece: g++ 12 warns (falsely) on " " + string
+        s += ' ';
+        s += sh.str();
+    }
     return s;
 }
 

@@ -371,7 +371,7 @@ TEST_CASE_TEMPLATE("safetensors round trips every dtype and rank 0-4, with metad
     for (DType dtype : kAllDtypes) {
         INFO(dtype_name(dtype));
         std::vector<std::pair<std::string, Tensor<T>>> named;
-        for (const Tensor<T>& t : sample_tensors<T>(dtype)) named.emplace_back("t" + t.shape().str(), t);
+        for (const Tensor<T>& t : sample_tensors<T>(dtype)) named.emplace_back(std::string("t").append(t.shape().str()), t);
         named.emplace_back("name with \"quotes\", \\ and \xc3\xa9", Tensor<T>::scalar(5));
         save_safetensors(path, named, metadata, dtype);
 

@@ -303,8 +303,12 @@ std::string describe(const E& e) {
 template <class E>
 std::string leaves_text(const Leaves<E>& leaves) {
     std::string s;
-    for (std::size_t k = 0; k < leaves.size(); ++k)
-        s += (k ? ", #" : "#") + std::to_string(k) + (leaves[k].var ? " Var " : " Tensor ") + leaves[k].value().shape().str();
+    for (std::size_t k = 0; k < leaves.size(); ++k) {  // appended piece by piece: g++ 12 warns on "..." + string
+        s += k ? ", #" : "#";
+        s += std::to_string(k);
+        s += leaves[k].var ? " Var " : " Tensor ";
+        s += leaves[k].value().shape().str();
+    }
     return s;
 }
 

@@ -58,7 +58,10 @@ namespace detail {
 // "[N,4,8,8]": an expected input shape with a free batch size, for error messages.
 inline std::string batch_of(const Shape& event) {
     std::string s = "[N";
-    for (Index d : event) s += "," + std::to_string(d);
+    for (Index d : event) {  // appended piece by piece: g++ 12 warns (falsely) on "," + string
+        s += ',';
+        s += std::to_string(d);
+    }
     return s + "]";
 }
 

@@ -149,7 +149,9 @@ void write_file_atomic(const std::filesystem::path& path, Fill&& fill, const cha
     // or processes) never share a temporary. Long names are shortened to stay under the
     // usual 255-byte limit for a file name.
     static std::atomic<std::uint64_t> counter{0};
-    const std::string tmp_prefix = "." + name.substr(0, 200) + ".tmp-";
+    std::string tmp_prefix = ".";  // appended piece by piece: g++ 12 warns (falsely) on "." + string
+    tmp_prefix += name.substr(0, 200);
+    tmp_prefix += ".tmp-";
     detail::remove_stale_temporaries(dir, tmp_prefix);
     std::filesystem::path tmp;
     int fd = -1;
