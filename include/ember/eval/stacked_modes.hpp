@@ -52,7 +52,7 @@ StackedModes stacked_modes(const Tensor<T>& probs, double confidence = 0.9) {
     const Index n = s[0];
     std::vector<Index> all(static_cast<std::size_t>(n));
     std::array<std::vector<Index>, 3> digits;
-    std::vector<bool> hit(1000, false), hit_any(1000, false);
+    std::vector<bool> hit(1000, false);  // by a readable sample
     Index confident = 0;
     for (Index i = 0; i < n; ++i) {
         Index mode = 0;
@@ -69,14 +69,14 @@ StackedModes stacked_modes(const Tensor<T>& probs, double confidence = 0.9) {
             mode = 10 * mode + best;
         }
         all[static_cast<std::size_t>(i)] = mode;
-        hit_any[static_cast<std::size_t>(mode)] = true;
         if (readable) hit[static_cast<std::size_t>(mode)] = true, ++confident;
     }
+    const std::vector<double> histogram = class_histogram(all, 1000);
     StackedModes m;
     m.samples = n;
     m.modes = static_cast<Index>(std::count(hit.begin(), hit.end(), true));
-    m.modes_any = static_cast<Index>(std::count(hit_any.begin(), hit_any.end(), true));
-    m.kl = kl_to_uniform(class_histogram(all, 1000));
+    m.modes_any = static_cast<Index>(std::count_if(histogram.begin(), histogram.end(), [](double h) { return h > 0; }));
+    m.kl = kl_to_uniform(histogram);
     for (std::size_t c = 0; c < 3; ++c) m.channel_kl[c] = kl_to_uniform(class_histogram(digits[c], 10));
     m.confident_share = static_cast<double>(confident) / static_cast<double>(n);
     return m;
