@@ -69,6 +69,7 @@
 #include <ember/eval/mode_coverage.hpp>
 #include <filesystem>
 #include <memory>
+#include <numbers>
 #include <optional>
 #include <string>
 #include <vector>
@@ -171,6 +172,8 @@ public:
     // What final_sample() started from, when it refines samples by MCMC.
     virtual std::optional<Tensor> before_refinement() const { return std::nullopt; }
     virtual std::optional<Tensor> energy(const Tensor&) { return std::nullopt; }  // U at points
+    // The energy of the model's density exp(-U)/Z, for a model that is one (ebm_sgld).
+    virtual ember::sample::EnergyFn<float> density_energy() { return {}; }
     virtual void checkpoint(ember::Checkpoint<float>& ck) = 0;
     virtual std::vector<std::string> losses() const = 0;
     virtual Index parameters() const = 0;
@@ -479,6 +482,7 @@ public:
     void checkpoint(ember::Checkpoint<float>& ck) override {
         ck.add("energy", U).add("opt_energy", *opt_U, U).add("replay", states_);
     }
+    ember::sample::EnergyFn<float> density_energy() override { return energy_fn(); }
     std::vector<std::string> losses() const override { return {"loss_u", "magnitude", "u_data", "u_chains"}; }
     Index parameters() const override { return U.parameter_count(); }
     void set_lr(double lr) override { opt_U->set_lr(lr); }
@@ -509,6 +513,55 @@ std::unique_ptr<ToyModel> make_model(const ToyOptions& t, Generator& init, Gener
         });
     }
     throw ember::Error("unknown --model '" + t.model + "'; expected gan, wgan_gp, meg, ebgan, ebm_sgld or fgan:<div> with <div> one of kl, reverse_kl, pearson, neyman, hellinger, js, gan, tv");
+}
+
+// The test log-likelihood of an energy model q = exp(-U)/Z on box² (U = +inf outside, where
+// q is not normalisable), with log Z by annealed importance sampling, beside the true
+// density's where it is known (the Gaussian mixtures).
+void report_test_log_likelihood(const ember::sample::EnergyFn<float>& U, ember::Toy2d kind, ember::AxisRange box,
+                                const std::optional<ember::ToyModes>& modes, const ember_examples::ExampleOptions& o,
+                                ember_examples::RunSummary& summary) {
+    auto on_box = [&U, box](const Var& x) {
+        Tensor wall = Tensor::zeros({x.dim(0)});
+        for (Index i = 0; i < x.dim(0); ++i) {
+            const float a = x.value().at({i, 0}), b = x.value().at({i, 1});
+            if (a < box.lo || a > box.hi || b < box.lo || b > box.hi) wall.data()[i] = INFINITY;
+        }
+        return Var(ember::reshape(U(x), {x.dim(0)}) + Var(wall));
+    };
+    const double half_width = (box.hi - box.lo) / 2;
+    const auto base = ember::sample::normal_base<float>({2}, half_width / 2);
+    const ember::sample::AisResult ais = ember::sample::ais<float>(
+        on_box, o.quick ? 100 : 1000, base, {.stages = o.quick ? 100 : 2000, .seed = o.seed + 7});
+    Generator g(o.seed + 8);
+    const Tensor test = ember::sample_toy2d<float>(kind, o.quick ? 500 : 10000, g);
+    const ember::sample::LogLikelihood ll = ember::sample::log_likelihood<float>(on_box, test, ais);
+    summary.results.emplace_back("test log-likelihood (AIS)", ll.mean);
+    summary.results.emplace_back("AIS log Z", ais.log_z);
+    summary.results.emplace_back("AIS log Z standard error", ais.stderr_log_z);
+    summary.results.emplace_back("AIS ESS share", ais.ess / static_cast<double>(ais.log_weights.size()));
+    std::printf("toy2d: test log-likelihood %.4f ± %.4f (log Z by AIS %.4f, ESS %.0f of %zu chains; points ± %.4f)",
+                ll.mean, ll.stderr_log_z, ais.log_z, ais.ess, ais.log_weights.size(), ll.stderr_points);
+    if (modes) {
+        // log p(x) = logsumexp_k(-|x - c_k|² / 2s²) - log K - log(2π s²)
+        double total = 0;
+        const double s2 = modes->std * modes->std, k = static_cast<double>(modes->centres.size());
+        for (Index i = 0; i < test.dim(0); ++i) {
+            double top = -INFINITY, sum = 0;
+            std::vector<double> e;
+            for (const auto& c : modes->centres) {
+                const double dx = test.at({i, 0}) - c[0], dy = test.at({i, 1}) - c[1];
+                e.push_back(-(dx * dx + dy * dy) / (2 * s2));
+                top = std::max(top, e.back());
+            }
+            for (double v : e) sum += std::exp(v - top);
+            total += top + std::log(sum) - std::log(k) - std::log(2 * std::numbers::pi * s2);
+        }
+        const double truth = total / static_cast<double>(test.dim(0));
+        summary.results.emplace_back("test log-likelihood of the true density", truth);
+        std::printf("; the true density's %.4f", truth);
+    }
+    std::printf("\n");
 }
 
 // Points on the centres of an n x n grid over box², row 0 at the top (largest y), as
@@ -647,6 +700,7 @@ int run(ember_examples::ExampleOptions& o, const ToyOptions& t) {
     if (const auto before = model->before_refinement())
         if (const auto m = evaluate(*before)) add_results(*m, " before MCMC");
     if (const auto m = evaluate(samples)) add_results(*m, "");
+    if (const auto U = model->density_energy()) report_test_log_likelihood(U, kind, box, modes, o, summary);
     ember_examples::write_summary(o, summary);
     if (const auto before = model->before_refinement())
         if (const auto m = evaluate(*before))
@@ -713,6 +767,7 @@ int main(int argc, char** argv) {
     flags.add("--eval-every", t.eval_every, "iterations between mode metrics in metrics.csv", Check::positive);
     flags.add("--ckpt-every", t.ckpt_every, "iterations between checkpoints and pictures", Check::positive);
     if (const std::optional<int> exit = flags.parse(argc, argv)) return *exit;
+    o.command = ember_examples::command_line(argc, argv);
     const std::int64_t default_iters = t.model == "wgan_gp" || t.model == "meg" ? 14000 : t.model == "ebm_sgld" ? 1500 : 5000;
     if (o.iters == 0) o.iters = default_iters;
     if (t.decay_iters == 0) t.decay_iters = default_iters;

@@ -1,5 +1,6 @@
 // ember::compiled: samplers, instantiated once for float and double.
 // The headers declare these instances extern when EMBER_COMPILED is defined (core/instances.hpp).
+#include "ember/sample/ais.hpp"
 #include "ember/sample/chains.hpp"
 #include "ember/sample/energy.hpp"
 #include "ember/sample/hmc.hpp"
@@ -15,3 +16,4 @@ namespace ember::sample { EMBER_DEFINE_INSTANCES(EMBER_HMC_INSTANCES) }
 namespace ember::sample { EMBER_DEFINE_INSTANCES(EMBER_LATENT_INSTANCES) }
 namespace ember::sample { EMBER_DEFINE_INSTANCES(EMBER_REPLAY_BUFFER_INSTANCES) }
 namespace ember::sample { EMBER_DEFINE_INSTANCES(EMBER_SGLD_INSTANCES) }
+namespace ember::sample { EMBER_DEFINE_INSTANCES(EMBER_AIS_INSTANCES) }

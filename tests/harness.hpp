@@ -16,6 +16,16 @@ using V = Var<double>;
 using Vs = std::vector<V>;
 using Ts = std::vector<Tensor<double>>;
 
+// Runs the enclosing scope on one thread: for tests on tiny tensors, where forking threads
+// per op costs more than it saves (and a busy second core would stall them).
+struct OneThread {
+    int saved = num_threads();
+    OneThread() { set_num_threads(1); }
+    ~OneThread() { set_num_threads(saved); }
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+};
+
 struct OpRow {
     std::string name;
     std::vector<Shape> shapes;

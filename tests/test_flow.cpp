@@ -37,6 +37,8 @@
 #include <string>
 #include <vector>
 
+#include "harness.hpp"
+
 using namespace ember;
 
 namespace {
@@ -45,13 +47,7 @@ using V = Var<double>;
 using Td = Tensor<double>;
 using StepPtr = std::shared_ptr<flow::FlowStep<double>>;
 
-struct OneThread {
-    int saved = num_threads();
-    OneThread() { set_num_threads(1); }
-    ~OneThread() { set_num_threads(saved); }
-    OneThread(const OneThread&) = delete;
-    OneThread& operator=(const OneThread&) = delete;
-};
+using test::OneThread;
 
 Td random_uniform(const Shape& s, std::uint64_t seed, double lo, double hi) {
     Generator g(seed);

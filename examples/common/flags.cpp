@@ -114,6 +114,15 @@ Flags& Flags::positional(const std::string& name, std::string& value, const std:
     return cli_->app.add_option(name, value, help), *this;
 }
 
+std::string command_line(int argc, char** argv) {
+    std::string line;
+    for (int i = 0; i < argc; ++i) {
+        if (i > 0) line += ' ';
+        line += argv[i];
+    }
+    return line;
+}
+
 bool Flags::given(const std::string& name) const { return cli_->app.count(name) > 0; }
 
 std::optional<int> Flags::parse(int argc, char** argv) {
@@ -142,7 +151,7 @@ int Flags::run(int argc, char** argv, QuickRun quick, const std::function<int()>
         for (const auto& set : quick_defaults_) set();
     }
     if (o.classifier.empty()) o.classifier = "out/classifier_" + o.dataset + "/classifier.safetensors";
-    for (int i = 0; i < argc; ++i) o.command += (i ? " " : "") + std::string(argv[i]);
+    o.command = command_line(argc, argv);
     return run_main(o.name, body);
 }
 

@@ -42,6 +42,9 @@ struct QuickRun {
     std::int64_t samples = 100;
 };
 
+// The command line as typed, its words joined by spaces (summary.json records it).
+std::string command_line(int argc, char** argv);
+
 class Flags {
 public:
     explicit Flags(const std::string& description);

@@ -35,6 +35,46 @@ struct ChainStats {
     std::int64_t nonfinite = 0;  ///< proposals whose energy or gradient was NaN/Inf (rejected)
 };
 
+/// The accept decisions of one transition of N chains.
+struct Transition {
+    std::vector<double> prob;    ///< min(1, r) per chain (1 without an accept step)
+    std::vector<char> accepted;  ///< per chain
+    /// Proposals whose energy or gradient was NaN/Inf (rejected).
+    std::int64_t nonfinite = 0;
+    /// Mean of prob over the chains.
+    double mean_prob() const {
+        double s = 0;
+        for (double p : prob) s += p;
+        return s / static_cast<double>(prob.size());
+    }
+};
+
+/// Metropolis decisions for N chains: chain i accepts its proposal with probability
+/// min(1, exp(log_ratio[i])), one uniform from `gen` per chain. A proposal whose energy or
+/// gradient is not finite, or whose ratio is NaN, is rejected (a divergent trajectory):
+/// counted in `nonfinite`, never accepted.
+template <Real T>
+Transition metropolis_decisions(const EnergyGrad<T>& at_proposal, const Tensor<double>& log_ratio, Generator& gen) {
+    const Index n = at_proposal.energy.numel();
+    EMBER_CHECK(log_ratio.numel() == n, "metropolis_decisions", "expected ", n, " log ratios, got ", log_ratio.numel());
+    Transition s;
+    s.prob.assign(static_cast<std::size_t>(n), 0.0);
+    s.accepted.assign(static_cast<std::size_t>(n), 0);
+    const Tensor<double> u = uniform<double>(Shape{n}, gen);
+    const auto g = detail::rows(at_proposal.grad);
+    for (Index i = 0; i < n; ++i) {
+        const std::size_t k = static_cast<std::size_t>(i);
+        const double lr = log_ratio.data()[i];
+        if (!std::isfinite(at_proposal.energy.data()[i]) || !g.row(i).allFinite() || std::isnan(lr)) {
+            ++s.nonfinite;
+            continue;
+        }
+        s.prob[k] = lr >= 0 ? 1.0 : std::exp(lr);
+        s.accepted[k] = std::log(u.data()[i]) < lr;
+    }
+    return s;
+}
+
 /// The base of the samplers: N chains advanced together in one batch, their energies and
 /// gradients, a random stream, the step size and warm-up with adaptation (see the file
 /// description).
@@ -115,18 +155,7 @@ public:
 
 protected:
     /// The result of one transition of all chains.
-    struct Step {
-        std::vector<double> prob;     ///< min(1, r) per chain (1 without an accept step)
-        std::vector<char> accepted;   ///< per chain
-        /// Proposals whose energy or gradient was NaN/Inf (rejected).
-        std::int64_t nonfinite = 0;
-        /// Mean of prob over the chains.
-        double mean_prob() const {
-            double s = 0;
-            for (double p : prob) s += p;
-            return s / static_cast<double>(prob.size());
-        }
-    };
+    using Step = Transition;
 
     /// Chains of sampler `name` on `energy`, started at the rows of `initial` with step `step`
     /// and random stream Generator(seed); `parallel_chains` evaluates groups of chains on
@@ -155,27 +184,13 @@ protected:
     /// probability min(1, exp(log_ratio[i])). A proposal whose energy or gradient is not
     /// finite is rejected (a divergent trajectory), never propagated.
     Step metropolis(const Tensor<T>& proposal, const EnergyGrad<T>& at_proposal, const Tensor<double>& log_ratio) {
-        const Index n = num_chains();
-        Step s;
-        s.prob.assign(static_cast<std::size_t>(n), 0.0);
-        s.accepted.assign(static_cast<std::size_t>(n), 0);
-        const Tensor<double> u = uniform<double>(Shape{n}, gen_);
-        const auto g = detail::rows(at_proposal.grad);
-        for (Index i = 0; i < n; ++i) {
-            const std::size_t k = static_cast<std::size_t>(i);
-            const double lr = log_ratio.data()[i];
-            if (!std::isfinite(at_proposal.energy.data()[i]) || !g.row(i).allFinite() || std::isnan(lr)) {
-                ++s.nonfinite;
-                continue;
-            }
-            s.prob[k] = lr >= 0 ? 1.0 : std::exp(lr);
-            if (std::log(u.data()[i]) < lr) {
-                s.accepted[k] = 1;
+        Step s = metropolis_decisions(at_proposal, log_ratio, gen_);
+        for (Index i = 0; i < num_chains(); ++i)
+            if (s.accepted[static_cast<std::size_t>(i)]) {
                 detail::copy_row(proposal, x_, i);
                 detail::copy_row(at_proposal.grad, current_.grad, i);
                 current_.energy.data()[i] = at_proposal.energy.data()[i];
             }
-        }
         return s;
     }
 
@@ -248,6 +263,7 @@ private:
 
 // What ember::compiled instantiates for float and double (core/instances.hpp).
 #define EMBER_CHAINS_INSTANCES(X, T) \
+    X template Transition metropolis_decisions<T>(const EnergyGrad<T>&, const Tensor<double>&, Generator&); \
     X template class Chains<T>;
 EMBER_EXTERN_INSTANCES(EMBER_CHAINS_INSTANCES)
 

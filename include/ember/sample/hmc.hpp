@@ -22,6 +22,58 @@
 
 namespace ember::sample {
 
+/// Where a leapfrog trajectory ends: the state, the momentum, and U and ∇U at the state.
+template <Real T>
+struct LeapfrogEnd {
+    Tensor<T> x, p;
+    EnergyGrad<T> at;
+};
+
+/// `steps` leapfrog steps of size `step` from states x with momenta p, where `grad` is ∇U(x)
+/// (see the file description); `evaluate(x)` returns the EnergyGrad at a batch of states,
+/// so the trajectory can follow any energy (a sampler's, or one of annealing's
+/// intermediate energies).
+template <Real T, class Evaluate>
+LeapfrogEnd<T> leapfrog(const Tensor<T>& x, const Tensor<T>& p, const Tensor<T>& grad, double step, int steps,
+                        Evaluate&& evaluate) {
+    EMBER_CHECK(steps >= 1, "leapfrog", "number of steps must be >= 1, got ", steps);
+    EMBER_CHECK(p.shape() == x.shape() && grad.shape() == x.shape(), "leapfrog",
+                "states, momenta and gradients must share one shape, got ", x.shape().str(), ", ", p.shape().str(),
+                " and ", grad.shape().str());
+    const T eps = static_cast<T>(step);
+    LeapfrogEnd<T> end{x, Tensor<T>(p - (eps / 2) * grad), {}};
+    for (int l = 1; l <= steps; ++l) {
+        end.x = Tensor<T>(end.x + eps * end.p);
+        end.at = evaluate(end.x);
+        const T kick = l == steps ? eps / 2 : eps;
+        end.p = Tensor<T>(end.p - kick * end.at.grad);
+    }
+    return end;
+}
+
+/// log of HMC's acceptance ratio per chain, H(x, p) - H(x', p') with H = U + ½||p||², in
+/// double; -∞ where the end energy is not finite (a divergent trajectory is rejected).
+template <Real T>
+Tensor<double> hmc_log_accept_ratio(const Tensor<T>& energy, const Tensor<T>& momentum, const Tensor<T>& end_energy,
+                                    const Tensor<T>& end_momentum) {
+    const Index n = energy.numel();
+    EMBER_CHECK(end_energy.numel() == n && momentum.defined() && momentum.rank() >= 1 && momentum.dim(0) == n &&
+                    end_momentum.shape() == momentum.shape(),
+                "hmc_log_accept_ratio", "expected energies [N] and momenta [N, ...] of the same N, got ",
+                energy.shape().str(), ", ", momentum.shape().str(), ", ", end_energy.shape().str(), ", ",
+                end_momentum.shape().str());
+    const Eigen::VectorXd k0 = detail::row_sq_norms(momentum.contiguous());
+    const Eigen::VectorXd k1 = detail::row_sq_norms(end_momentum.contiguous());
+    const Tensor<T> u0 = energy.contiguous(), u1 = end_energy.contiguous();
+    Tensor<double> out = Tensor<double>::empty(Shape{n});
+    for (Index i = 0; i < n; ++i) {
+        const double h0 = static_cast<double>(u0.data()[i]) + 0.5 * k0[i];
+        const double h1 = static_cast<double>(u1.data()[i]) + 0.5 * k1[i];
+        out.data()[i] = std::isfinite(h1) ? h0 - h1 : -INFINITY;
+    }
+    return out;
+}
+
 /// Settings of Hmc.
 struct HmcOptions {
     double step_size = 0.1;  ///< ε (warmup() adapts it)
@@ -47,25 +99,11 @@ public:
 protected:
     /// One HMC transition of every chain.
     typename Chains<T>::Step step_once() override {
-        const T eps = static_cast<T>(this->step_);
         const Tensor<T> p0 = normal<T>(this->x_.shape(), this->gen_);
-        Tensor<T> p(p0 - (eps / 2) * this->current_.grad);
-        Tensor<T> x = this->x_;
-        EnergyGrad<T> at;
-        for (int l = 1; l <= leapfrog_steps_; ++l) {
-            x = Tensor<T>(x + eps * p);
-            at = this->evaluate(x);
-            const T kick = l == leapfrog_steps_ ? eps / 2 : eps;
-            p = Tensor<T>(p - kick * at.grad);
-        }
-        const Eigen::VectorXd k0 = detail::row_sq_norms(p0), k1 = detail::row_sq_norms(p);
-        Tensor<double> log_ratio = Tensor<double>::empty(Shape{this->num_chains()});
-        for (Index i = 0; i < this->num_chains(); ++i) {
-            const double h0 = static_cast<double>(this->current_.energy.data()[i]) + 0.5 * k0[i];
-            const double h1 = static_cast<double>(at.energy.data()[i]) + 0.5 * k1[i];
-            log_ratio.data()[i] = std::isfinite(h1) ? h0 - h1 : -INFINITY;
-        }
-        return this->metropolis(x, at, log_ratio);
+        const LeapfrogEnd<T> end = leapfrog(this->x_, p0, this->current_.grad, this->step_, leapfrog_steps_,
+                                            [this](const Tensor<T>& x) { return this->evaluate(x); });
+        const Tensor<double> log_ratio = hmc_log_accept_ratio(this->current_.energy, p0, end.at.energy, end.p);
+        return this->metropolis(end.x, end.at, log_ratio);
     }
     /// 0.65, the usual target acceptance of HMC.
     double default_target() const override { return 0.65; }
@@ -76,6 +114,7 @@ private:
 
 // What ember::compiled instantiates for float and double (core/instances.hpp).
 #define EMBER_HMC_INSTANCES(X, T) \
+    X template Tensor<double> hmc_log_accept_ratio<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&); \
     X template class Hmc<T>;
 EMBER_EXTERN_INSTANCES(EMBER_HMC_INSTANCES)
 
