@@ -20,72 +20,28 @@
 // samples_mcmc.png / samples_mcmc.npy (after latent MALA from the same z), metrics.csv,
 // loss.png, checkpoint.safetensors (every epoch; --resume continues from it bit for bit) and
 // summary.json. `--help` lists the flags.
-#include "common/conv_gan.hpp"
-#include "common/latent_mala.hpp"
+#include "common/conv_gan_steps.hpp"
 #include "common/run.hpp"
 
 namespace {
 
-using ember::Shape;
 using ember::Tensor;
-using Var = ember::Var<float>;
 
 struct Options : ember_examples::ExampleOptions {
-    double beta = 1.0, lambda = 10.0;  // weights of the entropy (MI) term in L_G and of the R1 penalty in L_U
-    int energy_steps = 1;  // U steps per G step, each on its own batch of real images
+    ember_examples::MegStepOptions meg;  // β = 1, λ = 10, one U step per G step
     ember_examples::ConvGanOptions nets{.latent = 64, .width = 32, .upsample_conv = true};
     bool lr_decay = true;  // lr falls linearly from --lr to 0 over the run
     std::int64_t mcmc_warmup = 20, mcmc_steps = 30;  // a MALA step on 1000 chains costs ~15 training steps
 };
-
-struct MegLosses { float u, g, u_real, u_fake, r1, mi; };  // L_U, L_G, mean U(x), mean U(G(z)), R1, Î_JSD
-
-// energy_steps steps of U, each on real images [B,1,28,28] in [-1, 1] from next_real, then one
-// step of G and T through the updated U. `noise` draws every z and the derangement π.
-MegLosses train_step(ember_examples::Meg& m, const Options& o, const std::function<Tensor<float>()>& next_real,
-                     ember::Generator& noise) {
-    ember::nn::Sequential<float>&G = m.gan.G, &U = m.gan.D;
-    MegLosses l{};
-    for (int k = 0; k < o.energy_steps; ++k) {  // U: L_U, the negatives G(z) detached
-        const Var x(next_real());
-        const Tensor<float> fake = [&] {
-            ember::NoGrad no_grad;
-            return G(Var(ember::normal<float>(Shape{o.batch, o.nets.latent}, noise))).value();
-        }();
-        const Var u_pos = U(x), u_neg = U(Var(fake));
-        const Var r1 = ember::energy::r1_penalty(U, x, o.lambda);
-        const Var loss_u = ember::energy::contrastive_loss(u_pos, u_neg) + r1;
-        m.opt_U.zero_grad();
-        ember::backward(loss_u);
-        m.opt_U.step();
-        l.u = loss_u.item(), l.r1 = r1.item();
-        l.u_real = ember::mean(u_pos.value()).item(), l.u_fake = ember::mean(u_neg.value()).item();
-    }
-
-    // G and T: L_G, U frozen meanwhile.
-    const Var z(ember::normal<float>(Shape{o.batch, o.nets.latent}, noise));
-    const Var fake_flat = ember::flatten(G(z), 1);
-    const auto pairs = ember::info::shuffled_pairs(fake_flat, z, noise);  // (G(z_i), z_π(i))
-    const Var mi = ember::info::jsd(m.T(fake_flat, z), m.T(fake_flat, pairs.z));
-    U.requires_grad(false);
-    const Var u_gen = U(ember::reshape(fake_flat, Shape{o.batch, 1, 28, 28}));
-    const Var loss_g = ember::info::meg_generator_loss(u_gen, mi, o.beta);
-    m.opt_G.zero_grad(), m.opt_T.zero_grad();
-    ember::backward(loss_g);
-    m.opt_G.step(), m.opt_T.step();
-    U.requires_grad(true);
-    l.g = loss_g.item(), l.mi = mi.item();
-    return l;
-}
 
 int train(Options& o) {
     const ember::ImageSet data = ember_examples::load_images(o, true);
     ember::BatchIterator<float> batches(ember::scale_to_symmetric(data.images),  // [-1, 1], as G's Tanh
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
     // An epoch: the whole steps (energy_steps batches each) that fit in a pass over the data.
-    const std::int64_t steps_per_epoch = std::max<std::int64_t>(1, batches.batches_per_epoch() / o.energy_steps);
-    ember_examples::TrainingRun run(o, {.batches_per_epoch = steps_per_epoch * o.energy_steps,
-                                        .batches_per_step = o.energy_steps});
+    const std::int64_t steps_per_epoch = std::max<std::int64_t>(1, batches.batches_per_epoch() / o.meg.energy_steps);
+    ember_examples::TrainingRun run(o, {.batches_per_epoch = steps_per_epoch * o.meg.energy_steps,
+                                        .batches_per_step = o.meg.energy_steps});
 
     ember::Generator init(o.seed), noise(o.seed + 1);
     ember_examples::Meg m(init, o.nets, o.lr);
@@ -96,14 +52,15 @@ int train(Options& o) {
     run.checkpoint.add("noise", noise).add("step", run.step);
     ember_examples::MetricsWindow<> window(run, {"loss_u", "loss_g", "u_real", "u_fake", "r1", "mi"});
     run.start({{"images", data.images.dim(0)}, {"G parameters", G.parameter_count()},
-               {"U parameters", U.parameter_count()}, {"T parameters", m.T.net.parameter_count()}, {"beta", o.beta},
-               {"lambda", o.lambda}, {"U steps per G step", o.energy_steps},
+               {"U parameters", U.parameter_count()}, {"T parameters", m.T.net.parameter_count()}, {"beta", o.meg.beta},
+               {"lambda", o.meg.lambda}, {"U steps per G step", o.meg.energy_steps},
                {"MALA steps", std::to_string(o.mcmc_warmup) + "+" + std::to_string(o.mcmc_steps)}});
 
-    batches.seek(run.step * o.energy_steps);
+    batches.seek(run.step * o.meg.energy_steps);
     while (run.running()) {
         if (o.lr_decay) m.set_lr(ember_examples::linearly_decayed_lr(o.lr, run.step, run.total));
-        const MegLosses l = train_step(m, o, [&] { return batches.next_wrapping().x; }, noise);
+        const ember_examples::MegLosses l =
+            ember_examples::meg_step(m, o.meg, [&] { return batches.next_wrapping().x; }, noise);
         window.add(run.finish_step(), {l.u, l.g, l.u_real, l.u_fake, l.r1, l.mi});
         if (run.epoch_done()) {
             run.save_checkpoint();
@@ -112,14 +69,11 @@ int train(Options& o) {
         }
     }
 
-    // Samples G(z), then latent MALA from the same z: G per sample (running statistics) and
-    // the parameters frozen, only ∇_z being needed.
+    // Samples G(z), then latent MALA from the same z.
     const Tensor<float> z0 = ember_examples::fixed_noise(o.n_samples, o.nets.latent, o.seed + 3);
     const Tensor<float> samples01 = m.gan.sample01(z0);
     ember_examples::write_samples(run.out, samples01);
-    G.eval(), G.requires_grad(false), U.requires_grad(false);
-    const ember_examples::LatentMala mcmc = ember_examples::latent_mala([&](const Var& z) { return G(z); },
-        [&](const Var& x) { return U(x); }, z0, o.mcmc_warmup, o.mcmc_steps, o.seed + 4);
+    const ember_examples::LatentMala mcmc = ember_examples::meg_latent_mala(m, z0, o.mcmc_warmup, o.mcmc_steps, o.seed + 4);
     const Tensor<float> mcmc01 = m.gan.sample01(mcmc.z);
     ember_examples::write_samples(run.out, mcmc01, "samples_mcmc.png", "samples_mcmc.npy");
     ember_examples::print_latent_mala("meg_mnist", mcmc);
@@ -136,12 +90,12 @@ int main(int argc, char** argv) {
     o.name = "meg_mnist", o.epochs = 24, o.batch = 64, o.lr = 2e-4;  // 22 488 steps (wall time: docs/results.md)
     ember_examples::Flags flags("meg_mnist: maximum-entropy generator and energy model on MNIST (Kumar et al. 2019)", o);
     using ember_examples::Check;
-    flags.add("--beta", o.beta, "weight β of the entropy term -β I_JSD(G(z); z) in L_G", Check::non_negative)
-        .add("--lambda", o.lambda, "weight λ of the gradient penalty on real data", Check::non_negative)
+    flags.add("--beta", o.meg.beta, "weight β of the entropy term -β I_JSD(G(z); z) in L_G", Check::non_negative)
+        .add("--lambda", o.meg.lambda, "weight λ of the gradient penalty on real data", Check::non_negative)
         .add("--width", o.nets.width, "channels of U's first and G's last convolution", Check::positive)
         .add("--upsample-conv", o.nets.upsample_conv, "G upsamples by nearest 2x + Conv 3x3 (1) or ConvTranspose (0)")
         .add("--lr-decay", o.lr_decay, "decay the lr linearly to 0 over the run (1) or keep it constant (0)")
-        .add("--energy-steps", o.energy_steps, "energy steps per generator step", Check::positive)
+        .add("--energy-steps", o.meg.energy_steps, "energy steps per generator step", Check::positive)
         .add("--mcmc-warmup", o.mcmc_warmup, "latent MALA warm-up steps (step size adapted)", Check::non_negative)
         .add("--mcmc-steps", o.mcmc_steps, "latent MALA steps after warm-up (step size fixed)", Check::non_negative)
         .quick_default("--mcmc-warmup", o.mcmc_warmup, std::int64_t{10})

@@ -25,65 +25,25 @@
 // [0,1]), samples_last.png / .npy (the same z through the last G, when averaging), metrics.csv,
 // wasserstein.png, loss.png, checkpoint.safetensors (every epoch; --resume continues from it
 // bit for bit) and summary.json. `--help` lists the flags.
-#include "common/conv_gan.hpp"
+#include "common/conv_gan_steps.hpp"
 #include "common/run.hpp"
 
 namespace {
 
 using Tensor = ember::Tensor<float>;
-using Var = ember::Var<float>;
 
 struct Options : ember_examples::ExampleOptions {
-    int n_critic = 5;  // critic steps per generator step
-    double lambda = 10;  // weight of the gradient penalty
+    ember_examples::WganGpStepOptions wgan;  // n_critic = 5, λ = 10
     ember_examples::ConvGanOptions nets{.latent = 128, .width = 32, .upsample_conv = true};
     bool lr_decay = true;  // lr falls linearly from --lr to 0 over the run
     double ema_decay = 0;  // > 0: samples come from this moving average of G's weights (0: from the last G)
 };
 
-// The means over the critic's steps of E D(x) - E D(G(z)), the penalty and L_D; L_G.
-struct WganLosses { double wasserstein, gp, critic; float g; };
-
-// n_critic critic steps, each on real images [B,1,28,28] in [-1, 1] from next_real and fresh
-// G(z), then one generator step through the updated critic. `noise` draws every z and ε.
-WganLosses train_step(ember_examples::ConvGan& gan, ember::Adam<float>& opt_G, ember::Adam<float>& opt_D,
-                      const Options& o, const std::function<Tensor()>& next_real, ember::Generator& noise) {
-    const ember::Index B = o.batch;
-    double w_est = 0, gp_sum = 0, critic_sum = 0;
-    for (int i = 0; i < o.n_critic; ++i) {  // critic: L_D, G's samples detached
-        const Var x(next_real());
-        const Var fake([&] {
-            ember::NoGrad no_grad;
-            return gan.G(Var(ember::normal<float>(ember::Shape{B, o.nets.latent}, noise))).value();
-        }());
-        const Var scores = gan.D(ember::concat<float>({x, fake}, 0));  // one pass for both halves
-        const Var loss_w = ember::gan::wasserstein_critic_loss(ember::slice(scores, 0, 0, B),
-                                                               ember::slice(scores, 0, B, 2 * B));
-        const Var gp = ember::energy::wgan_gp_penalty(gan.D, x, fake, noise, o.lambda);
-        const Var loss = loss_w + gp;
-        opt_D.zero_grad();
-        ember::backward(loss);
-        opt_D.step();
-        w_est += -loss_w.item(), gp_sum += gp.item(), critic_sum += loss.item();
-    }
-
-    // Generator: L_G through the updated critic, its parameters frozen meanwhile.
-    gan.D.requires_grad(false);
-    const Var loss_g = ember::gan::wasserstein_generator_loss(
-        gan.D(gan.G(Var(ember::normal<float>(ember::Shape{B, o.nets.latent}, noise)))));
-    opt_G.zero_grad();
-    ember::backward(loss_g);
-    opt_G.step();
-    gan.D.requires_grad(true);
-    const double k = o.n_critic;
-    return {w_est / k, gp_sum / k, critic_sum / k, loss_g.item()};
-}
-
 int train(Options& o) {
     const ember::ImageSet data = ember_examples::load_images(o, true);
     ember::BatchIterator<float> batches(ember::scale_to_symmetric(data.images),  // [-1, 1], as G's Tanh
                                         {.batch_size = o.batch, .shuffle = true, .drop_last = true, .seed = o.seed});
-    ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch(), .batches_per_step = o.n_critic});
+    ember_examples::TrainingRun run(o, {.batches_per_epoch = batches.batches_per_epoch(), .batches_per_step = o.wgan.n_critic});
 
     ember::Generator init(o.seed), noise(o.seed + 1);  // noise: the z and ε of every step
     ember_examples::ConvGan gan(init, o.nets);
@@ -102,7 +62,7 @@ int train(Options& o) {
     ember_examples::MetricsWindow<> window(run, {"wasserstein", "gp", "loss_critic", "loss_g"});
     run.start({{"images", data.images.dim(0)}, {"G parameters", gan.G.parameter_count()},
                {"D parameters", gan.D.parameter_count()}, {"latent", o.nets.latent}, {"width", o.nets.width},
-               {"n_critic", o.n_critic}, {"lambda", o.lambda}, {"G average decay", o.ema_decay}});
+               {"n_critic", o.wgan.n_critic}, {"lambda", o.wgan.lambda}, {"G average decay", o.ema_decay}});
 
     auto save_pictures = [&] {
         ember::save_image_grid(run.out / "samples.png", sampler.sample01(z_fixed), 10, 0.0, 1.0);
@@ -116,7 +76,7 @@ int train(Options& o) {
             opt_D.set_lr(lr), opt_G.set_lr(lr);
         }
         auto next_real = [&] { ++real_batches; return batches.next_wrapping().x; };
-        const WganLosses l = train_step(gan, opt_G, opt_D, o, next_real, noise);
+        const ember_examples::WganLosses l = ember_examples::wgan_gp_step(gan, opt_G, opt_D, o.wgan, next_real, noise);
         if (use_ema) ema.update();
         window.add(run.finish_step(), {l.wasserstein, l.gp, l.critic, l.g});
         if (run.epoch_done()) run.save_checkpoint(), save_pictures();
@@ -138,8 +98,8 @@ int main(int argc, char** argv) {
     o.name = "wgan_gp_mnist", o.epochs = 60, o.batch = 64, o.lr = 2e-4;  // 11 244 G steps (wall time: docs/results.md)
     ember_examples::Flags flags("wgan_gp_mnist: Wasserstein GAN with gradient penalty on MNIST (Gulrajani et al. 2017)", o);
     using ember_examples::Check;
-    flags.add("--n-critic", o.n_critic, "critic steps per generator step", Check::positive)
-        .add("--lambda", o.lambda, "weight of the gradient penalty", Check::non_negative)
+    flags.add("--n-critic", o.wgan.n_critic, "critic steps per generator step", Check::positive)
+        .add("--lambda", o.wgan.lambda, "weight of the gradient penalty", Check::non_negative)
         .add("--latent", o.nets.latent, "dimension of z", Check::positive)
         .add("--width", o.nets.width, "channels of D's first and G's last convolution", Check::positive)
         .add("--upsample-conv", o.nets.upsample_conv, "G upsamples by nearest 2x + Conv 3x3 (1) or ConvTranspose (0)")

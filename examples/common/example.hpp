@@ -62,12 +62,14 @@ inline ember::Tensor<float> fixed_noise(ember::Index n, ember::Index dim, std::u
     return ember::normal<float>(ember::Shape{n, dim}, g);
 }
 
-// samples.png (a 10x10 grid of the first 100 images, fewer if there are fewer) and
-// samples.npy (all of them, float32 [N,1,28,28] in [0,1]). Both are written atomically.
+// samples.png (a 10x10 grid of the first 100 images, fewer if there are fewer; three channels
+// as RGB) and samples.npy (all of them, float32 [N,C,28,28] in [0,1], C = 1 or 3). Both are
+// written atomically.
 inline void write_samples(const std::filesystem::path& out, const ember::Tensor<float>& images01,
                           const std::string& png = "samples.png", const std::string& npy = "samples.npy") {
-    EMBER_CHECK(images01.rank() == 4 && images01.dim(1) == 1 && images01.dim(2) == 28 && images01.dim(3) == 28,
-                "write_samples", "expected images [N,1,28,28], got ", images01.shape());
+    EMBER_CHECK(images01.rank() == 4 && (images01.dim(1) == 1 || images01.dim(1) == 3) && images01.dim(2) == 28 &&
+                    images01.dim(3) == 28,
+                "write_samples", "expected images [N,1,28,28] or [N,3,28,28], got ", images01.shape());
     const ember::Index n = std::min<ember::Index>(images01.dim(0), 100);
     const ember::Index cols = std::min<ember::Index>(n, 10);
     ember::save_image_grid(out / png, images01.slice(0, 0, n).contiguous(), cols, 0.0, 1.0);

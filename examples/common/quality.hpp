@@ -102,19 +102,27 @@ inline std::string format_quality(const SampleQuality& q) {
     return s + buf;
 }
 
+// The path of the classifier the run's options name (--classifier, or classifier_mnist's
+// checkpoint for o.dataset) if it exists; otherwise prints one line "<o.name>: <what>: no
+// classifier ..." saying how to get one, and returns std::nullopt.
+inline std::optional<std::string> find_classifier(const ExampleOptions& o, const char* what) {
+    const std::string path =
+        o.classifier.empty() ? "out/classifier_" + o.dataset + "/classifier.safetensors" : o.classifier;
+    if (std::filesystem::exists(path)) return path;
+    std::printf("%s: %s: no classifier at %s (train one with `classifier_mnist --dataset %s`, or pass "
+                "--classifier PATH)\n",
+                o.name.c_str(), what, path.c_str(), o.dataset.c_str());
+    std::fflush(stdout);
+    return std::nullopt;
+}
+
 // If o.classifier names an existing checkpoint: classifies samples01 ([N,1,28,28] in [0,1]),
 // compares with the test set of o.dataset, prints one line "<o.name>: quality ..." and returns it;
 // otherwise prints one line saying how to get the classifier and returns std::nullopt.
 inline std::optional<SampleQuality> report_sample_quality(const ExampleOptions& o, const ember::Tensor<float>& samples01) {
-    const std::string path =
-        o.classifier.empty() ? "out/classifier_" + o.dataset + "/classifier.safetensors" : o.classifier;
-    if (!std::filesystem::exists(path)) {
-        std::printf("%s: quality: no classifier at %s (train one with `classifier_mnist --dataset %s`, or pass "
-                    "--classifier PATH)\n",
-                    o.name.c_str(), path.c_str(), o.dataset.c_str());
-        std::fflush(stdout);
-        return std::nullopt;
-    }
+    const std::optional<std::string> found = find_classifier(o, "quality");
+    if (!found) return std::nullopt;
+    const std::string& path = *found;
     ember::Generator init(0);
     MnistClassifier net(init);
     load_classifier(net, path);

@@ -203,6 +203,11 @@ public:
     // the end of the run, with the `extra` columns when the row is due.
     void add(std::int64_t step, std::initializer_list<Sum> values,
              const std::vector<std::pair<std::string, double>>& extra = {}) {
+        add(step, std::vector<Sum>(values), extra);
+    }
+    // The same for values whose number the program knows only at run time (one per name).
+    void add(std::int64_t step, const std::vector<Sum>& values,
+             const std::vector<std::pair<std::string, double>>& extra = {}) {
         EMBER_CHECK(values.size() == sums_.size(), "MetricsWindow::add", "expected ", sums_.size(), " values, got ",
                     values.size());
         std::vector<double> now;
