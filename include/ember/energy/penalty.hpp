@@ -87,6 +87,14 @@ void check_pair(const Var<T>& a, const Var<T>& b, const char* op) {
     EMBER_CHECK(a.shape() == b.shape(), op, "real and fake batches must have the same shape, got ", a.shape().str(),
                 " and ", b.shape().str());
 }
+
+// The two ends of the interpolation segments: batches [B,...] of one shape, B >= 1.
+template <Real T>
+void check_segment_ends(const Tensor<T>& x_real, const Tensor<T>& x_fake, const char* op) {
+    EMBER_CHECK(x_real.rank() >= 1 && x_real.dim(0) >= 1 && x_real.shape() == x_fake.shape(), op,
+                "needs two batches [B,...] of the same shape with B >= 1, got ", x_real.shape().str(), " and ",
+                x_fake.shape().str());
+}
 }  // namespace detail
 
 /// Zero-centred gradient penalty on real data ("R1", Mescheder et al.\ 2018):
@@ -111,9 +119,7 @@ Var<T> r1_penalty(F&& f, const Var<T>& x_real, double lambda) {
 ///     Tensor<float> xh = energy::interpolate(x.value(), fake.value(), eps);   // eps: [B]
 template <Real T>
 Tensor<T> interpolate(const Tensor<T>& x_real, const Tensor<T>& x_fake, const Tensor<T>& eps) {
-    EMBER_CHECK(x_real.rank() >= 1 && x_real.dim(0) >= 1 && x_real.shape() == x_fake.shape(), "interpolate",
-                "needs two batches [B,...] of the same shape with B >= 1, got ", x_real.shape().str(), " and ",
-                x_fake.shape().str());
+    detail::check_segment_ends(x_real, x_fake, "interpolate");
     EMBER_CHECK(eps.shape() == Shape{x_real.dim(0)}, "interpolate", "eps must have shape [", x_real.dim(0),
                 "] (one weight per sample), got ", eps.shape().str());
     std::vector<Index> dims(static_cast<std::size_t>(x_real.rank()), 1);
@@ -130,9 +136,7 @@ Tensor<T> interpolate(const Tensor<T>& x_real, const Tensor<T>& x_fake, const Te
 ///     Tensor<float> xh = energy::random_interpolation(x.value(), fake.value(), gen);
 template <Real T>
 Tensor<T> random_interpolation(const Tensor<T>& x_real, const Tensor<T>& x_fake, Generator& gen) {
-    EMBER_CHECK(x_real.rank() >= 1 && x_real.dim(0) >= 1 && x_real.shape() == x_fake.shape(), "random_interpolation",
-                "needs two batches [B,...] of the same shape with B >= 1, got ", x_real.shape().str(), " and ",
-                x_fake.shape().str());
+    detail::check_segment_ends(x_real, x_fake, "random_interpolation");  // before gen advances
     return interpolate(x_real, x_fake, uniform<T>(Shape{x_real.dim(0)}, gen));
 }
 
