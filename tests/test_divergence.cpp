@@ -341,3 +341,23 @@ TEST_CASE("clip_weights: every parameter clamped to [-c, c] in place, nothing re
     CHECK(std::isnan(w.value().flat(2)));
     CHECK_THROWS_WITH_AS(gan::clip_weights(D, 0.0), doctest::Contains("positive"), Error);
 }
+
+TEST_CASE("losses, bounds and estimators take elementwise expressions over Vars directly") {
+    Generator gen(3);
+    const V a(normal<double>({6}, gen), true), b(normal<double>({6}, gen), true);
+    const V m(normal<double>({6, 2}, gen), true), lv(normal<double>({6, 2}, gen), true);
+    // Each call with an expression equals the call with the expression turned into a Var first.
+    auto same = [](const V& x, const V& y) { return x.value().flat(0) == doctest::Approx(y.value().flat(0)).epsilon(1e-15); };
+    CHECK(same(gan::wasserstein_critic_loss(a * 2.0, b), gan::wasserstein_critic_loss(V(a * 2.0), b)));
+    CHECK(same(gan::discriminator_loss(a, b + 1.0), gan::discriminator_loss(a, V(b + 1.0))));
+    CHECK(same(gan::generator_loss_nonsaturating(-a), gan::generator_loss_nonsaturating(V(-a))));
+    CHECK(same(fdiv::critic_loss<fdiv::KL>(a * 0.5, b), fdiv::critic_loss<fdiv::KL>(V(a * 0.5), b)));
+    CHECK(same(energy::contrastive_loss(a - b, b), energy::contrastive_loss(V(a - b), b)));
+    CHECK(same(energy::margin_hinge(square(a), 1.0), energy::margin_hinge(V(square(a)), 1.0)));
+    CHECK(same(info::jsd(a * 1.5, b), info::jsd(V(a * 1.5), b)));
+    CHECK(same(info::meg_generator_loss(a + b, mean(b), 2.0), info::meg_generator_loss(V(a + b), mean(b), 2.0)));
+    CHECK(same(mean(info::kl_normal_std(m * 0.1, lv * 0.1)), mean(info::kl_normal_std(V(m * 0.1), V(lv * 0.1)))));
+    // The gradient flows through the fused node as through the Var.
+    const V g = grad(gan::wasserstein_critic_loss(a * 2.0, b), {a})[0];
+    CHECK(g.value().flat(0) == doctest::Approx(-2.0 / 6));
+}

@@ -4,6 +4,7 @@
 #include <functional>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "harness.hpp"
 
@@ -94,47 +95,91 @@ TEST_CASE("unary elementwise ops: value, gradient and gradient of gradient") {
 
 namespace {
 
-// An op with its first and second derivatives in long double, the reference for the tails.
+// An op with its value and first and second derivatives in long double, the reference at
+// its edge points: both tails, near 0, and as far as the op's value and derivatives stay normal
+// numbers (the largest finite argument where that is the binding limit, exp's 709).
 struct Tail {
     const char* name;
     std::function<Var<double>(const Var<double>&)> op;
     std::function<Var<float>(const Var<float>&)> op_float;
-    std::function<long double(long double)> d1, d2;
+    std::function<long double(long double)> f, d1, d2;
+    std::vector<double> points, float_points;
 };
 
 long double sigmoid_l(long double x) { return 1 / (1 + std::exp(-x)); }
 long double dsigmoid_l(long double x) { return sigmoid_l(x) * sigmoid_l(-x); }
+long double softplus_l(long double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+
+// The saturating ops: double up to |x| = 100 (e^-200 for tanh), float up to 27 (sigmoid' =
+// 1.9e-12 there).
+const std::vector<double> kSaturating = {-100, -50, -27, -20, -1, -1e-8, 1e-8, 1, 20, 27, 50, 100};
+const std::vector<double> kSaturatingFloat = {-27, -20, -5, -1, -1e-4, 1e-4, 1, 5, 20, 27};
+// The same with 0, for the ops smooth there (elu's kink at 0 has its own test).
+const std::vector<double> kSmooth = {-100, -50, -27, -20, -1, -1e-8, 0, 1e-8, 1, 20, 27, 50, 100};
+const std::vector<double> kSmoothFloat = {-27, -20, -5, -1, -1e-4, 0, 1e-4, 1, 5, 20, 27};
+
+#define EMBER_TAIL_OPS(expr)                                         \
+    [](const Var<double>& x) { return Var<double>(expr); },         \
+    [](const Var<float>& x) { return Var<float>(expr); }
 
 std::vector<Tail> tail_table() {
     const long double alpha = 1.5L;
     return {
-        {"tanh", [](const auto& x) { return Var<double>(tanh(x)); }, [](const auto& x) { return Var<float>(tanh(x)); },
+        {"tanh", EMBER_TAIL_OPS(tanh(x)), [](long double x) { return std::tanh(x); },
          [](long double x) { return 1 / (std::cosh(x) * std::cosh(x)); },
-         [](long double x) { return -2 * std::tanh(x) / (std::cosh(x) * std::cosh(x)); }},
-        {"sigmoid", [](const auto& x) { return Var<double>(sigmoid(x)); },
-         [](const auto& x) { return Var<float>(sigmoid(x)); }, dsigmoid_l,
-         [](long double x) { return dsigmoid_l(x) * std::tanh(-x / 2); }},
-        {"softplus", [](const auto& x) { return Var<double>(softplus(x)); },
-         [](const auto& x) { return Var<float>(softplus(x)); }, sigmoid_l, dsigmoid_l},
-        {"log_sigmoid", [](const auto& x) { return Var<double>(log_sigmoid(x)); },
-         [](const auto& x) { return Var<float>(log_sigmoid(x)); }, [](long double x) { return sigmoid_l(-x); },
-         [](long double x) { return -dsigmoid_l(x); }},
-        {"expm1", [](const auto& x) { return Var<double>(expm1(x)); }, [](const auto& x) { return Var<float>(expm1(x)); },
-         [](long double x) { return std::exp(x); }, [](long double x) { return std::exp(x); }},
-        {"elu", [](const auto& x) { return Var<double>(elu(x, 1.5)); }, [](const auto& x) { return Var<float>(elu(x, 1.5)); },
+         [](long double x) { return -2 * std::tanh(x) / (std::cosh(x) * std::cosh(x)); }, kSmooth, kSmoothFloat},
+        {"sigmoid", EMBER_TAIL_OPS(sigmoid(x)), sigmoid_l, dsigmoid_l,
+         [](long double x) { return dsigmoid_l(x) * std::tanh(-x / 2); }, kSmooth, kSmoothFloat},
+        {"softplus", EMBER_TAIL_OPS(softplus(x)), softplus_l, sigmoid_l, dsigmoid_l, kSmooth, kSmoothFloat},
+        {"log_sigmoid", EMBER_TAIL_OPS(log_sigmoid(x)), [](long double x) { return -softplus_l(-x); },
+         [](long double x) { return sigmoid_l(-x); }, [](long double x) { return -dsigmoid_l(x); }, kSmooth,
+         kSmoothFloat},
+        {"expm1", EMBER_TAIL_OPS(expm1(x)), [](long double x) { return std::expm1(x); },
+         [](long double x) { return std::exp(x); }, [](long double x) { return std::exp(x); },
+         {-700, -100, -20, -1, -1e-8, 0, 1e-8, 1, 20, 100, 709}, {-87, -20, -1, -1e-4, 0, 1e-4, 1, 20, 88}},
+        {"elu", EMBER_TAIL_OPS(elu(x, 1.5)), [=](long double x) { return x > 0 ? x : alpha * std::expm1(x); },
          [=](long double x) { return x > 0 ? 1.0L : alpha * std::exp(x); },
-         [=](long double x) { return x > 0 ? 0.0L : alpha * std::exp(x); }},
+         [=](long double x) { return x > 0 ? 0.0L : alpha * std::exp(x); }, kSaturating, kSaturatingFloat},
+        // exp overflows above 709.78 (88.72 in float); below -708 (-87.3) it is subnormal.
+        {"exp", EMBER_TAIL_OPS(exp(x)), [](long double x) { return std::exp(x); },
+         [](long double x) { return std::exp(x); }, [](long double x) { return std::exp(x); },
+         {-700, -100, -20, -1e-8, 0, 1e-8, 1, 20, 100, 709}, {-87, -20, -1e-4, 0, 1e-4, 1, 20, 88}},
+        // log'' = -1/x² stays normal for x in [1e-150, 1e150] (float: [1e-18, 1e18]).
+        {"log", EMBER_TAIL_OPS(log(x)), [](long double x) { return std::log(x); },
+         [](long double x) { return 1 / x; }, [](long double x) { return -1 / (x * x); },
+         {1e-150, 1e-8, 0.5, 1, 2, 1e8, 1e150}, {1e-18, 1e-4, 0.5, 1, 2, 1e4, 1e18}},
+        {"log1p", EMBER_TAIL_OPS(log1p(x)), [](long double x) { return std::log1p(x); },
+         [](long double x) { return 1 / (1 + x); }, [](long double x) { return -1 / ((1 + x) * (1 + x)); },
+         {-0.999999, -0.5, -1e-8, 1e-8, 1, 1e8, 1e150}, {-0.999, -0.5, -1e-4, 1e-4, 1, 1e4, 1e18}},
+        // sqrt'' = -x^(-3/2)/4: normal for x in [1e-200, 1e200] (float: [1e-24, 1e24]).
+        {"sqrt", EMBER_TAIL_OPS(sqrt(x)), [](long double x) { return std::sqrt(x); },
+         [](long double x) { return 0.5L / std::sqrt(x); }, [](long double x) { return -0.25L / (x * std::sqrt(x)); },
+         {1e-200, 1e-8, 0.5, 1, 2, 1e8, 1e200}, {1e-24, 1e-4, 0.5, 1, 2, 1e4, 1e24}},
+        {"rsqrt", EMBER_TAIL_OPS(rsqrt(x)), [](long double x) { return 1 / std::sqrt(x); },
+         [](long double x) { return -0.5L / (x * std::sqrt(x)); },
+         [](long double x) { return 0.75L / (x * x * std::sqrt(x)); }, {1e-120, 1e-8, 1, 2, 1e8, 1e120},
+         {1e-14, 1e-4, 1, 2, 1e4, 1e14}},
+        {"square", EMBER_TAIL_OPS(square(x)), [](long double x) { return x * x; }, [](long double x) { return 2 * x; },
+         [](long double) { return 2.0L; }, {-1e150, -1, -1e-8, 1e-8, 1, 1e150}, {-1e18, -1, -1e-4, 1e-4, 1, 1e18}},
+        {"pow 3", EMBER_TAIL_OPS(pow(x, 3)), [](long double x) { return x * x * x; },
+         [](long double x) { return 3 * x * x; }, [](long double x) { return 6 * x; },
+         {-1e100, -2, -1e-8, 1e-8, 2, 1e100}, {-1e12, -2, -1e-4, 1e-4, 2, 1e12}},
+        {"pow 2.5", EMBER_TAIL_OPS(pow(x, 2.5)), [](long double x) { return std::pow(x, 2.5L); },
+         [](long double x) { return 2.5L * std::pow(x, 1.5L); }, [](long double x) { return 3.75L * std::sqrt(x); },
+         {1e-120, 1e-8, 1, 2, 1e8, 1e120}, {1e-10, 1e-4, 1, 2, 1e4, 1e15}},
     };
 }
+#undef EMBER_TAIL_OPS
 
-// The first derivative through the fused backward kernel and through the recorded graph
-// (create_graph), and the second derivative, of op at each of `points`.
+// The value, the first derivative through the fused backward kernel and through the
+// recorded graph (create_graph), and the second derivative, of op at each of `points`.
 template <class T, class Op>
 void check_tails(const char* name, Op op, const Tail& t, const std::vector<double>& points, double tolerance) {
     const Index n = static_cast<Index>(points.size());
     Tensor<T> xs = Tensor<T>::empty({n});
     for (Index i = 0; i < n; ++i) xs.data()[i] = static_cast<T>(points[static_cast<std::size_t>(i)]);
     const Var<T> x(xs, true);
+    const Tensor<T> value = op(x).value();
     const Tensor<T> d1_kernel = grad(sum(op(x)), {x})[0].value();
     const Var<T> d1 = grad(sum(op(x)), {x}, {.create_graph = true})[0];
     const Tensor<T> d2 = grad(sum(d1), {x})[0].value();
@@ -143,8 +188,10 @@ void check_tails(const char* name, Op op, const Tail& t, const std::vector<doubl
     };
     for (Index i = 0; i < n; ++i) {
         const long double xi = static_cast<long double>(xs.data()[i]);  // the point as T holds it
-        CAPTURE(name);
+        const std::string op_name = name;
+        CAPTURE(op_name);
         CAPTURE(xi);
+        CHECK_MESSAGE(close(value.data()[i], t.f(xi)), "value ", value.data()[i], " vs ", static_cast<double>(t.f(xi)));
         CHECK_MESSAGE(close(d1_kernel.data()[i], t.d1(xi)), "first derivative (kernel) ", d1_kernel.data()[i], " vs ",
                       static_cast<double>(t.d1(xi)));
         CHECK_MESSAGE(close(d1.value().data()[i], t.d1(xi)), "first derivative (graph) ", d1.value().data()[i], " vs ",
@@ -156,15 +203,12 @@ void check_tails(const char* name, Op op, const Tail& t, const std::vector<doubl
 
 }  // namespace
 
-TEST_CASE("first and second derivatives keep their relative accuracy on both tails") {
-    // Where the derivatives are normal numbers: in double up to |x| = 100 (e^-200 for tanh),
-    // in float up to 27 (sigmoid' = 1.9e-12 there). 1e-12 relative in double; in float 16
-    // ulp (the forward and the derivative each round a handful of times).
-    const std::vector<double> points = {-100, -50, -27, -20, -1, -1e-8, 1e-8, 1, 20, 27, 50, 100};
-    const std::vector<double> float_points = {-27, -20, -5, -1, -1e-4, 1e-4, 1, 5, 20, 27};
+TEST_CASE("values, first and second derivatives keep their relative accuracy at every op's edge points") {
+    // 1e-12 relative in double; in float 16 ulp (the forward and the derivative each round a
+    // handful of times).
     for (const Tail& t : tail_table()) {
-        check_tails<double>(t.name, t.op, t, points, 1e-12);
-        check_tails<float>(t.name, t.op_float, t, float_points, 16 * 6e-8);
+        check_tails<double>(t.name, t.op, t, t.points, 1e-12);
+        check_tails<float>(t.name, t.op_float, t, t.float_points, 16 * 6e-8);
     }
 }
 
@@ -300,6 +344,56 @@ TEST_CASE("errors name the op and the shapes") {
     V a(Tensor<double>::zeros({3, 4})), b(Tensor<double>::zeros({5}));
     CHECK_THROWS_WITH_AS(V(a + b), "elementwise: shapes [3,4] and [5] cannot be broadcast together", Error);
     CHECK_THROWS_WITH_AS(clamp(a, 1.0, 0.0), "clamp: lower bound 1 exceeds upper bound 0", Error);
+}
+
+TEST_CASE("invalid arguments behave alike in the fused kernel, the Var path and under create_graph") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const Tensor<double> t = Tensor<double>::from({3}, {-1.0, 0.5, 2.0});
+    const V v(t, true);
+    // A first-derivative graph: its values are t too, and ops on it are recorded for a second order.
+    const V d1 = grad(sum(V(0.5 * square(v))), {v}, {.create_graph = true})[0];
+    SUBCASE("bad bounds are the same error on a Tensor, a Var and a recorded derivative") {
+        for (const V* x : {&v, &d1}) {
+            CHECK_THROWS_WITH_AS(V(clamp(*x, 1.0, 0.0)), "clamp: lower bound 1 exceeds upper bound 0", Error);
+            CHECK_THROWS_WITH_AS(V(clamp_min(*x, nan)), "clamp_min: the bound is NaN", Error);
+            CHECK_THROWS_WITH_AS(V(clamp_max(*x, nan)), "clamp_max: the bound is NaN", Error);
+        }
+        CHECK_THROWS_WITH_AS(Tensor<double>(clamp(t, 1.0, 0.0)), "clamp: lower bound 1 exceeds upper bound 0", Error);
+        CHECK_THROWS_WITH_AS(Tensor<double>(clamp_min(t, nan)), "clamp_min: the bound is NaN", Error);
+    }
+    SUBCASE("outside an op's domain every path gives the same numbers (NaN where PyTorch gives NaN)") {
+        struct Case {
+            const char* name;
+            std::function<Tensor<double>(const Tensor<double>&)> tensor;
+            std::function<V(const V&)> var;
+        };
+        const std::vector<Case> cases = {
+            {"log", [](const Tensor<double>& x) { return Tensor<double>(log(x)); }, [](const V& x) { return V(log(x)); }},
+            {"sqrt", [](const Tensor<double>& x) { return Tensor<double>(sqrt(x)); }, [](const V& x) { return V(sqrt(x)); }},
+            {"rsqrt", [](const Tensor<double>& x) { return Tensor<double>(rsqrt(x)); }, [](const V& x) { return V(rsqrt(x)); }},
+            {"log1p", [](const Tensor<double>& x) { return Tensor<double>(log1p(x - 1.0)); },
+             [](const V& x) { return V(log1p(x - 1.0)); }},
+            {"pow 2.5", [](const Tensor<double>& x) { return Tensor<double>(pow(x, 2.5)); },
+             [](const V& x) { return V(pow(x, 2.5)); }},
+        };
+        auto same = [](double a, double b) { return (std::isnan(a) && std::isnan(b)) || a == b; };
+        for (const Case& c : cases) {
+            CAPTURE(c.name);
+            const Tensor<double> fused = c.tensor(t);
+            const Tensor<double> forward = c.var(v).value(), on_derivative = c.var(d1).value();
+            const Tensor<double> g_kernel = grad(sum(c.var(v)), {v})[0].value();
+            const V g_graph = grad(sum(c.var(v)), {v}, {.create_graph = true})[0];
+            const Tensor<double> g2 = grad(sum(g_graph), {v})[0].value();
+            CHECK(std::isnan(fused.flat(0)));  // x = -1 is outside every one of these domains
+            for (Index i = 0; i < 3; ++i) {
+                CAPTURE(i);
+                CHECK(same(fused.flat(i), forward.flat(i)));
+                CHECK(same(fused.flat(i), on_derivative.flat(i)));
+                CHECK(same(g_kernel.flat(i), g_graph.value().flat(i)));
+                CHECK(std::isnan(g2.flat(i)) == std::isnan(g_kernel.flat(i)));
+            }
+        }
+    }
 }
 
 

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "ember/core/instances.hpp"
 #include "ember/expr/kernel.hpp"
@@ -535,6 +537,45 @@ auto eval(const E& e) {
     if constexpr (E::has_var) return Var<T>(e);
     else return Tensor<T>(e);
 }
+
+namespace detail {
+/// Whether X is an elementwise expression with Var leaves.
+template <class X>
+constexpr bool is_var_expression() {
+    if constexpr (expr::Expression<X>) return X::has_var;
+    else return false;
+}
+/// Whether any of A is one.
+template <class... A>
+concept HasVarExpression = (is_var_expression<std::remove_cvref_t<A>>() || ...);
+/// An argument on its way to a function written for Vars: an expression over Vars becomes
+/// its Var (one fused node), anything else passes through as it is.
+template <class X>
+decltype(auto) as_var_argument(X&& x) {
+    using E = std::remove_cvref_t<X>;
+    if constexpr (expr::Expression<E>) return Var<typename E::value_type>(x);
+    else return std::forward<X>(x);
+}
+}  // namespace detail
+
+/// Lets the function template NAME, written for Var<T> parameters (T deduced), also take
+/// elementwise expressions over Vars in them: gan::wasserstein_critic_loss(d_real * 2, d_fake)
+/// rather than (Var<float>(d_real * 2), d_fake). Each expression is recorded as one fused
+/// node and the call forwarded; calls with Vars only never see this overload.
+#define EMBER_TAKES_EXPRESSIONS(NAME)                                          \
+    template <class... A>                                                      \
+        requires ::ember::detail::HasVarExpression<A...>                       \
+    auto NAME(A&&... a) {                                                      \
+        return NAME(::ember::detail::as_var_argument(std::forward<A>(a))...);  \
+    }
+/// The same for a function with one explicit template parameter before T, as
+/// fdiv::critic_loss<KL>(...): PARAM is its declaration (`class Div`), ARG its name.
+#define EMBER_TAKES_EXPRESSIONS_AFTER(PARAM, ARG, NAME)                              \
+    template <PARAM, class... A>                                                     \
+        requires ::ember::detail::HasVarExpression<A...>                             \
+    auto NAME(A&&... a) {                                                            \
+        return NAME<ARG>(::ember::detail::as_var_argument(std::forward<A>(a))...);   \
+    }
 
 namespace expr {
 

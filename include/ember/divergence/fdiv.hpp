@@ -394,4 +394,10 @@ inline std::string_view divergence_name(const AnyDivergence& d) {
     return std::visit([](auto div) { return std::string_view(decltype(div)::name); }, d);
 }
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS_AFTER(Divergence Div, Div, variational_bound)
+EMBER_TAKES_EXPRESSIONS_AFTER(Divergence Div, Div, critic_loss)
+EMBER_TAKES_EXPRESSIONS_AFTER(Divergence Div, Div, generator_loss)
+EMBER_TAKES_EXPRESSIONS_AFTER(Divergence Div, Div, generator_loss_alt)
+
 }  // namespace ember::fdiv

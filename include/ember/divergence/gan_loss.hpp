@@ -140,4 +140,13 @@ void clip_weights(const nn::Module<T>& module, double c) {
     X template void clip_weights<T>(const nn::Module<T>&, double);
 EMBER_EXTERN_INSTANCES(EMBER_GAN_LOSS_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(discriminator_loss)
+EMBER_TAKES_EXPRESSIONS(generator_loss_minimax)
+EMBER_TAKES_EXPRESSIONS(generator_loss_nonsaturating)
+EMBER_TAKES_EXPRESSIONS(wasserstein_critic_loss)
+EMBER_TAKES_EXPRESSIONS(wasserstein_generator_loss)
+EMBER_TAKES_EXPRESSIONS(hinge_critic_loss)
+EMBER_TAKES_EXPRESSIONS(hinge_generator_loss)
+
 }  // namespace ember::gan

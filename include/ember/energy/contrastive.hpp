@@ -102,4 +102,8 @@ Var<T> magnitude_penalty(const Var<T>& u_pos, const Var<T>& u_neg, double alpha)
     X template Var<T> magnitude_penalty<T>(const Var<T>&, const Var<T>&, double);
 EMBER_EXTERN_INSTANCES(EMBER_CONTRASTIVE_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(contrastive_loss)
+EMBER_TAKES_EXPRESSIONS(magnitude_penalty)
+
 }  // namespace ember::energy

@@ -116,4 +116,11 @@ Var<T> ebgan_generator_loss(const Var<T>& d_fake, const Var<T>& codes, double la
     X template Var<T> ebgan_generator_loss<T>(const Var<T>&, const Var<T>&, double);
 EMBER_EXTERN_INSTANCES(EMBER_EBGAN_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(autoencoder_energy)
+EMBER_TAKES_EXPRESSIONS(margin_hinge)
+EMBER_TAKES_EXPRESSIONS(ebgan_discriminator_loss)
+EMBER_TAKES_EXPRESSIONS(pulling_away)
+EMBER_TAKES_EXPRESSIONS(ebgan_generator_loss)
+
 }  // namespace ember::energy

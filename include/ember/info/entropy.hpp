@@ -188,4 +188,7 @@ double knn_entropy(const Tensor<T>& samples, Index k = 1) {
     X template double knn_entropy<T>(const Tensor<T>&, Index);
 EMBER_EXTERN_INSTANCES(EMBER_ENTROPY_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(gaussian_entropy_diag)
+
 }  // namespace ember::info

@@ -49,4 +49,7 @@ Var<T> meg_generator_loss(const Var<T>& energies, const Var<T>& mi_estimate, dou
     X template Var<T> meg_generator_loss<T>(const Var<T>&, const Var<T>&, double);
 EMBER_EXTERN_INSTANCES(EMBER_MEG_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(meg_generator_loss)
+
 }  // namespace ember::info

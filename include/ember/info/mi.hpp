@@ -420,4 +420,13 @@ Var<T> barber_agakov_bound(const Var<T>& z, const Var<T>& z_hat, double entropy_
     X template Var<T> barber_agakov_bound<T>(const Var<T>&, const Var<T>&, double, double);
 EMBER_EXTERN_INSTANCES(EMBER_MI_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(jsd)
+EMBER_TAKES_EXPRESSIONS(dv)
+EMBER_TAKES_EXPRESSIONS(nwj)
+EMBER_TAKES_EXPRESSIONS(infonce)
+EMBER_TAKES_EXPRESSIONS(jsd_nwj)
+EMBER_TAKES_EXPRESSIONS(latent_reconstruction_loss)
+EMBER_TAKES_EXPRESSIONS(barber_agakov_bound)
+
 }  // namespace ember::info

@@ -405,4 +405,16 @@ EMBER_INLINE Eigen::VectorXd gaussian_full_log_prob(const Eigen::MatrixXd& x, co
     X template Tensor<T> gaussian_full_log_prob<T>(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&);
 EMBER_EXTERN_INSTANCES(EMBER_VAE_INSTANCES)
 
+// The same functions taking elementwise expressions over Vars (autodiff/expr_node.hpp).
+EMBER_TAKES_EXPRESSIONS(kl_normal_std)
+EMBER_TAKES_EXPRESSIONS(kl_normal_std_mean)
+EMBER_TAKES_EXPRESSIONS(kl_normal_std_sum)
+EMBER_TAKES_EXPRESSIONS(kl_normal_diag)
+EMBER_TAKES_EXPRESSIONS(bernoulli_log_prob)
+EMBER_TAKES_EXPRESSIONS(gaussian_log_prob)
+EMBER_TAKES_EXPRESSIONS(standard_normal_log_prob)
+EMBER_TAKES_EXPRESSIONS(elbo)
+EMBER_TAKES_EXPRESSIONS(iwae_log_weights)
+EMBER_TAKES_EXPRESSIONS(iwae_bound)
+
 }  // namespace ember::info
