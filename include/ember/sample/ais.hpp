@@ -101,7 +101,7 @@ struct AisOptions {
     std::vector<double> betas{};
     /// δ of the sigmoid schedule: larger puts more stages near β = 0 and β = 1.
     double sigmoid_delta = 4;
-    AisKernel kernel = AisKernel::mala;
+    AisKernel kernel = AisKernel::mala;  ///< the transition at each intermediate energy
     int transitions = 1;     ///< transitions per stage
     int leapfrog_steps = 5;  ///< L, for the HMC kernel
     /// The step size per stage, K entries (the step at β_k is step_sizes[k-1]): e.g. a
@@ -113,7 +113,7 @@ struct AisOptions {
     /// Chains of the warm-up pass; 0: as many as the estimating pass.
     Index warmup_chains = 0;
     int bootstrap = 1000;  ///< bootstrap resamples of the chains for stderr_bootstrap (0: none)
-    std::uint64_t seed = 0;
+    std::uint64_t seed = 0;  ///< seed of the base draws, the proposals, accept steps and bootstrap
     bool parallel_chains = false;  ///< one graph per thread on groups of chains: see for_chain_groups
 };
 
@@ -149,7 +149,10 @@ inline std::vector<double> sigmoid_schedule(int stages, double delta = 4) {
 
 /// Summary of importance log-weights: log mean(w), its standard errors and the weights' ESS.
 struct LogWeightStats {
-    double log_mean = 0, stderr_delta = 0, stderr_bootstrap = 0, ess = 0;
+    double log_mean = 0;          ///< log mean(w)
+    double stderr_delta = 0;      ///< its delta-method standard error, sd(w) / (√n mean(w))
+    double stderr_bootstrap = 0;  ///< its standard deviation over bootstrap resamples
+    double ess = 0;               ///< (Σw)² / Σw²
 };
 
 /// log mean(w) of log-weights `log_w`, with its delta-method standard error, the standard

@@ -25,8 +25,9 @@ namespace ember::sample {
 /// Where a leapfrog trajectory ends: the state, the momentum, and U and ∇U at the state.
 template <Real T>
 struct LeapfrogEnd {
-    Tensor<T> x, p;
-    EnergyGrad<T> at;
+    Tensor<T> x;      ///< the states at the end
+    Tensor<T> p;      ///< the momenta at the end
+    EnergyGrad<T> at;  ///< U and ∇U at x
 };
 
 /// `steps` leapfrog steps of size `step` from states x with momenta p, where `grad` is ∇U(x)
