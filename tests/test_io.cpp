@@ -34,8 +34,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The reference files live next to this source file.
-const fs::path kDataDir = fs::path(__FILE__).parent_path() / "data";
+// The reference files (tests/data), named by ctest in EMBER_TEST_DATA_DIR. Run by hand, the
+// test program needs the variable set: `EMBER_TEST_DATA_DIR=tests/data build/release/tests/ember_tests`.
+fs::path reference_dir() {
+    const char* dir = std::getenv("EMBER_TEST_DATA_DIR");
+    if (dir == nullptr || *dir == '\0')
+        throw std::runtime_error("EMBER_TEST_DATA_DIR is not set: it names the directory of the reference files, tests/data");
+    return dir;
+}
 
 // A fresh directory under the system's temporary directory, removed with its contents.
 struct TempDir {
@@ -249,7 +255,7 @@ TEST_CASE("npy files from ember are byte for byte those numpy writes") {
     // The version 1.0 reference files: ember writes the same header text and padding.
     for (const char* name : {"f32_2x3", "f32_rank3", "f32_empty", "f64_vec"}) {
         INFO(name);
-        const fs::path ref = kDataDir / (std::string("io_ref_") + name + ".npy");
+        const fs::path ref = reference_dir() / (std::string("io_ref_") + name + ".npy");
         const Tensor<double> t = load_npy<double>(ref);
         save_npy(dir / "out.npy", t, std::string(name).starts_with("f32") ? DType::F32 : DType::F64);
         CHECK(read_file(dir / "out.npy") == read_file(ref));
@@ -258,18 +264,18 @@ TEST_CASE("npy files from ember are byte for byte those numpy writes") {
 
 TEST_CASE("npy reads the reference files numpy wrote (versions 1.0, 2.0, 3.0)") {
     for (const Expected& e : kNpyExpected) {
-        const fs::path path = kDataDir / ("io_ref_" + e.name + ".npy");
+        const fs::path path = reference_dir() / ("io_ref_" + e.name + ".npy");
         check_values(load_npy<double>(path), e);
         if (e.name != "f64_vec") check_values(load_npy<float>(path), e);
     }
     // float64 values outside float's range become 0 and infinity in a Tensor<float>.
-    const Tensor<float> f = load_npy<float>(kDataDir / "io_ref_f64_vec.npy");
+    const Tensor<float> f = load_npy<float>(reference_dir() / "io_ref_f64_vec.npy");
     CHECK(values_of(f) == std::vector<float>{-0.5f, 0.0f, 2.5e10f, std::numeric_limits<float>::infinity()});
 }
 
 TEST_CASE("npy rejects malformed files with messages naming the file, the expectation and the finding") {
     TempDir dir;
-    const std::string good = read_file(kDataDir / "io_ref_f32_2x3.npy");
+    const std::string good = read_file(reference_dir() / "io_ref_f32_2x3.npy");
     auto load_error = [&](const std::string& bytes) {
         write_file(dir / "bad.npy", bytes);
         return error_of([&] { (void)load_npy<float>(dir / "bad.npy"); });
@@ -292,7 +298,7 @@ TEST_CASE("npy rejects malformed files with messages naming the file, the expect
 
     // The files numpy wrote that ember must refuse.
     auto ref_error = [&](const std::string& name) {
-        const fs::path p = kDataDir / ("io_ref_" + name + ".npy");
+        const fs::path p = reference_dir() / ("io_ref_" + name + ".npy");
         const std::string msg = error_of([&] { (void)load_npy<double>(p); });
         const std::string prefix = "load_npy: " + p.string() + ": ";
         CHECK_MESSAGE(msg.starts_with(prefix), msg);
@@ -484,7 +490,7 @@ TEST_CASE("safetensors: a damaged file is refused, a file without checksums is r
 }
 
 TEST_CASE("safetensors reads the reference checkpoint written in Python") {
-    const fs::path path = kDataDir / "io_ref_checkpoint.safetensors";
+    const fs::path path = reference_dir() / "io_ref_checkpoint.safetensors";
     const Safetensors<double> d = load_safetensors<double>(path);
     const Safetensors<float> f = load_safetensors<float>(path);
     CHECK(d.metadata == kCheckpointMetadata);
