@@ -64,10 +64,9 @@ void BM_SgldConvStep(benchmark::State& st) {
     set_num_threads(threads());
     Generator g(1);
     nn::Sequential<float> E;
-    E.add<nn::Conv2d>(1, 32, 3, g, nn::Conv2dOptions{.stride = 2, .padding = 1});
-    E.add<nn::LeakyReLU>(0.2);
-    E.add<nn::Conv2d>(32, 64, 3, g, nn::Conv2dOptions{.stride = 2, .padding = 1});
-    E.add<nn::LeakyReLU>(0.2);
+    const nn::Conv2dOptions down{.stride = 2, .padding = 1, .activation = ConvActivation::leaky_relu(0.2)};
+    E.add<nn::Conv2d>(1, 32, 3, g, down);
+    E.add<nn::Conv2d>(32, 64, 3, g, down);
     E.add<nn::Flatten>();
     E.add<nn::Linear>(64 * 7 * 7, 1, g);
     const sample::EnergyFn<float> energy = std::ref(E);

@@ -266,36 +266,38 @@ TEST_CASE("Conv2d and ConvTranspose2d: shapes, PyTorch's weight layouts and defa
     CHECK_THROWS_WITH_AS(c(Var<float>(Tensor<float>::zeros(Shape{2, 4, 28, 28}))), doctest::Contains("channels"), Error);
 }
 
-TEST_CASE("Sequential fuses a Conv2d and the LeakyReLU after it, with the unfused results to the bit") {
-    // SGLD's conv energy (bench_models.cpp) in float on one thread, where the fused op
-    // applies, and on two: energies, input gradients and parameter gradients as when each
-    // layer runs on its own.
+TEST_CASE("Conv2d with a LeakyReLU activation gives the results of Conv2d then LeakyReLU, to the bit") {
+    // SGLD's conv energy (bench_models.cpp) in float on one thread, where the samples form
+    // one group and the activation is applied inside the samples-innermost kernel, and on
+    // two: energies, input gradients and parameter gradients as with the separate layers.
     const int threads = num_threads();
     for (int t : {1, 2}) {
         set_num_threads(t);
-        Generator gen(4);
-        nn::Sequential<float> net;
-        net.add<nn::Conv2d>(1, 8, 3, gen, nn::Conv2dOptions{.stride = 2, .padding = 1});
-        net.add<nn::LeakyReLU>(0.2);
-        net.add<nn::Conv2d>(8, 16, 3, gen, nn::Conv2dOptions{.stride = 2, .padding = 1});
-        net.add<nn::LeakyReLU>(0.2);
-        net.add<nn::Flatten>();
-        net.add<nn::Linear>(16 * 4 * 4, 1, gen);
-        const Tensor<float> x = uniform<float>(Shape{16, 1, 14, 14}, gen);
-        auto layer_by_layer = [&](const Var<float>& in) {
-            Var<float> h = in;
-            for (std::size_t i = 0; i < net.size(); ++i) h = net[i].forward(h);
-            return h;
-        };
+        nn::Sequential<float> fused, separate;
+        for (bool fuse : {true, false}) {
+            Generator gen(4);  // the same parameters in both networks
+            nn::Sequential<float>& net = fuse ? fused : separate;
+            const nn::Conv2dOptions down{.stride = 2, .padding = 1, .activation = ConvActivation::leaky_relu(0.2)};
+            const nn::Conv2dOptions down_alone{.stride = 2, .padding = 1};
+            net.add<nn::Conv2d>(1, 8, 3, gen, fuse ? down : down_alone);
+            if (!fuse) net.add<nn::LeakyReLU>(0.2);
+            net.add<nn::Conv2d>(8, 16, 3, gen, fuse ? down : down_alone);
+            if (!fuse) net.add<nn::LeakyReLU>(0.2);
+            net.add<nn::Flatten>();
+            net.add<nn::Linear>(16 * 4 * 4, 1, gen);
+        }
+        CHECK(fused[0].describe() == "Conv2d(1, 8, kernel=3, stride=2, padding=1) -> LeakyReLU(0.2)");
+        Generator data_gen(5);
+        const Tensor<float> x = uniform<float>(Shape{16, 1, 14, 14}, data_gen);
         std::vector<Tensor<float>> results;
-        for (bool fused : {true, false}) {
+        for (nn::Sequential<float>* net : {&fused, &separate}) {
             const Var<float> leaf(x, true);
-            const Var<float> u = fused ? net(leaf) : layer_by_layer(leaf);
+            const Var<float> u = (*net)(leaf);
             results.push_back(u.value().contiguous());
             results.push_back(grad(sum(u), {leaf})[0].value().contiguous());
-            net.zero_grad();
-            sum(fused ? net(leaf) : layer_by_layer(leaf)).backward();
-            for (const auto& [name, p] : net.named_parameters()) results.push_back(p.grad().clone());
+            net->zero_grad();
+            sum((*net)(leaf)).backward();
+            for (const Var<float>& p : net->parameters()) results.push_back(p.grad().clone());
         }
         const std::size_t half = results.size() / 2;
         for (std::size_t i = 0; i < half; ++i) CHECK(results[i].to_vector() == results[half + i].to_vector());

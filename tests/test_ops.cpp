@@ -265,45 +265,66 @@ TEST_CASE("matmul: plain, batched, shared right factor, transposed views") {
     CHECK_THROWS_WITH_AS(matmul(a, b), "matmul: inner dimensions differ: [64,784] x [512,10]", Error);
 }
 
-TEST_CASE("conv2d and conv_transpose2d: values, gradients, second order") {
-    // "same" geometries (s1 p1 d1, s1 p2 d2) take im2col's shifted block copy and the input
-    // gradient computed as a convolution with the flipped kernel; s2 and s3 take im2col's
-    // strided gathers and col2im's strided scatter. With at most 4 output channels and
-    // stride 1, the forward pass and the weight gradient take the direct kernels of
-    // conv_direct.hpp instead of im2col: O = 3 checks those, O = 6 im2col. The bias is added
-    // as the output is written: on two threads, 2 samples make groups of one (added after
-    // each sample's GEMM) and 4 samples groups of two (added in from_group's copy).
+namespace {
+const ConvBackend kConvBackends[] = {ConvBackend::automatic, ConvBackend::im2col, ConvBackend::direct,
+                                     ConvBackend::samples_innermost};
+const char* backend_name(ConvBackend b) {
+    switch (b) {
+        case ConvBackend::automatic: return "automatic";
+        case ConvBackend::im2col: return "im2col";
+        case ConvBackend::direct: return "direct";
+        case ConvBackend::samples_innermost: return "samples innermost";
+    }
+    return "?";
+}
+}  // namespace
+
+TEST_CASE("conv2d and conv_transpose2d on every backend: values, gradients, second order") {
+    // Every row on every backend (ForceConvBackend; a backend without a kernel for a
+    // primitive or geometry leaves it to im2col). Automatically: "same" geometries (s1 p1 d1,
+    // s1 p2 d2) take im2col's shifted block copy and the input gradient computed as a
+    // convolution with the flipped kernel; s2 and s3 take im2col's strided gathers and
+    // col2im's strided scatter. With at most 4 output channels and stride 1, the forward pass
+    // and the weight gradient take the direct kernels instead of im2col: O = 3 checks those,
+    // O = 6 im2col. The bias is added as the output is written: on two threads, 2 samples
+    // make groups of one (added after each sample's GEMM) and 4 samples groups of two (added
+    // in from_group's copy). Forced into the samples-innermost layout, these few samples make
+    // groups of 1 and 2 (one per thread).
+    for (ConvBackend backend : kConvBackends) {
+    const ForceConvBackend force(backend);
+    const std::string on = std::string(", ") + backend_name(backend);
     for (Index N : {2, 4})
         for (Index O : {3, 6})
             for (auto [s, p, d] : {std::tuple<Index, Index, Index>{1, 0, 1}, {1, 1, 1}, {2, 1, 1}, {1, 2, 2}, {3, 2, 2}}) {
                 check_op({"conv2d N" + std::to_string(N) + " O" + std::to_string(O) + " s" + std::to_string(s) + " p" +
-                              std::to_string(p) + " d" + std::to_string(d),
+                              std::to_string(p) + " d" + std::to_string(d) + on,
                           {{N, 2, 5, 5}, {O, 2, 3, 3}, {O}}, -1, 1,
                           [=](const Vs& v) { return conv2d(v[0], v[1], v[2], {s, p, d}); },
                           [=](const Ts& in) {
                               return Tensor<double>(conv_ref(in[0], in[1], s, p, d) + in[2].reshape({1, O, 1, 1}));
                           }});
             }
-    check_op({"conv2d direct, rectangular image and kernel", {{3, 2, 4, 7}, {1, 2, 2, 3}}, -1, 1,
+    check_op({"conv2d stride 1, one output channel, rectangular image and kernel" + on, {{3, 2, 4, 7}, {1, 2, 2, 3}}, -1, 1,
               [](const Vs& v) { return conv2d(v[0], v[1], {}, {1, 2, 1}); },
               [](const Ts& in) { return conv_ref(in[0], in[1], 1, 2, 1); }});
-    check_op({"conv2d stride 2, rectangular image and kernel", {{2, 2, 6, 7}, {4, 2, 2, 3}}, -1, 1,
+    check_op({"conv2d stride 2, rectangular image and kernel" + on, {{2, 2, 6, 7}, {4, 2, 2, 3}}, -1, 1,
               [](const Vs& v) { return conv2d(v[0], v[1], {}, {2, 1, 1}); },
               [](const Ts& in) { return conv_ref(in[0], in[1], 2, 1, 1); }});
-    check_op({"conv2d 1x1", {{2, 3, 2, 2}, {4, 3, 1, 1}}, -1, 1, [](const Vs& v) { return conv2d(v[0], v[1]); },
+    check_op({"conv2d 1x1" + on, {{2, 3, 2, 2}, {4, 3, 1, 1}}, -1, 1, [](const Vs& v) { return conv2d(v[0], v[1]); },
               [](const Ts& in) { return conv_ref(in[0], in[1], 1, 0, 1); }});
     for (auto [s, p, op] : {std::tuple<Index, Index, Index>{1, 0, 0}, {2, 1, 1}}) {
-        check_op({"conv_transpose2d s" + std::to_string(s) + " p" + std::to_string(p) + " op" + std::to_string(op),
+        check_op({"conv_transpose2d s" + std::to_string(s) + " p" + std::to_string(p) + " op" + std::to_string(op) + on,
                   {{2, 3, 3, 3}, {3, 2, 3, 3}}, -1, 1,
                   [=](const Vs& v) { return conv_transpose2d(v[0], v[1], {}, {s, p, op, 1}); },
                   [=](const Ts& in) { return conv_transpose_ref(in[0], in[1], s, p, op, 1); }});
+    }
     }
     V x(Tensor<double>::zeros({2, 3, 8, 8})), w(Tensor<double>::zeros({4, 2, 3, 3}));
     CHECK_THROWS_WITH_AS(conv2d(x, w), "conv2d: input has 3 channels but weight expects 2: [2,3,8,8] * [4,2,3,3]", Error);
 }
 
 TEST_CASE("conv2d with the samples innermost: values, gradients, second order") {
-    // Small images with at least 8 samples per thread take conv_chwn.hpp for the forward pass
+    // Small images with at least 8 samples per thread take the samples-innermost backend for the forward pass
     // and the input gradient (the weight gradient keeps im2col). On 1 and 2 threads, 16
     // samples make groups of 16 and 8 (whole SIMD tiles in the transposes for doubles) and 19
     // samples groups of 19, 10 and 9 (tile edges; pixels' runs cut at row-panel boundaries).
@@ -333,23 +354,24 @@ TEST_CASE("a stack of convolutions keeps the samples-innermost layout between th
     // layout, the activation keeps it, the next convolution (and its input gradient) read it
     // without a transpose, flatten is a view in it, and linear() reads that view as a
     // column-major matrix and returns the input gradient in it. Values, gradients and second
-    // order against direct sums; the fused conv2d_leaky_relu and the two ops both appear.
+    // order against direct sums; the leaky ReLU fused into a convolution and the two ops both
+    // appear.
     const int threads = num_threads();
     set_num_threads(1);
     auto stack = [](const V& x, const V& w1, const V& b1, const V& w2, const V& w3) {
         const V h = conv2d(V(leaky_relu(conv2d(x, w1, b1, {2, 1, 1}), 0.2)), w2, V{}, {1, 1, 1});
-        return linear(flatten(conv2d_leaky_relu(h, w2, V{}, {1, 1, 1}, 0.1)), w3);
+        return linear(flatten(conv2d(h, w2, V{}, {1, 1, 1, ConvActivation::leaky_relu(0.1)})), w3);
     };
     Generator gen(8);
     const V x(uniform<double>({16, 2, 6, 6}, gen, -1, 1), true), w1(uniform<double>({3, 2, 3, 3}, gen, -1, 1));
     const V hidden = leaky_relu(conv2d(x, w1, V(Tensor<double>::zeros({3})), {2, 1, 1}), 0.2);
-    CHECK(hidden.value().is_samples_innermost());
+    CHECK(detail::is_samples_innermost(hidden.value()));
     const V flat = flatten(hidden);
-    CHECK(flat.value().is_samples_innermost());
+    CHECK(detail::is_samples_innermost(flat.value()));
     CHECK(flat.value().shares_storage_with(hidden.value()));
     const V w(uniform<double>({2, 27}, gen, -1, 1));
-    CHECK(grad(sum(linear(flat, w)), {x})[0].value().is_samples_innermost());
-    check_op({"conv2d -> leaky_relu -> conv2d -> conv2d_leaky_relu -> flatten -> linear, one group",
+    CHECK(detail::is_samples_innermost(grad(sum(linear(flat, w)), {x})[0].value()));
+    check_op({"conv2d -> leaky_relu -> conv2d -> conv2d with leaky_relu -> flatten -> linear, one group",
               {{16, 2, 6, 6}, {3, 2, 3, 3}, {3}, {3, 3, 3, 3}, {2, 27}}, -1, 1,
               [=](const Vs& v) { return stack(v[0], v[1], v[2], v[3], v[4]); },
               [](const Ts& in) {
@@ -366,21 +388,57 @@ TEST_CASE("a stack of convolutions keeps the samples-innermost layout between th
     set_num_threads(threads);
 }
 
-TEST_CASE("conv2d_leaky_relu: fused in the samples-innermost layout, to second order") {
-    // One group (1 thread, 16 samples) takes the fused path; 2 threads (two groups) and a
-    // negative slope take the two ops. Each against leaky_relu of the direct sums.
+TEST_CASE("conv2d with a leaky ReLU as its epilogue: every backend, to second order") {
+    // The activation is applied as each backend stores the output, and its derivative as the
+    // gradient is read: in the samples-innermost kernel itself for one group (automatic, 1
+    // thread: 8 samples are one group), else by a pass before the adjoint; forced into the
+    // layout on 2 threads, two groups. The direct kernel takes stride 1 (3 output channels),
+    // the others stride 2. A zero slope is a ReLU; a negative one is the two ops. Against
+    // leaky_relu of the direct sums; the sampler's case (the input gradient alone, no graph)
+    // against the two ops.
     const int threads = num_threads();
-    for (auto [t, slope] : {std::pair<int, double>{1, 0.2}, {1, 0.0}, {2, 0.2}, {1, -0.5}}) {
-        set_num_threads(t);
-        check_op({"conv2d_leaky_relu, " + std::to_string(t) + " threads, slope " + std::to_string(slope),
-                  {{16, 2, 5, 5}, {3, 2, 3, 3}, {3}}, -1, 1,
-                  [=](const Vs& v) { return conv2d_leaky_relu(v[0], v[1], v[2], {2, 1, 1}, slope); },
+    struct Case {
+        ConvBackend backend;
+        int threads;
+        double slope;
+    };
+    std::vector<Case> cases;
+    for (ConvBackend backend : kConvBackends)
+        for (int t : {1, 2}) cases.push_back({backend, t, 0.2});
+    cases.push_back({ConvBackend::automatic, 1, 0.0});
+    cases.push_back({ConvBackend::automatic, 1, -0.5});
+    for (const Case& c : cases) {
+        const ForceConvBackend force(c.backend);
+        set_num_threads(c.threads);
+        const Index s = c.backend == ConvBackend::direct ? 1 : 2;
+        const double slope = c.slope;
+        const std::string name = "conv2d with leaky_relu(" + std::to_string(slope) + "), stride " + std::to_string(s) + ", " +
+                                 std::to_string(c.threads) + " threads, " + backend_name(c.backend);
+        const Conv2dOptions o{s, 1, 1, ConvActivation::leaky_relu(slope)};
+        check_op({name, {{8, 2, 5, 5}, {3, 2, 3, 3}, {3}}, -1, 1,
+                  [=](const Vs& v) { return conv2d(v[0], v[1], v[2], o); },
                   [=](const Ts& in) {
-                      const Tensor<double> y = conv_ref(in[0], in[1], 2, 1, 1) + in[2].reshape({1, 3, 1, 1});
+                      const Tensor<double> y = conv_ref(in[0], in[1], s, 1, 1) + in[2].reshape({1, 3, 1, 1});
                       return Tensor<double>(where(y > 0.0, y, y * slope));
                   }});
+        Generator gen(3);
+        const V x(uniform<double>({8, 2, 5, 5}, gen, -1, 1), true), w(uniform<double>({3, 2, 3, 3}, gen, -1, 1)),
+            b(uniform<double>({3}, gen, -1, 1));
+        const Index out = s == 1 ? 5 : 3;
+        const V weights(uniform<double>({8, 3, out, out}, gen, -1, 1));
+        // Only x needs a gradient and no graph is recorded: the sampler's path (conv_adjoint_through).
+        const Tensor<double> fused = grad(sum(conv2d(x, w, b, o) * weights), {x})[0].value().contiguous();
+        const Conv2dOptions plain{s, 1, 1};
+        const Tensor<double> separate = grad(sum(leaky_relu(conv2d(x, w, b, plain), slope) * weights), {x})[0].value().contiguous();
+        CAPTURE(name);
+        double worst = 0;
+        for (Index i = 0; i < fused.numel(); ++i) worst = std::max(worst, std::fabs(fused.flat(i) - separate.flat(i)));
+        CHECK(worst <= 1e-13);
     }
     set_num_threads(threads);
+    V x(Tensor<double>::zeros({2, 1, 4, 4})), w(Tensor<double>::zeros({1, 1, 3, 3}));
+    CHECK_THROWS_WITH_AS(conv2d(x, w, V{}, {1, 1, 1, ConvActivation::leaky_relu(std::nan(""))}),
+                         "conv2d: the leaky ReLU's slope must be finite, got nan", Error);
 }
 
 namespace {
@@ -425,7 +483,7 @@ TEST_CASE("conv2d with the samples innermost: the kernel's tables, kept per thre
     for (int i = 0; i < 9; ++i) {
         x.push_back(uniform<double>({16, 2, 12, 12}, gen, -1, 1));
         h.push_back(conv2d(V(x.back()), V(w0), V{}, {2, 1, 1}).value());
-        REQUIRE(h.back().is_samples_innermost());
+        REQUIRE(detail::is_samples_innermost(h.back()));
         want.push_back(conv_ref(conv_ref(x.back(), w0, 2, 1, 1), w1, 2, 1, 1));
         y_in.push_back(uniform<double>({16, 3, 3, 3}, gen, -1, 1));
     }

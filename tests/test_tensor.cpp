@@ -40,8 +40,10 @@ TEST_CASE("views share the buffer; contiguous copies only when needed") {
     CHECK(s.shares_storage_with(t));
     CHECK_FALSE(s.is_contiguous());
     CHECK(s.at({1, 2, 0}) == 1 * 12 + 2 * 4 + 1);
-    CHECK_THROWS_WITH_AS(s.reshape({12}), "reshape: tensor of shape [2,3,2] is not contiguous; call contiguous() first",
-                         Error);
+    CHECK_THROWS_WITH_AS(s.reshape({12}),
+                         "reshape: tensor of shape [2,3,2] cannot be viewed as [12] in its layout; call contiguous() first", Error);
+    CHECK_FALSE(s.view_strides({12}).has_value());
+    CHECK(s.view_strides({2, 3, 2, 1}).has_value());  // a new axis of size 1 needs no copy
     Tensor<double> c = s.contiguous();
     CHECK(c.is_contiguous());
     CHECK_FALSE(c.shares_storage_with(t));
@@ -159,14 +161,14 @@ TEST_CASE("a part of a draw of normals equals those elements of the whole draw")
     CHECK(part_gen.offset() == 5);  // not advanced
 }
 
-TEST_CASE("the samples-innermost layout: dense, made contiguous by a transpose, kept by elementwise ops") {
-    // [N, C, H, W] stored as [C, H, W, N] (ops/conv_chwn.hpp): 19 samples, so the transposes
-    // have whole SIMD tiles and edges.
+TEST_CASE("a permuted layout: dense, made contiguous by a transpose, reshaped as a view, kept by elementwise ops") {
+    // [N, C, H, W] stored as [C, H, W, N] (a layout the convolutions use): 19 samples, so the
+    // transposes have whole SIMD tiles and edges.
     Generator gen(3);
     const Tensor<double> ref = uniform<double>({19, 3, 4, 5}, gen, -1, 1);
-    Tensor<double> t = Tensor<double>::empty_samples_innermost(ref.shape());
+    const int samples_last[] = {1, 2, 3, 0};
+    Tensor<double> t = Tensor<double>::empty_in_order(ref.shape(), samples_last);
     CHECK(t.strides() == Strides{1, 4 * 5 * 19, 5 * 19, 19});
-    CHECK(t.is_samples_innermost());
     CHECK(t.is_dense());
     CHECK_FALSE(t.is_contiguous());
     for (Index n = 0; n < 19; ++n)
@@ -181,8 +183,9 @@ TEST_CASE("the samples-innermost layout: dense, made contiguous by a transpose, 
     CHECK(ref.transpose(0, 3).is_dense());
     CHECK_THROWS_WITH_AS(ref.slice(1, 0, 2).memory_order(), "Tensor::memory_order: the tensor of shape [19,2,4,5] is not dense", Error);
 
-    // Flattening keeps the layout as a view ([N, C·H·W] with the samples innermost), and
-    // so does its inverse; other reshapes need a contiguous tensor.
+    // Flattening keeps the layout as a view ([N, C·H·W] with the samples varying fastest),
+    // and so does its inverse; reshapes that would mix the samples with other axes need a
+    // contiguous tensor.
     const Tensor<double> flat = t.reshape({19, -1});
     CHECK(flat.shape() == Shape{19, 60});
     CHECK(flat.strides()[0] == 1);
@@ -190,8 +193,23 @@ TEST_CASE("the samples-innermost layout: dense, made contiguous by a transpose, 
     CHECK(flat.shares_storage_with(t));
     CHECK(flat.contiguous().to_vector() == ref.reshape({19, 60}).to_vector());
     CHECK(flat.reshape({19, 3, 4, 5}).strides() == t.strides());
-    CHECK_THROWS_WITH_AS(t.reshape({3, 19, 20}), "reshape: tensor of shape [19,3,4,5] is not contiguous; call contiguous() first",
+    CHECK(t.reshape({19, 3, 20}).strides() == Strides{1, 20 * 19, 19});
+    CHECK_THROWS_WITH_AS(t.reshape({3, 19, 20}),
+                         "reshape: tensor of shape [19,3,4,5] cannot be viewed as [3,19,20] in its layout; call contiguous() first",
                          Error);
+
+    // Other orders: [A, B, C] stored as [C, A, B] is a transposed [A·B, C] matrix; stored as
+    // [B, A, C] it is not, and is copied element by element.
+    for (const std::array<int, 3>& order : {std::array<int, 3>{2, 0, 1}, std::array<int, 3>{1, 0, 2}}) {
+        const Tensor<double> want = uniform<double>({4, 6, 5}, gen, -1, 1);
+        Tensor<double> p = Tensor<double>::empty_in_order(want.shape(), order);
+        CHECK(p.is_dense());
+        for (Index i = 0; i < want.numel(); ++i) p.at({i / 30, i / 5 % 6, i % 5}) = want.flat(i);
+        CHECK(p.contiguous().to_vector() == want.to_vector());
+    }
+    const int repeated[] = {0, 0, 1, 2};
+    CHECK_THROWS_WITH_AS(Tensor<double>::empty_in_order(ref.shape(), repeated),
+                         "Tensor::empty_in_order: the order is not a permutation of the axes of [19,3,4,5]", Error);
 
     // Operands in one layout give a result in it; mixed layouts give a contiguous one.
     const Tensor<double> doubled = t + t * 1.0;
@@ -205,7 +223,7 @@ TEST_CASE("the samples-innermost layout: dense, made contiguous by a transpose, 
     const Var<double> v(t, true);
     const Var<double> h = leaky_relu(v, 0.2);
     CHECK(h.value().strides() == t.strides());
-    const Tensor<double> g = Tensor<double>::empty_samples_innermost(ref.shape());
+    const Tensor<double> g = Tensor<double>::empty_in_order(ref.shape(), samples_last);
     for (Index i = 0; i < g.numel(); ++i) g.data()[i] = 0.5 + static_cast<double>(i % 7);
     const Tensor<double> dv = grad(h, {v}, {}, g)[0].value();
     CHECK(dv.strides() == t.strides());

@@ -68,11 +68,10 @@ struct ConvGan {
         add_upsampling(w, o.channels);
         G.add<nn::Tanh>();
 
-        const nn::Conv2dOptions down{.stride = 2, .padding = 1};
+        // Each convolution applies its LeakyReLU(0.2) as it stores its output.
+        const nn::Conv2dOptions down{.stride = 2, .padding = 1, .activation = ember::ConvActivation::leaky_relu(0.2)};
         D.add<nn::Conv2d>(o.channels, v, 4, init, down);
-        D.add<nn::LeakyReLU>(0.2);
         D.add<nn::Conv2d>(v, 2 * v, 4, init, down);
-        D.add<nn::LeakyReLU>(0.2);
         D.add<nn::Flatten>();
         D.add<nn::Linear>(2 * v * 7 * 7, 1, init);
     }

@@ -15,6 +15,7 @@
 #include "ember/ops/broadcast.hpp"
 #include "ember/ops/batch_norm.hpp"
 #include "ember/ops/conv.hpp"
+#include "ember/ops/pool.hpp"
 #include "ember/ops/upsample_conv.hpp"
 #include "ember/ops/linalg.hpp"
 #include "ember/ops/reduce.hpp"

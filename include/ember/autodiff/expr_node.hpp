@@ -164,7 +164,7 @@ template <class Op, class M, class A, class B> bool constants_finite(const Terna
     return constants_finite(n.m) && constants_finite(n.a) && constants_finite(n.b);
 }
 
-/// Forward: the innermost op whose output is non-finite while its operands are finite.
+/// Forward: the deepest op whose output is non-finite while its operands are finite.
 template <Real T, class R> bool forward_culprit(const VarLeaf<T>&, const R&, Culprit<T>&) { return false; }
 template <Real T, class R> bool forward_culprit(const TensorLeaf<T>&, const R&, Culprit<T>&) { return false; }
 template <Real T, class R> bool forward_culprit(const ScalarLeaf<T>&, const R&, Culprit<T>&) { return false; }
@@ -417,8 +417,8 @@ private:
         Leaves<E> ls = collect_leaves(*e);
         Shape out_shape;
         for (const auto& l : ls) out_shape = broadcast_shapes(out_shape, l.value().shape(), "backward");
-        // Operands and incoming gradient in one dense layout (conv_chwn.hpp's samples
-        // innermost): the pass runs over memory in order and the gradients keep the layout.
+        // Operands and incoming gradient in one dense, permuted layout (a convolution's output,
+        // say): the pass runs over memory in order and the gradients keep the layout.
         const Tensor<T>* like = shared_permuted_layout(ls);
         const bool in_memory = like && g.value().shape() == like->shape() && g.value().strides() == like->strides();
         Strides memory_strides{};

@@ -11,6 +11,8 @@
 #include <initializer_list>
 #include <memory>
 #include <new>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "ember/core/error.hpp"
@@ -69,11 +71,24 @@ public:
         if (like.is_dense()) t.strides_ = like.strides_;
         return t;
     }
-    /// A new uninitialised tensor with axis 0 innermost and the other axes in order after it:
-    /// [N, C, H, W] stored as [C, H, W, N], the layout of small convolutions (ops/conv_chwn.hpp).
-    static Tensor empty_samples_innermost(const Shape& shape) {
+    /// A new uninitialised tensor of `shape` whose axes lie in memory in the order `order`,
+    /// outermost first: {1, 2, 3, 0} stores [N, C, H, W] as [C, H, W, N]. Any dense layout;
+    /// elementwise work, reductions and contiguous() follow it from the strides alone.
+    static Tensor empty_in_order(const Shape& shape, std::span<const int> order) {
+        EMBER_CHECK(static_cast<int>(order.size()) == shape.rank(), "Tensor::empty_in_order", "an order of ",
+                    order.size(), " axes for shape ", shape.str());
+        std::array<bool, kMaxRank> seen{};
+        for (int a : order) {
+            EMBER_CHECK(a >= 0 && a < shape.rank() && !seen[static_cast<std::size_t>(a)], "Tensor::empty_in_order",
+                        "the order is not a permutation of the axes of ", shape.str());
+            seen[static_cast<std::size_t>(a)] = true;
+        }
         Tensor t = empty(shape);
-        if (shape.rank() > 0) t.strides_ = samples_innermost_strides(shape);
+        Index stride = 1;
+        for (std::size_t i = order.size(); i-- > 0;) {
+            t.strides_[static_cast<std::size_t>(order[i])] = stride;
+            stride *= shape[order[i]];
+        }
         return t;
     }
     /// A new tensor of `shape` filled with 0.
@@ -135,7 +150,7 @@ public:
     }
 
     /// True when the elements exactly fill a span of the buffer, the axes in some order:
-    /// contiguous, or a permutation of it such as the samples-innermost layout.
+    /// contiguous, or a permutation of its axes (Tensor::empty_in_order).
     bool is_dense() const {
         if (numel() == 0) return is_contiguous();
         std::array<std::pair<Index, Index>, kMaxRank> axes{};  // (stride, size) of axes longer than 1
@@ -149,14 +164,6 @@ public:
             if (axes[i].first != expected) return false;
             expected *= axes[i].second;
         }
-        return true;
-    }
-    /// True for empty_samples_innermost's layout (axis 0 innermost, the rest in order).
-    bool is_samples_innermost() const {
-        if (rank() < 2 || shape_[0] < 2) return false;
-        const Strides expected = samples_innermost_strides(shape_);
-        for (int i = 0; i < rank(); ++i)
-            if (shape_[i] != 1 && strides_[static_cast<std::size_t>(i)] != expected[static_cast<std::size_t>(i)]) return false;
         return true;
     }
     /// A dense tensor's elements as one axis, in memory order (a view). Elementwise work on
@@ -226,41 +233,50 @@ public:
     }
 
     // ---- views ---------------------------------------------------------------------
-    /// Same buffer, new shape; one dimension may be -1. Needs a contiguous layout.
+    /// Same buffer, new shape; one dimension may be -1. Needs a layout in which the new shape
+    /// is a view (view_strides): any contiguous tensor, and some others.
     Tensor reshape(const Shape& requested) const {
-        Shape s = requested;
-        Index known = 1;
-        int infer = -1;
-        for (int i = 0; i < s.rank(); ++i) {
-            if (s[i] == -1) {
-                EMBER_CHECK(infer < 0, "reshape", "only one dimension may be -1 in ", s.str());
-                infer = i;
-            } else known *= s[i];
-        }
-        if (infer >= 0) {
-            EMBER_CHECK(known > 0 && numel() % known == 0, "reshape", "cannot infer -1 reshaping ",
-                        shape_.str(), " to ", s.str());
-            s[infer] = numel() / known;
-        }
-        EMBER_CHECK(s.numel() == numel(), "reshape", "cannot reshape ", shape_.str(), " (", numel(),
-                    " elements) to ", s.str());
-        if (keeps_samples_innermost(s)) {  // [N, ...] to [N, ...'] with the samples still innermost
-            Tensor t = *this;
-            t.shape_ = s;
-            t.strides_ = samples_innermost_strides(s);
-            return t;
-        }
-        EMBER_CHECK(is_contiguous(), "reshape", "tensor of shape ", shape_.str(),
-                    " is not contiguous; call contiguous() first");
+        const Shape s = resolved_shape(requested);
+        const std::optional<Strides> view = view_strides(s);
+        EMBER_CHECK(view.has_value(), "reshape", "tensor of shape ", shape_.str(),
+                    " cannot be viewed as ", s.str(), " in its layout; call contiguous() first");
         Tensor t = *this;
         t.shape_ = s;
-        t.strides_ = s.contiguous_strides();
+        t.strides_ = *view;
         return t;
     }
-    /// True when reshape(s) of this samples-innermost tensor is a view that keeps the samples
-    /// innermost: s keeps axis 0 (a flatten, or its inverse).
-    bool keeps_samples_innermost(const Shape& s) const {
-        return is_samples_innermost() && s.rank() >= 2 && s[0] == shape_[0];
+    /// The strides under which `requested` (as many elements; one dimension may be -1) views
+    /// this tensor's elements in row-major order without a copy, or none. Always for a
+    /// contiguous tensor; for another layout when each run of axes that the new shape splits
+    /// or merges is contiguous within itself: a [N, C, H, W] tensor stored as [C, H, W, N]
+    /// flattens to [N, C·H·W] with strides (1, N).
+    std::optional<Strides> view_strides(const Shape& requested) const {
+        const Shape s = resolved_shape(requested);
+        Strides out{};
+        if (numel() == 0 || rank() == 0 || is_contiguous()) return s.contiguous_strides();
+        // Walk this tensor's axes from the last, in chunks of axes that are contiguous with
+        // one another; each chunk must be exactly covered by a run of the new shape's axes.
+        int view_axis = s.rank() - 1;
+        Index chunk_stride = strides_[static_cast<std::size_t>(rank() - 1)];
+        Index chunk_size = 1, view_size = 1;
+        for (int d = rank() - 1; d >= 0; --d) {
+            chunk_size *= shape_[d];
+            const bool chunk_ends =
+                d == 0 || (shape_[d - 1] != 1 && strides_[static_cast<std::size_t>(d - 1)] != chunk_size * chunk_stride);
+            if (!chunk_ends) continue;
+            while (view_axis >= 0 && (view_size < chunk_size || s[view_axis] == 1)) {
+                out[static_cast<std::size_t>(view_axis)] = view_size * chunk_stride;
+                view_size *= s[view_axis];
+                --view_axis;
+            }
+            if (view_size != chunk_size) return std::nullopt;
+            if (d > 0) {
+                chunk_stride = strides_[static_cast<std::size_t>(d - 1)];
+                chunk_size = view_size = 1;
+            }
+        }
+        if (view_axis != -1) return std::nullopt;
+        return out;
     }
     /// Elements [start, end) with `step` along `axis`, sharing the buffer.
     Tensor slice(int axis, Index start, Index end, Index step = 1) const {
@@ -331,16 +347,47 @@ private:
         }
     }
 
-    // Axis 0 innermost (stride 1), the other axes in order after it (rank >= 1).
-    static Strides samples_innermost_strides(const Shape& s) {
-        Strides st{};
-        Index stride = s[0];
-        st[0] = 1;
-        for (int i = s.rank() - 1; i >= 1; --i) {
-            st[static_cast<std::size_t>(i)] = stride;
-            stride *= s[i];
+    // `requested` with its -1 (if any) resolved, checked to hold numel() elements.
+    Shape resolved_shape(const Shape& requested) const {
+        Shape s = requested;
+        Index known = 1;
+        int infer = -1;
+        for (int i = 0; i < s.rank(); ++i) {
+            if (s[i] == -1) {
+                EMBER_CHECK(infer < 0, "reshape", "only one dimension may be -1 in ", s.str());
+                infer = i;
+            } else known *= s[i];
         }
-        return st;
+        if (infer >= 0) {
+            EMBER_CHECK(known > 0 && numel() % known == 0, "reshape", "cannot infer -1 reshaping ",
+                        shape_.str(), " to ", s.str());
+            s[infer] = numel() / known;
+        }
+        EMBER_CHECK(s.numel() == numel(), "reshape", "cannot reshape ", shape_.str(), " (", numel(),
+                    " elements) to ", s.str());
+        return s;
+    }
+
+    // When the memory holds this tensor as a transposed matrix (its first k axes varying fastest, in
+    // order, the others outside them in order: [N, C, H, W] stored as [C, H, W, N] has k = 1),
+    // the number of rows k's axes make, else 0.
+    Index transposed_rows() const {
+        if (!is_dense() || is_contiguous()) return 0;
+        for (int k = 1; k < rank(); ++k) {
+            Index stride = 1, rows = 1;
+            bool match = true;
+            for (int d = k - 1; d >= 0; --d) {  // the first k axes, fastest
+                match = match && (shape_[d] == 1 || strides_[static_cast<std::size_t>(d)] == stride);
+                stride *= shape_[d];
+                rows *= shape_[d];
+            }
+            for (int d = rank() - 1; d >= k; --d) {  // then the others
+                match = match && (shape_[d] == 1 || strides_[static_cast<std::size_t>(d)] == stride);
+                stride *= shape_[d];
+            }
+            if (match) return rows;
+        }
+        return 0;
     }
 
     void copy_strided(T* out) const {
@@ -349,9 +396,9 @@ private:
             if (n) out[0] = data_[0];
             return;
         }
-        if (is_samples_innermost()) {  // [rest, N] in memory, transposed to [N, rest]
-            const Index n = shape_[0], rest = numel() / n;
-            detail::transpose_matrix(data_, n, rest, n, out, rest);
+        if (const Index rows = transposed_rows()) {  // [cols, rows] in memory, transposed to [rows, cols]
+            const Index cols = numel() / rows;
+            detail::transpose_matrix(data_, rows, cols, rows, out, cols);
             return;
         }
         // Walk rows of the last axis; the inner loop is a strided copy.

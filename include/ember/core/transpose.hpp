@@ -1,8 +1,8 @@
 #pragma once
 /// \file
-/// A fast out-of-place matrix transpose: the samples-innermost layout of small convolutions
-/// (ops/conv_chwn.hpp) is reached and left by one, and Tensor::contiguous() uses it for
-/// tensors in that layout.
+/// A fast out-of-place matrix transpose: Tensor::contiguous() uses it for a tensor stored as
+/// a transposed matrix (a layout some convolutions leave their output in), and the
+/// convolutions that use such a layout reach and leave it by one.
 #include <Eigen/Core>
 
 #include "ember/core/shape.hpp"

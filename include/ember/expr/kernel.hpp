@@ -56,7 +56,7 @@ struct LoopSpace {
 // those strides for the merged shape. Axes of size 1 always merge. No allocation.
 inline LoopSpace merge_axes(const Shape& shape, std::span<Strides* const> arrays) {
     const int r = shape.rank();
-    // Merged axes, innermost first: their size and the original axis whose stride they keep.
+    // Merged axes, fastest-varying first: their size and the original axis whose stride they keep.
     std::array<Index, kMaxRank> size{};
     std::array<int, kMaxRank> rep{};
     int groups = 1;
@@ -113,7 +113,7 @@ inline Index last_stride(const Shape& s, const Strides& st) {
     return s.rank() ? st[static_cast<std::size_t>(s.rank() - 1)] : 0;
 }
 
-// Stride along the innermost axis longer than 1: the axis a row runs along once
+// Stride along the last axis longer than 1: the axis a row runs along once
 // merge_axes has dropped the axes of size 1. (Checking the last axis instead misses a
 // column view such as x[:, 0:1], shape [N, 1] with strides [D, 1], whose rows would then
 // be read as if contiguous.)
@@ -241,7 +241,7 @@ void evaluate_prepared(const E& e, Leaves<E>& leaves, std::array<Strides, static
 }
 
 // The layout every leaf shares when they all have the same shape and the same dense but
-// not contiguous strides (tensors in conv_chwn.hpp's samples-innermost layout), or null.
+// not contiguous strides (a permuted layout, such as a convolution's output can have), or null.
 // Elementwise work on them runs over memory in order and keeps that layout.
 template <Real T, std::size_t L>
 const Tensor<T>* shared_permuted_layout(const std::array<LeafRef<T>, L>& leaves) {

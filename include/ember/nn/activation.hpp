@@ -97,12 +97,7 @@ template <Real T>
 class LeakyReLU : public Activation<T, act::LeakyRelu> {
 public:
     /// A LeakyReLU with the given negative slope.
-    explicit LeakyReLU(double negative_slope = 0.01)
-        : Activation<T, act::LeakyRelu>(act::LeakyRelu{negative_slope}), slope_(negative_slope) {}
-    std::optional<double> leaky_relu_slope() const override { return slope_; }
-
-private:
-    double slope_;
+    explicit LeakyReLU(double negative_slope = 0.01) : Activation<T, act::LeakyRelu>(act::LeakyRelu{negative_slope}) {}
 };
 /// x for x > 0, alpha·(e^x - 1) otherwise, as torch.nn.ELU.
 template <Real T>

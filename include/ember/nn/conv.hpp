@@ -23,6 +23,10 @@ struct Conv2dOptions {
     ///@}
     /// Whether the layer has a bias.
     bool bias = true;
+    /// Applied to the output as the convolution stores it, e.g.
+    /// `ConvActivation::leaky_relu(0.2)` in place of a LeakyReLU layer after this one (one
+    /// pass over the output and its gradient fewer, the same values).
+    ConvActivation activation{};
 };
 /// ConvTranspose2d's settings besides the channels and kernel size, as PyTorch's arguments.
 struct ConvTranspose2dOptions {
@@ -56,16 +60,14 @@ public:
     }
 
     Var<T> forward_with_weight(const Var<T>& x, const Var<T>& w) override {
-        return conv2d(x, w, this->bias_, ember::Conv2dOptions{o_.stride, o_.padding, o_.dilation});
-    }
-    Var<T> forward_leaky_relu(const Var<T>& x, double slope) override {
-        return conv2d_leaky_relu(x, this->weight_, this->bias_, ember::Conv2dOptions{o_.stride, o_.padding, o_.dilation}, slope);
+        return conv2d(x, w, this->bias_, ember::Conv2dOptions{o_.stride, o_.padding, o_.dilation, o_.activation});
     }
     std::string describe() const override {
+        const std::optional<double> slope = o_.activation.leaky_relu_slope;
         return ember::nn::detail::call_string("Conv2d", in_, out_, "kernel=" + std::to_string(k_),
                                               "stride=" + std::to_string(o_.stride),
                                               "padding=" + std::to_string(o_.padding)) +
-               (o_.bias ? "" : " (no bias)");
+               (o_.bias ? "" : " (no bias)") + (slope ? " -> " + ember::nn::detail::call_string("LeakyReLU", *slope) : std::string());
     }
 
 private:

@@ -58,13 +58,6 @@ public:
     /// forward(x).
     Var<T> operator()(const Var<T>& x) { return forward(x); }
 
-    /// Sequential runs this module and a LeakyReLU after it as one call of forward_leaky_relu
-    /// when the module can fuse the two (Conv2d: conv2d_leaky_relu); the default cannot and
-    /// returns an undefined Var.
-    virtual Var<T> forward_leaky_relu(const Var<T>&, double /*slope*/) { return {}; }
-    /// The negative slope when this module is a LeakyReLU, else nothing.
-    virtual std::optional<double> leaky_relu_slope() const { return std::nullopt; }
-
     /// A one-line description with the constructor's arguments, e.g.\ "Linear(784, 512)".
     virtual std::string describe() const = 0;
 

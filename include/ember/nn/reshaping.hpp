@@ -6,7 +6,7 @@
 
 #include "ember/core/instances.hpp"
 #include "ember/nn/module.hpp"
-#include "ember/ops/conv.hpp"
+#include "ember/ops/pool.hpp"
 #include "ember/ops/shape.hpp"
 
 namespace ember::nn {

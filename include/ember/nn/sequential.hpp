@@ -41,20 +41,10 @@ public:
         return *layers_[i];
     }
 
-    /// A layer followed by a LeakyReLU runs as one call when the layer can fuse the two
-    /// (Module::forward_leaky_relu: a Conv2d saves a pass over its output each way).
+    /// The modules applied in order.
     Var<T> forward(const Var<T>& x) override {
         Var<T> h = x;
-        for (std::size_t i = 0; i < layers_.size(); ++i) {
-            if (i + 1 < layers_.size())
-                if (const std::optional<double> slope = layers_[i + 1]->leaky_relu_slope())
-                    if (Var<T> fused = layers_[i]->forward_leaky_relu(h, *slope); fused.defined()) {
-                        h = std::move(fused);
-                        ++i;
-                        continue;
-                    }
-            h = layers_[i]->forward(h);
-        }
+        for (const auto& layer : layers_) h = layer->forward(h);
         return h;
     }
     std::string describe() const override { return "Sequential"; }

@@ -3,7 +3,7 @@
 /// ember's GEMM kernel, used where a product runs on one thread: the packed weights of
 /// ConstantWeights (packed_weights.hpp: A, a layer's weight, packed once into row panels; B,
 /// the few dozen input rows of a sampler's chains, packed per call into column panels) and
-/// each thread's products inside the convolutions (conv.hpp, gemm_row_major).
+/// each thread's products inside the convolutions (ops/conv/, gemm_row_major).
 ///
 /// Register tile: GemmTile::rows = 3 SIMD vectors of C's rows by GemmTile::cols columns, all
 /// of it held in registers while the kernel runs down the depth:
@@ -194,7 +194,7 @@ struct KeepProduct {
 // panel covers `rows` rows: C = finish(j, product), or finish(j, C + product) when
 // accumulating (the later depth chunks of a product: the first needs no separate pass to
 // zero C). `finish` is the place for work on the result while it is in registers (a bias,
-// an activation: conv_chwn.hpp).
+// an activation: ops/conv/epilogue.hpp).
 // (A struct rather than a lambda: gemm_tile calls it 3·GemmTile::cols times, and it must be
 // inlined for the accumulators to stay in registers.)
 template <class T, class Finish = KeepProduct>

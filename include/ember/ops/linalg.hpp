@@ -58,6 +58,12 @@ void gemm(const T* a, Index ars, Index acs, const T* b, Index brs, Index bcs, T*
     });
 }
 
+// A matrix stored column by column with no gaps ([N, K] with strides (1, N), N > 1).
+template <Real T>
+bool is_column_major(const Tensor<T>& t) {
+    return t.rank() == 2 && t.dim(0) > 1 && t.dim(1) > 1 && t.strides()[0] == 1 && t.strides()[1] == t.dim(0);
+}
+
 // A 2-D slice whose rows or columns are contiguous, or else a contiguous copy.
 template <Real T>
 Tensor<T> matrix_ready(const Tensor<T>& t) {
@@ -168,10 +174,11 @@ Var<T> linear(const Var<T>& x, const Var<T>& weight, const Var<T>& bias = {}) {
                 r[0] = Tensor<T>::zeros(x.shape());
                 const Tensor<T> Gr = gs[1] == 1 ? G : G.contiguous();
                 detail::gemm_packed(*packed, Gr.data(), Gr.strides()[0], n, r[0].data());
-            } else if (which == 0 && x.value().is_samples_innermost()) {
-                // dxᵀ [in, N] = weightᵀ · gᵀ: dx in x's layout (a flattened samples-innermost map)
+            } else if (which == 0 && detail::is_column_major(x.value())) {
+                // dxᵀ [in, N] = weightᵀ · gᵀ: dx in x's layout (e.g. a convolution's output with
+                // the samples in the fastest-varying position, flattened)
                 const Tensor<T> W = detail::matrix_ready(weight.value());
-                r[0] = Tensor<T>::empty_samples_innermost(x.shape());
+                r[0] = Tensor<T>::empty_like(x.value());
                 detail::gemm(W.data(), W.strides()[1], W.strides()[0], G.data(), gs[1], gs[0], r[0].data(), W.dim(1),
                              out_features, n);
             } else if (which == 0) {  // dx [N, in] = g [N, out] · weight [out, in]

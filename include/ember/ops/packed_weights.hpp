@@ -115,7 +115,7 @@ private:
     std::int64_t packs_ = 0;
 };
 
-// The cache of the innermost open scope on this thread, or nullptr.
+// The cache of the most recently opened scope on this thread, or nullptr.
 inline WeightPackCache*& active_weight_cache() {
     thread_local WeightPackCache* cache = nullptr;
     return cache;

@@ -12,16 +12,16 @@
 
 namespace ember {
 
-/// Same values, new shape (one dimension may be -1). Copies only a non-contiguous input.
+/// Same values, new shape (one dimension may be -1). A view when the input's layout allows
+/// (Tensor::view_strides), else a contiguous copy: a convolution's output stored with the
+/// samples varying fastest, flattened to [N, C·H·W], stays a view that linear() reads as a
+/// column-major matrix, and its gradient comes back in that layout.
 template <Real T>
 Var<T> reshape(const Var<T>& x, const Shape& s) {
     if (x.shape() == s) return x;
     const Shape from = x.shape();
-    // A samples-innermost tensor (ops/conv_chwn.hpp) flattened to [N, C·H·W] stays a view in
-    // that layout: linear() reads it as a column-major matrix, and its gradient comes back
-    // in the layout for the convolution before it.
     const Tensor<T>& v = x.value();
-    return record("reshape", v.keeps_samples_innermost(s) ? v.reshape(s) : v.contiguous().reshape(s), {x},
+    return record("reshape", v.view_strides(s) ? v.reshape(s) : v.contiguous().reshape(s), {x},
                   [from](const Var<T>& g, std::span<const bool>) { return std::vector<Var<T>>{reshape(g, from)}; });
 }
 

@@ -16,6 +16,7 @@
 
 #include "ember/core/instances.hpp"
 #include "ember/ops/conv.hpp"
+#include "ember/ops/linalg.hpp"
 
 namespace ember {
 namespace detail {

@@ -17,7 +17,6 @@
 /// The price is a transpose into the layout and one out of it per call: linear passes
 /// that cost far less than the short copies they replace.
 ///
-/// Templated on the geometry (conv.hpp's ConvGeometry) so this header does not need conv.hpp.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -30,6 +29,8 @@
 #include "ember/core/tensor.hpp"
 #include "ember/core/threading.hpp"
 #include "ember/core/transpose.hpp"
+#include "ember/ops/conv/epilogue.hpp"
+#include "ember/ops/conv/geometry.hpp"
 #include "ember/ops/gemm_panels.hpp"
 
 namespace ember::detail {
@@ -41,17 +42,18 @@ namespace ember::detail {
 // bounds the buffers.
 inline constexpr Index kChwnMaxPixels = 256, kChwnMinGroup = 8, kChwnMaxGroup = 64;
 
-// The samples per group for this geometry, or 0 when the layout does not apply.
-template <class Geometry>
-Index chwn_group(const Geometry& g) {
+// The samples per group for this geometry, or 0 when the layout does not pay; `forced`
+// (ForceConvBackend) takes any geometry.
+inline Index chwn_group(const ConvGeometry& g, bool forced = false) {
     const Index threads = in_parallel_region() ? 1 : std::max(num_threads(), 1);
     const Index group = std::min(kChwnMaxGroup, (g.N + threads - 1) / threads);
+    if (forced) return std::max<Index>(group, 1);
     return g.pixels() <= kChwnMaxPixels && group >= kChwnMinGroup ? group : 0;
 }
 
 // Runs body(n0, count) for groups of at most `group` consecutive samples, as equal as can be.
-template <class Geometry, class Body>
-void for_chwn_groups(const Geometry& g, Index group, Body&& body) {
+template <class Body>
+void for_chwn_groups(const ConvGeometry& g, Index group, Body&& body) {
     const Index groups = (g.N + group - 1) / group;
     parallel_for(groups, [&](Index k) {
         const Index n0 = g.N * k / groups, n1 = g.N * (k + 1) / groups;
@@ -79,8 +81,7 @@ struct PanelRuns {
     std::vector<Index> start;  // [run][tap]
     Index taps = 0;
 
-    template <class Geometry>
-    void assign(const Geometry& g, Index count, Index m0, Index rows) {
+    void assign(const ConvGeometry& g, Index count, Index m0, Index rows) {
         taps = g.kh * g.kw;
         runs.clear();
         start.clear();
@@ -155,8 +156,8 @@ void add_patch_panel(const PanelRuns& p, const T* block, Index plane, Index dept
 // a multiple of the vector length): where the panel's vector r < 3 starts in the image
 // `xt` at each depth k = (c, tap), in table[3·k + r]; `pad` (a vector of zeros to read, or a
 // scratch vector to write) in the padding and past `rows`.
-template <class Ptr, class Geometry>
-void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, Index rows, Ptr xt, Ptr pad, Ptr* table) {
+template <class Ptr>
+void patch_vector_table(const ConvGeometry& g, Index count, Index lanes, Index m0, Index rows, Ptr xt, Ptr pad, Ptr* table) {
     const Index plane = g.H * g.W * count;
     for (Index r = 0; r < 3; ++r) {
         const Index m = m0 + r * lanes, pixel = m / count, sample = m % count;
@@ -177,10 +178,12 @@ void patch_vector_table(const Geometry& g, Index count, Index lanes, Index m0, I
 // keeps tables for up to kTableImages images; for yet another image the least recently
 // used of them is moved to it (a pass that adds the images' distance to every entry but
 // the pad's; in a 200-step SGLD run on a small conv energy, 26 builds in 1600 calls and no
-// moves at all).
+// moves at all). A table is a function of its key alone (geometry, group size and the two
+// addresses), never of what the buffers hold: when the allocator hands an address to a new
+// buffer, the table found for it is the one that buffer needs, so the cache cannot go stale.
 inline constexpr std::size_t kTableImages = 4, kTableLayers = 2;
-template <class Ptr, class Geometry>
-const Ptr* patch_vector_tables(const Geometry& g, Index count, Ptr xt, Ptr pad) {
+template <class Ptr>
+const Ptr* patch_vector_tables(const ConvGeometry& g, Index count, Ptr xt, Ptr pad) {
     constexpr Index R = GemmTile<std::remove_cvref_t<decltype(*xt)>>::rows, L = R / 3;
     struct Tables {
         std::array<Index, 11> key{};
@@ -234,8 +237,8 @@ void pack_all_column_panels(const T* b, Index ks, Index js, Index cols, Index de
 // The runs of every row panel are kept per thread for the last two geometries and group
 // sizes they were built for: a layer's forward pass and input gradient, and a sampler's
 // next step, ask for the same ones again.
-template <Real T, class Geometry, class Chunk>
-void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk) {
+template <Real T, class Chunk>
+void for_row_panels(const ConvGeometry& g, Index count, Index depth, Chunk&& chunk) {
     constexpr Index R = GemmTile<T>::rows;
     const Index M = g.pixels() * count;
     struct Panels {
@@ -262,11 +265,30 @@ void for_row_panels(const Geometry& g, Index count, Index depth, Chunk&& chunk) 
     }
 }
 
+// The layout: axis 0 (the samples) innermost, the others in order outside it.
+template <Real T>
+Tensor<T> empty_samples_innermost(const Shape& shape) {
+    std::array<int, kMaxRank> order{};
+    for (int d = 1; d < shape.rank(); ++d) order[static_cast<std::size_t>(d - 1)] = d;
+    order[static_cast<std::size_t>(shape.rank() - 1)] = 0;
+    return Tensor<T>::empty_in_order(shape, std::span<const int>(order.data(), static_cast<std::size_t>(shape.rank())));
+}
+template <Real T>
+bool is_samples_innermost(const Tensor<T>& t) {
+    if (t.rank() < 2 || t.dim(0) < 2 || t.strides()[0] != 1) return false;
+    Index stride = t.dim(0);
+    for (int d = t.rank() - 1; d >= 1; --d) {
+        if (t.dim(d) != 1 && t.strides()[static_cast<std::size_t>(d)] != stride) return false;
+        stride *= t.dim(d);
+    }
+    return true;
+}
+
 // A group's samples in the layout: `t` itself when it already is in it and holds just this
 // group, else a transpose of samples [n0, n0 + count) of contiguous t into `buffer`.
 template <Real T>
 const T* group_in_layout(const Tensor<T>& t, Index n0, Index count, PanelBuffer<T>& buffer) {
-    if (t.is_samples_innermost()) return t.data();
+    if (is_samples_innermost(t)) return t.data();
     const Index rows = t.numel() / t.dim(0);
     T* out = grown(buffer, rows * count);
     transpose_matrix(t.data() + n0 * rows, rows, count, rows, out, count);
@@ -280,33 +302,19 @@ const T* group_in_layout(const Tensor<T>& t, Index n0, Index count, PanelBuffer<
 // an input in the layout is first made contiguous.
 template <Real T>
 Tensor<T> new_in_layout(const Shape& shape, bool one_group) {
-    return one_group ? Tensor<T>::empty_samples_innermost(shape) : Tensor<T>::empty(shape);
+    return one_group ? empty_samples_innermost<T>(shape) : Tensor<T>::empty(shape);
 }
 template <Real T>
 Tensor<T> input_for(const Tensor<T>& t, bool one_group) {
-    return one_group && t.is_samples_innermost() ? t : t.contiguous();
+    return one_group && is_samples_innermost(t) ? t : t.contiguous();
 }
 
-// The finishing step of the forward product's store (column_major_store): v += bias[o]
-// (when there is a bias), then leaky_relu(v, slope) (as expr/ops.hpp's LeakyReluOp computes
-// it) when asked, for column o of a row panel, while it is in registers.
+// y [N, O, Ho, Wo] = epilogue(W · cols(x)), w [O, C, kh, kw] contiguous. With one group the
+// epilogue is applied to each row panel's product while it is in registers; with several,
+// the bias is added as each group is transposed out and the activation right after.
 template <Real T>
-struct BiasLeaky {
-    const T* bias = nullptr;
-    std::optional<T> slope;
-    [[gnu::always_inline]] xsimd::batch<T> operator()(Index o, xsimd::batch<T> v) const {
-        using Batch = xsimd::batch<T>;
-        if (bias) v += Batch(bias[o]);
-        return slope ? xsimd::select(v > Batch(T(0)), v, v * Batch(*slope)) : v;
-    }
-};
-
-// y [N, O, Ho, Wo] = W · cols(x) (+ bias[o]), w [O, C, kh, kw] contiguous; with a slope, the
-// result is leaky_relu(y, slope), applied to each row panel's product while it is in
-// registers (one group only: conv.hpp's conv2d_leaky_relu).
-template <Real T, class Geometry>
-Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_any, const Tensor<T>& w, const T* bias,
-                            std::optional<T> leaky_slope = std::nullopt) {
+Tensor<T> conv_forward_chwn(const ConvGeometry& g, Index group, const Tensor<T>& x_any, const Tensor<T>& w,
+                            const ConvEpilogue<T>& epilogue) {
     constexpr Index R = GemmTile<T>::rows;
     const Index K = g.patch(), P = g.pixels(), out_rows = g.O * P;
     const Index width = round_up(g.O, GemmTile<T>::cols);
@@ -314,9 +322,8 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
     pack_all_column_panels(w.data(), Index{1}, K, g.O, K, wt);
     const bool one_group = group >= g.N;
     std::vector<T> bias_rows;  // bias[o] for each output value (o, p) of a sample
-    if (bias && !one_group)
-        for (Index o = 0; o < g.O; ++o) bias_rows.insert(bias_rows.end(), static_cast<std::size_t>(P), bias[o]);
-    EMBER_CHECK(one_group || !leaky_slope, "conv2d_leaky_relu", "internal error: the fused activation needs one group");
+    if (epilogue.bias && !one_group)
+        for (Index o = 0; o < g.O; ++o) bias_rows.insert(bias_rows.end(), static_cast<std::size_t>(P), epilogue.bias[o]);
     const Tensor<T> x = input_for(x_any, one_group);
     Tensor<T> y = new_in_layout<T>(g.y_shape(), one_group);
     for_chwn_groups(g, group, [&](Index n0, Index count) {
@@ -331,9 +338,8 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
         const bool in_place = count % GemmTile<T>::lanes == 0;
         alignas(64) static const T zeros[GemmTile<T>::lanes] = {};
         const T* const* vectors = in_place ? patch_vector_tables(g, count, xt, static_cast<const T*>(zeros)) : nullptr;
-        // One group's bias and activation are applied to the last depth chunk's product in
-        // registers (several groups get the bias as they are transposed out).
-        const BiasLeaky<T> none, finish = one_group ? BiasLeaky<T>{bias, leaky_slope} : none;
+        // One group's epilogue is applied to the last depth chunk's product in registers.
+        const ConvEpilogue<T> none, finish = one_group ? epilogue : none;
         for_row_panels<T>(g, count, K, [&](const PanelRuns& runs, Index m0, Index rows, Index k0, Index kc) {
             const auto store = column_major_store(yt + m0, M, rows, k0 > 0, k0 + kc == K ? finish : none);
             if (in_place) {
@@ -345,8 +351,11 @@ Tensor<T> conv_forward_chwn(const Geometry& g, Index group, const Tensor<T>& x_a
             pack_patch_panel(runs, xt, g.H * g.W * count, rows, k0, kc, panel);
             gemm_row_panel<T>(packed_panel_loader(static_cast<const T*>(panel)), wt.data() + width * k0, g.O, kc, store);
         });
-        if (!one_group)
-            transpose_matrix(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows, bias ? bias_rows.data() : nullptr);
+        if (!one_group) {
+            transpose_matrix(yt, count, out_rows, count, y.data() + n0 * out_rows, out_rows,
+                             epilogue.bias ? bias_rows.data() : nullptr);
+            epilogue.activate(y.data() + n0 * out_rows, count * out_rows);
+        }
     });
     return y;
 }
@@ -378,10 +387,11 @@ void pack_gradient_panel(const T* y, const T* h, T slope, Index rows, Index k0, 
 }
 
 // x [N, C, H, W] = col2im(Wᵀ · y), w [O, C, kh, kw] contiguous. With `leaky_out`, the output
-// h of conv2d_leaky_relu (one group, in the layout), y is first multiplied by the
-// activation's derivative, 1 where h > 0 and the slope elsewhere, as it is packed.
-template <Real T, class Geometry>
-Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_any, const Tensor<T>& w,
+// h of a convolution with a leaky ReLU epilogue (one group, in the layout), y is first
+// multiplied by the activation's derivative, 1 where h > 0 and the slope elsewhere, as it is
+// packed.
+template <Real T>
+Tensor<T> conv_adjoint_chwn(const ConvGeometry& g, Index group, const Tensor<T>& y_any, const Tensor<T>& w,
                             const T* leaky_out = nullptr, T slope = T(0)) {
     constexpr Index R = GemmTile<T>::rows;
     const Index K = g.O, patch = g.patch(), P = g.pixels(), in_rows = g.C * g.H * g.W;
@@ -389,7 +399,7 @@ Tensor<T> conv_adjoint_chwn(const Geometry& g, Index group, const Tensor<T>& y_a
     PanelBuffer<T> wp;  // W (O x patch): element (o, k) at w[o·patch + k]
     pack_all_column_panels(w.data(), patch, Index{1}, patch, K, wp);
     const bool one_group = group >= g.N;
-    EMBER_CHECK(one_group || !leaky_out, "conv2d_leaky_relu", "internal error: the fused activation needs one group");
+    EMBER_CHECK(one_group || !leaky_out, "conv2d", "internal error: the fused activation's gradient needs one group");
     const Tensor<T> y = input_for(y_any, one_group);
     Tensor<T> x = new_in_layout<T>(g.x_shape(), one_group);
     for_chwn_groups(g, group, [&](Index n0, Index count) {

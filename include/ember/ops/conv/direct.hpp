@@ -28,6 +28,8 @@
 
 #include "ember/core/tensor.hpp"
 #include "ember/core/threading.hpp"
+#include "ember/ops/conv/epilogue.hpp"
+#include "ember/ops/conv/geometry.hpp"
 
 // The loops over the O output channels and the U vectors of a block have constant trip
 // counts; unrolled, their accumulators live in registers (GCC at -O2 would keep them in
@@ -40,8 +42,7 @@ namespace ember::detail {
 // one thread, 32 -> 1 (3x3, 28x28) and 64 -> 4 (2x2, 14x14, the decoders' phase convolution).
 inline constexpr Index kDirectConvMaxOut = 4;
 
-template <class Geometry>
-bool direct_conv_applies(const Geometry& g) {
+inline bool direct_conv_applies(const ConvGeometry& g) {
     return g.stride == 1 && g.O >= 1 && g.O <= kDirectConvMaxOut;
 }
 
@@ -57,8 +58,8 @@ struct DirectLayout {
 template <Real T>
 inline constexpr Index kDirectBlock = 4 * static_cast<Index>(xsimd::batch<T>::size);
 
-template <Real T, class Geometry>
-DirectLayout direct_layout(const Geometry& g) {
+template <Real T>
+DirectLayout direct_layout(const ConvGeometry& g) {
     const Index Hp = g.H + 2 * g.pad, Wp = g.W + 2 * g.pad;
     DirectLayout l{g.C, g.O, g.kh * g.kw, Hp * Wp, (g.Ho - 1) * Wp + g.Wo, 0, {}};
     l.Lpad = (l.L + kDirectBlock<T> - 1) / kDirectBlock<T> * kDirectBlock<T>;
@@ -67,42 +68,10 @@ DirectLayout direct_layout(const Geometry& g) {
     return l;
 }
 
-// Copies a short row (an image row: tens of elements) with a few fixed-size moves, the last
-// two overlapping, which the compiler emits as single vector loads and stores. A memmove
-// call per row, or a vector loop with a scalar tail, cost more than the convolution itself.
-template <Real T>
-void copy_row(const T* from, Index n, T* to) {
-    const char* s = reinterpret_cast<const char*>(from);
-    char* d = reinterpret_cast<char*>(to);
-    const auto bytes = static_cast<std::size_t>(n) * sizeof(T);
-    auto two_moves = [&](auto size) {  // covers [size, 2·size] bytes
-        std::memcpy(d, s, size);
-        std::memcpy(d + bytes - size, s + bytes - size, size);
-    };
-    if (bytes >= 64) {
-        std::size_t i = 0;
-        for (; i + 64 <= bytes; i += 64) std::memcpy(d + i, s + i, 64);
-        if (i < bytes) std::memcpy(d + bytes - 64, s + bytes - 64, 64);
-    } else if (bytes >= 32) two_moves(std::integral_constant<std::size_t, 32>{});
-    else if (bytes >= 16) two_moves(std::integral_constant<std::size_t, 16>{});
-    else if (bytes >= 8) two_moves(std::integral_constant<std::size_t, 8>{});
-    else if (bytes >= 4) two_moves(std::integral_constant<std::size_t, 4>{});
-}
-
-// Writes one output channel's row: to = from + bias (one value for the whole row), or a
-// plain copy when bias is null; from may be to. The three ways a convolution writes its
-// output (conv_forward_direct's copy-out, and conv.hpp's group copy and one-sample GEMM)
-// add their bias here, while the row is in cache.
-template <Real T>
-void write_channel_row(const T* from, Index n, const T* bias, T* to) {
-    if (bias) std::transform(from, from + n, to, [b = *bias](T v) { return v + b; });
-    else if (from != to) copy_row(from, n, to);
-}
-
 // Copies the C planes of one sample into `xp` [C, Hp·Wp] plus a zero tail, zero outside
 // the image. The last tap read of the last block ends within shift.back() + Lpad.
-template <Real T, class Geometry>
-void pad_planes(const Geometry& g, const DirectLayout& l, const T* x, std::vector<T>& xp) {
+template <Real T>
+void pad_planes(const ConvGeometry& g, const DirectLayout& l, const T* x, std::vector<T>& xp) {
     const Index Wp = g.W + 2 * g.pad;
     xp.assign(static_cast<std::size_t>(std::max(g.C * l.plane, (g.C - 1) * l.plane + l.shift.back() + l.Lpad)), T(0));
     for (Index c = 0; c < g.C; ++c)
@@ -185,9 +154,10 @@ void with_out_channels(Index O, F&& f) {
     }
 }
 
-// y [N, O, Ho, Wo] = conv(x [N, C, H, W], w [O, C, kh, kw]), stride 1, x and w contiguous.
-template <Real T, class Geometry>
-Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tensor<T>& w, const T* bias) {
+// y [N, O, Ho, Wo] = epilogue(conv(x [N, C, H, W], w [O, C, kh, kw])), stride 1, x and w
+// contiguous.
+template <Real T>
+Tensor<T> conv_forward_direct(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& w, const ConvEpilogue<T>& epilogue) {
     const DirectLayout l = direct_layout<T>(g);
     const Index Wp = g.W + 2 * g.pad;
     Tensor<T> y = Tensor<T>::empty(g.y_shape());
@@ -200,7 +170,7 @@ Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tenso
             for (Index oy = 0; oy < g.Ho; ++oy) {
                 const T* from = yp.data() + o * l.Lpad + oy * Wp;
                 T* to = y.data() + ((n * g.O + o) * g.Ho + oy) * g.Wo;
-                write_channel_row(from, g.Wo, bias ? bias + o : nullptr, to);
+                epilogue.write_row(o, from, g.Wo, to);
             }
     });
     return y;
@@ -208,8 +178,8 @@ Tensor<T> conv_forward_direct(const Geometry& g, const Tensor<T>& x, const Tenso
 
 // dW [O, C, kh, kw] = Σ_n Σ_pixels gy[n, o, p] · x[n, c, p + tap], stride 1, x and gy
 // contiguous. Each thread sums its samples, then the parts are added.
-template <Real T, class Geometry>
-Tensor<T> conv_weight_direct(const Geometry& g, const Tensor<T>& x, const Tensor<T>& gy) {
+template <Real T>
+Tensor<T> conv_weight_direct(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& gy) {
     const DirectLayout l = direct_layout<T>(g);
     const Index Wp = g.W + 2 * g.pad, size = g.O * g.C * l.taps;
     std::vector<std::vector<T>> part(static_cast<std::size_t>(std::max(num_threads(), 1)),
