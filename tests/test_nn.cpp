@@ -154,17 +154,34 @@ TEST_CASE("every layer: first- and second-order gradients against finite differe
         nn::Linear<double> m(4, 3, gen, false);
         check_layer("Linear", m, random(Shape{2, 3, 4}, 1));
     }
+    // The convolution layers on every backend of ops/conv/backend.hpp.
+    const ConvBackend backends[] = {ConvBackend::automatic, ConvBackend::im2col, ConvBackend::direct,
+                                    ConvBackend::samples_innermost};
     SUBCASE("Conv2d") {
-        nn::Conv2d<double> m(2, 3, 3, gen, {.stride = 2, .padding = 1});
-        check_layer("Conv2d", m, random(Shape{2, 2, 5, 5}, 2));
+        for (ConvBackend backend : backends) {
+            const ForceConvBackend force(backend);
+            CAPTURE(static_cast<int>(backend));
+            nn::Conv2d<double> m(2, 3, 3, gen, {.stride = 2, .padding = 1});
+            check_layer("Conv2d", m, random(Shape{2, 2, 5, 5}, 2));
+            nn::Conv2d<double> activated(2, 3, 3, gen, {.padding = 1, .activation = ConvActivation::leaky_relu(0.2)});
+            check_layer("Conv2d -> LeakyReLU", activated, random(Shape{2, 2, 5, 5}, 2));
+        }
     }
     SUBCASE("UpsampleConv2d") {
-        nn::UpsampleConv2d<double> m(2, 2, 3, 3, gen);
-        check_layer("UpsampleConv2d", m, random(Shape{2, 2, 3, 2}, 3));
+        for (ConvBackend backend : backends) {
+            const ForceConvBackend force(backend);
+            CAPTURE(static_cast<int>(backend));
+            nn::UpsampleConv2d<double> m(2, 2, 3, 3, gen);
+            check_layer("UpsampleConv2d", m, random(Shape{2, 2, 3, 2}, 3));
+        }
     }
     SUBCASE("ConvTranspose2d") {
-        nn::ConvTranspose2d<double> m(3, 2, 4, gen, {.stride = 2, .padding = 1});
-        check_layer("ConvTranspose2d", m, random(Shape{2, 3, 3, 3}, 3));
+        for (ConvBackend backend : backends) {
+            const ForceConvBackend force(backend);
+            CAPTURE(static_cast<int>(backend));
+            nn::ConvTranspose2d<double> m(3, 2, 4, gen, {.stride = 2, .padding = 1});
+            check_layer("ConvTranspose2d", m, random(Shape{2, 3, 3, 3}, 3));
+        }
     }
     SUBCASE("BatchNorm1d, training") {
         nn::BatchNorm1d<double> m(3);
