@@ -124,8 +124,14 @@ template <class Op, class M, class A, class B, class R, Real T>
 bool backward_culprit(const Ternary<Op, M, A, B>&, const R&, const Batch<T>&, Culprit<T>&);
 
 /// "mul(log(#0), 2)": the expression with leaves numbered by slot.
-template <Real T> void describe(const VarLeaf<T>&, int& slot, std::string& s) { s += "#" + std::to_string(slot++); }
-template <Real T> void describe(const TensorLeaf<T>&, int& slot, std::string& s) { s += "#" + std::to_string(slot++); }
+template <Real T> void describe(const VarLeaf<T>&, int& slot, std::string& s) {
+    s += '#';  // appended piece by piece: g++ 12 warns on "#" + string
+    s += std::to_string(slot++);
+}
+template <Real T> void describe(const TensorLeaf<T>&, int& slot, std::string& s) {
+    s += '#';
+    s += std::to_string(slot++);
+}
 template <Real T> void describe(const ScalarLeaf<T>& l, int&, std::string& s) { s += detail::anomaly_number(l.value); }
 template <class Op, class A> void describe(const Unary<Op, A>& n, int& slot, std::string& s) {
     s += Op::name;
@@ -258,26 +264,27 @@ bool backward_culprit(const Ternary<Op, M, A, B>& n, const R& r, const Batch<T>&
     return false;
 }
 
-/// The leaves of an expression seen element by element in the output's index space.
-template <class E>
+/// The leaves of an expression seen element by element in the output's index space. It
+/// depends on the expressions only through their scalar type and number of leaves, so all
+/// expressions with as many leaves share one instance.
+template <Real T, int L>
 struct Points {
-    using T = typename E::value_type;
-    static constexpr std::size_t L = static_cast<std::size_t>(E::leaves);
-    const Leaves<E>& leaves;
+    static constexpr std::size_t N = static_cast<std::size_t>(L);
+    const std::array<LeafRef<T>, N>& leaves;
     Shape shape;
-    std::array<Strides, L> st{};
+    std::array<Strides, N> st{};
 
-    Points(const Leaves<E>& ls, const Shape& out) : leaves(ls), shape(out) {
-        for (std::size_t k = 0; k < L; ++k) st[k] = expanded_strides(leaves[k].value(), shape);
+    Points(const std::array<LeafRef<T>, N>& ls, const Shape& out) : leaves(ls), shape(out) {
+        for (std::size_t k = 0; k < N; ++k) st[k] = expanded_strides(leaves[k].value(), shape);
     }
-    PointContext<T, E::leaves> at(Index i) const {
+    PointContext<T, L> at(Index i) const {
         std::array<Index, kMaxRank> idx{};
         for (int d = shape.rank() - 1; d >= 0; --d) {
             idx[static_cast<std::size_t>(d)] = i % shape[d];
             i /= shape[d];
         }
-        PointContext<T, E::leaves> c;
-        for (std::size_t k = 0; k < L; ++k) {
+        PointContext<T, L> c;
+        for (std::size_t k = 0; k < N; ++k) {
             Index off = 0;
             for (int d = 0; d < shape.rank(); ++d) off += idx[static_cast<std::size_t>(d)] * st[k][static_cast<std::size_t>(d)];
             c.val[k] = leaves[k].value().data()[off];
@@ -302,8 +309,8 @@ std::string describe(const E& e) {
 }
 
 /// "#0 Var [4], #1 Tensor [1]"
-template <class E>
-std::string leaves_text(const Leaves<E>& leaves) {
+template <Real T>
+std::string leaves_text(std::span<const LeafRef<T>> leaves) {
     std::string s;
     for (std::size_t k = 0; k < leaves.size(); ++k) {  // appended piece by piece: g++ 12 warns on "..." + string
         s += k ? ", #" : "#";
@@ -319,7 +326,7 @@ template <class E, Real T = typename E::value_type>
 [[gnu::noinline, gnu::cold]] void check_forward(const E& e, const Leaves<E>& leaves, const Tensor<T>& out) {
     Index i = detail::first_non_finite(out);
     if (i < 0) return;
-    const Points<E> points(leaves, out.shape());
+    const Points<T, E::leaves> points(leaves, out.shape());
     for (; i >= 0; i = detail::first_non_finite(out, i + 1)) {
         const auto ctx = points.at(i);
         const auto rec = e.template record<0>(ctx);
@@ -328,7 +335,7 @@ template <class E, Real T = typename E::value_type>
         detail::fail("detect_anomaly", "forward of '", c.op, "' produced ", detail::anomaly_kind(c.y),
                      " in fused elementwise ", describe(e), ": output of shape ", out.shape().str(), ", first non-finite ",
                      detail::anomaly_element(out, i), " ('", c.op, "' of ", operands_text(c), " gave ",
-                     detail::anomaly_number(c.y), "); inputs: ", leaves_text<E>(leaves), detail::anomaly_context_suffix());
+                     detail::anomaly_number(c.y), "); inputs: ", leaves_text<T>(leaves), detail::anomaly_context_suffix());
     }
 }
 
@@ -389,7 +396,7 @@ struct ExprNode final : Node<typename E::value_type> {
         Shape out_shape;
         for (const auto& l : leaves) out_shape = broadcast_shapes(out_shape, l.value().shape(), "backward");
         if (!(g.shape() == out_shape)) return false;
-        const anomaly::Points<E> points(leaves, out_shape);
+        const anomaly::Points<T, E::leaves> points(leaves, out_shape);
         for (Index i = 0; i < out_shape.numel(); ++i) {
             const auto ctx = points.at(i);
             const auto rec = e->template record<0>(ctx);
@@ -397,7 +404,7 @@ struct ExprNode final : Node<typename E::value_type> {
             if (!anomaly::backward_culprit(*e, rec, Batch<T>(g.flat(i)), c)) continue;
             op = c.op;
             text = "'" + op + "' is part of fused elementwise " + anomaly::describe(*e) + " (inputs " +
-                     anomaly::leaves_text<E>(leaves) + "); at its output element " + std::to_string(i) + " (" +
+                     anomaly::leaves_text<T>(leaves) + "); at its output element " + std::to_string(i) + " (" +
                      ember::detail::anomaly_multi_index(out_shape, i) + ") its derivative for operand " +
                      std::to_string(c.operand) + " got operands (" + anomaly::operands_text(c) + "), output " +
                      ember::detail::anomaly_number(c.y) + ", incoming gradient " + ember::detail::anomaly_number(c.g) +
