@@ -84,12 +84,28 @@ public:
             seen[static_cast<std::size_t>(a)] = true;
         }
         Tensor t = empty(shape);
+        t.strides_ = strides_in_order(shape, order);
+        return t;
+    }
+    /// The strides of the dense layout of `shape` whose axes lie in memory in the order
+    /// `order` (a permutation of the axes), outermost first.
+    static Strides strides_in_order(const Shape& shape, std::span<const int> order) {
+        Strides st{};
         Index stride = 1;
         for (std::size_t i = order.size(); i-- > 0;) {
-            t.strides_[static_cast<std::size_t>(order[i])] = stride;
+            st[static_cast<std::size_t>(order[i])] = stride;
             stride *= shape[order[i]];
         }
-        return t;
+        return st;
+    }
+    /// True when the tensor is laid out as empty_in_order(shape(), order) would lay it out
+    /// (axes of size 1 may have any stride).
+    bool is_in_order(std::span<const int> order) const {
+        if (static_cast<int>(order.size()) != rank()) return false;
+        const Strides expected = strides_in_order(shape_, order);
+        for (int d = 0; d < rank(); ++d)
+            if (shape_[d] != 1 && strides_[static_cast<std::size_t>(d)] != expected[static_cast<std::size_t>(d)]) return false;
+        return true;
     }
     /// A new tensor of `shape` filled with 0.
     static Tensor zeros(const Shape& shape) { return full(shape, T(0)); }
@@ -237,7 +253,7 @@ public:
     /// is a view (view_strides): any contiguous tensor, and some others.
     Tensor reshape(const Shape& requested) const {
         const Shape s = resolved_shape(requested);
-        const std::optional<Strides> view = view_strides(s);
+        const std::optional<Strides> view = strides_viewing(s);
         EMBER_CHECK(view.has_value(), "reshape", "tensor of shape ", shape_.str(),
                     " cannot be viewed as ", s.str(), " in its layout; call contiguous() first");
         Tensor t = *this;
@@ -250,34 +266,8 @@ public:
     /// contiguous tensor; for another layout when each run of axes that the new shape splits
     /// or merges is contiguous within itself: a [N, C, H, W] tensor stored as [C, H, W, N]
     /// flattens to [N, C·H·W] with strides (1, N).
-    std::optional<Strides> view_strides(const Shape& requested) const {
-        const Shape s = resolved_shape(requested);
-        Strides out{};
-        if (numel() == 0 || rank() == 0 || is_contiguous()) return s.contiguous_strides();
-        // Walk this tensor's axes from the last, in chunks of axes that are contiguous with
-        // one another; each chunk must be exactly covered by a run of the new shape's axes.
-        int view_axis = s.rank() - 1;
-        Index chunk_stride = strides_[static_cast<std::size_t>(rank() - 1)];
-        Index chunk_size = 1, view_size = 1;
-        for (int d = rank() - 1; d >= 0; --d) {
-            chunk_size *= shape_[d];
-            const bool chunk_ends =
-                d == 0 || (shape_[d - 1] != 1 && strides_[static_cast<std::size_t>(d - 1)] != chunk_size * chunk_stride);
-            if (!chunk_ends) continue;
-            while (view_axis >= 0 && (view_size < chunk_size || s[view_axis] == 1)) {
-                out[static_cast<std::size_t>(view_axis)] = view_size * chunk_stride;
-                view_size *= s[view_axis];
-                --view_axis;
-            }
-            if (view_size != chunk_size) return std::nullopt;
-            if (d > 0) {
-                chunk_stride = strides_[static_cast<std::size_t>(d - 1)];
-                chunk_size = view_size = 1;
-            }
-        }
-        if (view_axis != -1) return std::nullopt;
-        return out;
-    }
+    std::optional<Strides> view_strides(const Shape& requested) const { return strides_viewing(resolved_shape(requested)); }
+
     /// Elements [start, end) with `step` along `axis`, sharing the buffer.
     Tensor slice(int axis, Index start, Index end, Index step = 1) const {
         int a = shape_.normalize_axis(axis, "slice");
@@ -347,6 +337,35 @@ private:
         }
     }
 
+    // view_strides of a shape with no -1 and as many elements.
+    std::optional<Strides> strides_viewing(const Shape& s) const {
+        Strides out{};
+        if (numel() == 0 || rank() == 0 || is_contiguous()) return s.contiguous_strides();
+        // Walk this tensor's axes from the last, in chunks of axes that are contiguous with
+        // one another; each chunk must be exactly covered by a run of the new shape's axes.
+        int view_axis = s.rank() - 1;
+        Index chunk_stride = strides_[static_cast<std::size_t>(rank() - 1)];
+        Index chunk_size = 1, view_size = 1;
+        for (int d = rank() - 1; d >= 0; --d) {
+            chunk_size *= shape_[d];
+            const bool chunk_ends =
+                d == 0 || (shape_[d - 1] != 1 && strides_[static_cast<std::size_t>(d - 1)] != chunk_size * chunk_stride);
+            if (!chunk_ends) continue;
+            while (view_axis >= 0 && (view_size < chunk_size || s[view_axis] == 1)) {
+                out[static_cast<std::size_t>(view_axis)] = view_size * chunk_stride;
+                view_size *= s[view_axis];
+                --view_axis;
+            }
+            if (view_size != chunk_size) return std::nullopt;
+            if (d > 0) {
+                chunk_stride = strides_[static_cast<std::size_t>(d - 1)];
+                chunk_size = view_size = 1;
+            }
+        }
+        if (view_axis != -1) return std::nullopt;
+        return out;
+    }
+
     // `requested` with its -1 (if any) resolved, checked to hold numel() elements.
     Shape resolved_shape(const Shape& requested) const {
         Shape s = requested;
@@ -373,19 +392,14 @@ private:
     // the number of rows k's axes make, else 0.
     Index transposed_rows() const {
         if (!is_dense() || is_contiguous()) return 0;
-        for (int k = 1; k < rank(); ++k) {
-            Index stride = 1, rows = 1;
-            bool match = true;
-            for (int d = k - 1; d >= 0; --d) {  // the first k axes, fastest
-                match = match && (shape_[d] == 1 || strides_[static_cast<std::size_t>(d)] == stride);
-                stride *= shape_[d];
-                rows *= shape_[d];
-            }
-            for (int d = rank() - 1; d >= k; --d) {  // then the others
-                match = match && (shape_[d] == 1 || strides_[static_cast<std::size_t>(d)] == stride);
-                stride *= shape_[d];
-            }
-            if (match) return rows;
+        std::array<int, kMaxRank> order{};
+        const auto r = static_cast<std::size_t>(rank());
+        for (std::size_t k = 1; k < r; ++k) {
+            for (std::size_t i = 0; i < r; ++i) order[i] = static_cast<int>((i + k) % r);  // axes k.., then 0..k-1
+            if (!is_in_order(std::span<const int>(order.data(), r))) continue;
+            Index rows = 1;
+            for (std::size_t d = 0; d < k; ++d) rows *= shape_[static_cast<int>(d)];
+            return rows;
         }
         return 0;
     }

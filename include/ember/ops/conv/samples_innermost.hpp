@@ -265,23 +265,22 @@ void for_row_panels(const ConvGeometry& g, Index count, Index depth, Chunk&& chu
     }
 }
 
-// The layout: axis 0 (the samples) innermost, the others in order outside it.
+// The layout's axis order {1, ..., rank-1, 0}: axis 0 (the samples) innermost, the others in
+// order outside it.
+inline std::array<int, kMaxRank> samples_innermost_order(int rank) {
+    std::array<int, kMaxRank> order{};
+    for (int d = 0; d < rank; ++d) order[static_cast<std::size_t>(d)] = (d + 1) % rank;
+    return order;
+}
 template <Real T>
 Tensor<T> empty_samples_innermost(const Shape& shape) {
-    std::array<int, kMaxRank> order{};
-    for (int d = 1; d < shape.rank(); ++d) order[static_cast<std::size_t>(d - 1)] = d;
-    order[static_cast<std::size_t>(shape.rank() - 1)] = 0;
+    const auto order = samples_innermost_order(shape.rank());
     return Tensor<T>::empty_in_order(shape, std::span<const int>(order.data(), static_cast<std::size_t>(shape.rank())));
 }
 template <Real T>
 bool is_samples_innermost(const Tensor<T>& t) {
-    if (t.rank() < 2 || t.dim(0) < 2 || t.strides()[0] != 1) return false;
-    Index stride = t.dim(0);
-    for (int d = t.rank() - 1; d >= 1; --d) {
-        if (t.dim(d) != 1 && t.strides()[static_cast<std::size_t>(d)] != stride) return false;
-        stride *= t.dim(d);
-    }
-    return true;
+    const auto order = samples_innermost_order(t.rank());
+    return t.rank() >= 2 && t.dim(0) >= 2 && t.is_in_order(std::span<const int>(order.data(), static_cast<std::size_t>(t.rank())));
 }
 
 // A group's samples in the layout: `t` itself when it already is in it and holds just this
