@@ -8,7 +8,7 @@
 #include <cstdlib>
 #include <vector>
 #include <ember/ember.hpp>
-#include <xsimd/xsimd.hpp>
+#include <ember/core/simd.hpp>
 
 using namespace ember;
 

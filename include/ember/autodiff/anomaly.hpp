@@ -42,7 +42,7 @@
 #include <cmath>
 #include <string>
 
-#include <xsimd/xsimd.hpp>
+#include "ember/core/simd.hpp"
 
 #include "ember/core/tensor.hpp"
 

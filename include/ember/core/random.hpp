@@ -9,7 +9,7 @@
 #include <numbers>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "ember/core/simd.hpp"
 #if defined(__AVX512F__)
 #include <immintrin.h>
 #endif

@@ -4,7 +4,7 @@
 // is instantiated twice: over SIMD batches inside the fused backward kernel, and over Var
 // when gradients must themselves be differentiable (create_graph). Vocab<V> supplies the
 // few things that differ between the two: applying an op, masks and selection.
-#include <xsimd/xsimd.hpp>
+#include "ember/core/simd.hpp"
 
 namespace ember::expr {
 

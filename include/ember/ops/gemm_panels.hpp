@@ -26,7 +26,7 @@
 #include <vector>
 
 #include <Eigen/Core>
-#include <xsimd/xsimd.hpp>
+#include "ember/core/simd.hpp"
 
 #include "ember/core/shape.hpp"
 

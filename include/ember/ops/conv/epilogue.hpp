@@ -13,7 +13,7 @@
 #include <optional>
 #include <type_traits>
 
-#include <xsimd/xsimd.hpp>
+#include "ember/core/simd.hpp"
 
 #include "ember/core/tensor.hpp"
 

@@ -24,7 +24,7 @@
 #include <type_traits>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
+#include "ember/core/simd.hpp"
 
 #include "ember/core/tensor.hpp"
 #include "ember/core/threading.hpp"
