@@ -3,8 +3,11 @@
 Run with Debian's interpreter and PyTorch at its fastest on this kind of machine:
     OPENBLAS_NUM_THREADS=1 ATEN_CPU_CAPABILITY=avx512 /usr/bin/python3 bench/torch_bench.py
 Prints one line per workload: name, median milliseconds over the repetitions.
+TORCH_BENCH_FILTER=REGEX times only the workloads whose names match.
 """
 import json
+import os
+import re
 import statistics
 import sys
 import time
@@ -26,15 +29,23 @@ def timed(fn, reps=REPS, warmup=3):
     return statistics.median(out)
 
 
+WANTED = re.compile(os.environ.get("TORCH_BENCH_FILTER", "."))
+results = {}
+
+
+def measure(name, fn, **timing):
+    if WANTED.search(name):
+        results[name] = timed(fn, **timing)
+
+
 def chain(a, x, b):
     return torch.nn.functional.softplus(a * x + b) * torch.sigmoid(x) - torch.log1p(torch.exp(-torch.abs(x)))
 
 
-results = {}
 n = 1 << 22
 g = torch.Generator().manual_seed(1)
 a, x, b = (torch.randn(n, generator=g) for _ in range(3))
-results["BM_ChainForward"] = timed(lambda: chain(a, x, b))
+measure("BM_ChainForward", lambda: chain(a, x, b))
 
 ag, xg, bg = (t.clone().requires_grad_() for t in (a, x, b))
 seed = torch.ones(n)
@@ -46,7 +57,7 @@ def chain_fb():
     ag.grad = xg.grad = bg.grad = None
 
 
-results["BM_ChainForwardBackward"] = timed(chain_fb)
+measure("BM_ChainForwardBackward", chain_fb)
 
 for i, (M, K, N) in enumerate([(64, 784, 512), (256, 784, 1024), (1024, 1024, 1024)]):
     A = torch.randn(M, K, requires_grad=True)
@@ -58,7 +69,7 @@ for i, (M, K, N) in enumerate([(64, 784, 512), (256, 784, 1024), (1024, 1024, 10
         C.backward(G)
         A.grad = B.grad = None
 
-    results[f"BM_MatmulForwardBackward/{i}"] = timed(mm)
+    measure(f"BM_MatmulForwardBackward/{i}", mm)
 
 for i, (xs, ws) in enumerate([((64, 1, 28, 28), (64, 1, 3, 3)), ((64, 64, 14, 14), (128, 64, 3, 3))]):
     X = torch.randn(*xs, requires_grad=True)
@@ -70,7 +81,7 @@ for i, (xs, ws) in enumerate([((64, 1, 28, 28), (64, 1, 3, 3)), ((64, 64, 14, 14
         y.backward(torch.ones_like(y))
         X.grad = W.grad = bias.grad = None
 
-    results[f"BM_Conv2dForwardBackward/{i}"] = timed(conv)
+    measure(f"BM_Conv2dForwardBackward/{i}", conv)
 
 # Autodiff bookkeeping: 10k scalar multiplications recorded, then backward.
 s = torch.tensor(1.0, requires_grad=True)
@@ -89,10 +100,10 @@ def scalar_chain_backward():
 
 
 # The noise of one SGLD step on 64 MNIST images.
-results["BM_NormalDraws"] = timed(lambda: torch.randn(64, 784), reps=max(REPS, 50), warmup=10)
+measure("BM_NormalDraws", lambda: torch.randn(64, 784), reps=max(REPS, 50), warmup=10)
 
-results["BM_ScalarChainRecord/10000"] = timed(scalar_chain_record, reps=5)
-results["BM_ScalarChainRecordAndBackward/10000"] = timed(scalar_chain_backward, reps=5)
+measure("BM_ScalarChainRecord/10000", scalar_chain_record, reps=5)
+measure("BM_ScalarChainRecordAndBackward/10000", scalar_chain_backward, reps=5)
 
 # examples/gan_mlp_mnist's training step (examples/common/mlp_gan.hpp), written as fast
 # as PyTorch allows: real and fake in one D pass, D frozen during the G step, and the
@@ -125,7 +136,7 @@ def gan_step():
     return loss_d.item(), loss_g.item()
 
 
-results["BM_GanMlpStep"] = timed(gan_step, reps=max(REPS, 30), warmup=10)
+measure("BM_GanMlpStep", gan_step, reps=max(REPS, 30), warmup=10)
 
 # Latent-space Langevin and MALA through the same nets (bench_models.cpp): chains z [64, 64]
 # on U(z) = -D(G(z)) + |z|^2/2, the gradient at the current state kept from the last step,
@@ -162,8 +173,8 @@ def mala_step():
     chain[:] = (torch.where(accept[:, None], zp, z), torch.where(accept, up, u), torch.where(accept[:, None], gp, gz))
 
 
-results["BM_LatentLangevinStep"] = timed(langevin_step, reps=max(REPS, 50), warmup=10)
-results["BM_LatentMalaStep"] = timed(mala_step, reps=max(REPS, 50), warmup=10)
+measure("BM_LatentLangevinStep", langevin_step, reps=max(REPS, 50), warmup=10)
+measure("BM_LatentMalaStep", mala_step, reps=max(REPS, 50), warmup=10)
 
 # Data-space SGLD on 64 images 1x28x28 with a small conv energy (bench_models.cpp).
 torch.manual_seed(0)
@@ -179,7 +190,7 @@ def sgld_step():
     sgld_x[0] = (x.detach() - 1.0 * gx + 0.01 * torch.randn_like(x)).clamp_(0, 1)
 
 
-results["BM_SgldConvStep"] = timed(sgld_step, reps=max(REPS, 30), warmup=5)
+measure("BM_SgldConvStep", sgld_step, reps=max(REPS, 30), warmup=5)
 
 # examples/ebgan_mnist's training step (examples/common/ebgan_nets.hpp): PyTorch-GAN's EBGAN
 # conv auto-encoder energy and conv generator, batch 64, 12.7 GFLOP. Real and fake go through
@@ -230,6 +241,6 @@ def ebgan_step():
     return loss_d.item(), loss_g.item()
 
 
-results["BM_EbganStep"] = timed(ebgan_step, reps=min(REPS, 7), warmup=2)
+measure("BM_EbganStep", ebgan_step, reps=min(REPS, 7), warmup=2)
 
 print(json.dumps(results))

@@ -452,6 +452,29 @@ double worst_error(const Tensor<double>& got, const Tensor<double>& want) {
 }
 }  // namespace
 
+TEST_CASE("conv2d's gradients are the same on every run with two threads, whichever thread sums which samples") {
+    // The weight gradient sums over the samples in private parts (private_sum_parts) added
+    // in order: bit for bit the same on every run, on every backend.
+    const int threads = num_threads();
+    set_num_threads(2);
+    Generator gen(11);
+    const Tensor<float> x0 = uniform<float>({48, 4, 9, 9}, gen, -1, 1), w0 = uniform<float>({8, 4, 3, 3}, gen, -1, 1);
+    for (ConvBackend backend : kConvBackends) {
+        const ForceConvBackend force(backend);
+        CAPTURE(backend_name(backend));
+        const Index s = backend == ConvBackend::direct ? 1 : 2;
+        std::vector<float> first;
+        for (int run = 0; run < 6; ++run) {
+            Var<float> x(x0, true), w(w0, true);
+            backward(sum(square(conv2d(x, w, Var<float>{}, {s, 1, 1}))));
+            const std::vector<float> now = w.grad().contiguous().to_vector();
+            if (run == 0) first = now;
+            else CHECK(now == first);
+        }
+    }
+    set_num_threads(threads);
+}
+
 TEST_CASE("conv2d with the samples innermost: products deeper than one chunk of the kernel") {
     // The kernel runs down the depth in chunks of kPanelDepth (256) and accumulates the later
     // chunks: a forward patch of 30·3·3 = 270 values, and an input gradient summed over 260

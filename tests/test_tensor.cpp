@@ -1,7 +1,12 @@
 // Tensor storage, views, random numbers and errors.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <numbers>
+#include <numeric>
+#include <thread>
+#include <vector>
 
 #include <ember/ember.hpp>
 
@@ -242,4 +247,63 @@ TEST_CASE("expressions over tensors evaluate without a graph, in float and doubl
     Tensor<float> sq = square(big) - 3.0f;
     CHECK(sq.flat(12345) == 1.0f);
     CHECK(sq.flat((1 << 20) - 1) == 1.0f);
+}
+
+// The thread pool behind parallel_chunks / parallel_for / parallel_tasks (core/thread_pool.hpp).
+TEST_CASE("parallel loops: every index once, nested calls inline, exceptions rethrown, any thread count") {
+    const int saved = num_threads();
+    for (int threads : {1, 2, 3, 8}) {
+        CAPTURE(threads);
+        set_num_threads(threads);
+        // Pieces cover [0, n) exactly once, with aligned boundaries, for sizes around the
+        // piece count.
+        for (std::int64_t n : {0, 1, 7, 64, 1000, 100003}) {
+            CAPTURE(n);
+            std::vector<std::atomic<int>> hits(static_cast<std::size_t>(n));
+            std::atomic<int> misaligned{0};
+            parallel_chunks(n, 8, 16, [&](std::int64_t b, std::int64_t e) {
+                if (b % 16 != 0) ++misaligned;
+                for (std::int64_t i = b; i < e; ++i) ++hits[static_cast<std::size_t>(i)];
+            });
+            CHECK(misaligned == 0);
+            CHECK(std::all_of(hits.begin(), hits.end(), [](const auto& h) { return h == 1; }));
+        }
+        // A loop inside a task runs on the task's thread: no deadlock, every index once.
+        std::vector<std::atomic<int>> nested(64 * 1000);
+        std::atomic<int> outside{0};
+        parallel_tasks(4, [&](int t) {
+            if (!in_parallel_region()) ++outside;
+            parallel_for(16 * 1000, [&](std::int64_t i) { ++nested[static_cast<std::size_t>(t * 16 * 1000 + i)]; });
+        });
+        CHECK(std::all_of(nested.begin(), nested.end(), [](const auto& h) { return h == 1; }));
+        CHECK(outside == 0);
+        CHECK_FALSE(in_parallel_region());
+        // The first exception comes back to the caller; the other tasks still ran.
+        std::atomic<int> ran{0};
+        CHECK_THROWS_WITH_AS(parallel_tasks(6,
+                                            [&](int t) {
+                                                ++ran;
+                                                if (t == 3) detail::fail("task", "three");
+                                            }),
+                             "task: three", Error);
+        CHECK(ran == 6);
+        // The pool is usable again after an exception, and from several user threads at once
+        // (a call that finds the pool busy runs on its own thread).
+        std::vector<std::int64_t> sums(4);
+        std::vector<std::thread> users;
+        for (int u = 0; u < 4; ++u)
+            users.emplace_back([&, u] {
+                for (int rep = 0; rep < 50; ++rep) {
+                    std::vector<std::int64_t> part(static_cast<std::size_t>(private_sum_parts(10000)));
+                    parallel_tasks(static_cast<int>(part.size()), [&](int k) {
+                        const std::int64_t parts = static_cast<std::int64_t>(part.size());
+                        for (std::int64_t i = 10000 * k / parts; i < 10000 * (k + 1) / parts; ++i) part[static_cast<std::size_t>(k)] += i;
+                    });
+                    sums[static_cast<std::size_t>(u)] = std::accumulate(part.begin(), part.end(), std::int64_t{0});
+                }
+            });
+        for (auto& u : users) u.join();
+        CHECK(sums == std::vector<std::int64_t>(4, 10000 * 9999 / 2));
+    }
+    set_num_threads(saved);
 }

@@ -1,119 +1,86 @@
 #pragma once
 /// \file
-/// One knob for all parallelism: ember::set_num_threads(n) sets the threads of our own
-/// kernels (OpenMP) and of Eigen's GEMM.
+/// One knob for all parallelism: ember::set_num_threads(n) sets how many threads ember's
+/// kernels and matrix products use. The threads are ember's own pool (core/thread_pool.hpp):
+/// work is cut into more pieces than threads and claimed piece by piece, so a thread that
+/// another program delays does not hold the others back.
 #include <algorithm>
 #include <cstdint>
-#include <exception>
+#include <thread>
 
 #include <Eigen/Core>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+#include "ember/core/thread_pool.hpp"
 
 namespace ember {
 
 namespace detail {
 inline int& thread_count() {
     static int n = [] {
-#ifdef _OPENMP
-        return omp_get_max_threads();
-#else
-        return 1;
-#endif
+        // ember's products cut themselves into blocks for its threads; Eigen's own GEMM
+        // threads (in a program built with OpenMP) would nest inside them.
+        Eigen::setNbThreads(1);
+        const unsigned hw = std::thread::hardware_concurrency();
+        return hw == 0 ? 1 : static_cast<int>(hw);
     }();
     return n;
 }
+// Pieces per thread when a loop is cut: enough that the pieces of a delayed thread move to
+// the others, few enough that claiming them costs nothing against the work.
+inline constexpr std::int64_t kPiecesPerThread = 4;
 }  // namespace detail
 
-/// The number of threads ember's kernels use (OpenMP's default until set_num_threads).
+/// The number of threads ember's kernels use (the hardware's threads until set_num_threads).
 inline int num_threads() { return detail::thread_count(); }
 
-/// Sets the threads of ember's own kernels (OpenMP) and of Eigen's GEMM to `n` (at least 1).
-inline void set_num_threads(int n) {
-    n = std::max(1, n);
-    detail::thread_count() = n;
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#endif
-    Eigen::setNbThreads(n);
-}
+/// Sets the threads of ember's kernels and matrix products to `n` (at least 1).
+inline void set_num_threads(int n) { detail::thread_count() = std::max(1, n); }
 
-/// True inside a parallel region: a kernel called from a task of parallel_tasks runs on
-/// its caller's thread only (OpenMP does not nest here, so a parallel region there would
-/// only pay its start-up cost).
-inline bool in_parallel_region() {
-#ifdef _OPENMP
-    return omp_in_parallel();
-#else
-    return false;
-#endif
-}
+/// True while the calling thread runs a piece of a parallel loop: a kernel called from there
+/// runs on that thread only (the loops do not nest).
+inline bool in_parallel_region() { return detail::running_work_item(); }
 
-/// Runs body(begin, end) over [0, n) split into contiguous chunks, one per thread; chunk
-/// boundaries are multiples of `align` so SIMD loops stay aligned. Small work runs inline.
+/// Runs body(begin, end) over [0, n) cut into contiguous pieces of at least
+/// `min_per_thread` indices (so small work runs inline), spread over the threads; piece
+/// boundaries are multiples of `align` so SIMD loops stay aligned.
 template <class Body>
 void parallel_chunks(std::int64_t n, std::int64_t min_per_thread, std::int64_t align, Body&& body) {
-    int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n / std::max<std::int64_t>(min_per_thread, 1)));
+    const std::int64_t threads = std::min<std::int64_t>(num_threads(), n / std::max<std::int64_t>(min_per_thread, 1));
     if (threads <= 1 || in_parallel_region()) {
         body(std::int64_t{0}, n);
         return;
     }
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
-    {
-        const std::int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        std::int64_t chunk = (n + nt - 1) / nt;
-        chunk = (chunk + align - 1) / align * align;
-        const std::int64_t b = std::min(n, t * chunk), e = std::min(n, b + chunk);
-        if (b < e) body(b, e);
-    }
-#else
-    body(std::int64_t{0}, n);
-#endif
+    const std::int64_t most = std::min(threads * detail::kPiecesPerThread, n / std::max<std::int64_t>(min_per_thread, 1));
+    std::int64_t piece = (n + most - 1) / most;
+    piece = (piece + align - 1) / align * align;
+    const std::int64_t pieces = (n + piece - 1) / piece;
+    auto run_piece = [&](std::int64_t i) { body(i * piece, std::min(n, (i + 1) * piece)); };
+    detail::ThreadPool::instance().run(pieces, static_cast<int>(threads), detail::WorkRef(run_piece));
 }
 
 /// Runs body(i) for i in [0, n) across threads (each index independent).
 template <class Body>
 void parallel_for(std::int64_t n, Body&& body) {
-    const int threads = static_cast<int>(std::min<std::int64_t>(num_threads(), n));
-    if (threads <= 1 || in_parallel_region()) {
-        for (std::int64_t i = 0; i < n; ++i) body(i);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (std::int64_t i = 0; i < n; ++i) body(i);
-#else
-    for (std::int64_t i = 0; i < n; ++i) body(i);
-#endif
+    parallel_chunks(n, 1, 1, [&](std::int64_t b, std::int64_t e) {
+        for (std::int64_t i = b; i < e; ++i) body(i);
+    });
 }
 
-/// Runs body(i) for i in [0, n), each task on its own thread (up to num_threads() at once),
-/// and rethrows the first exception a task threw: an exception must not leave an OpenMP
-/// region. Inside the tasks ember's kernels and Eigen's GEMM run single-threaded.
+/// How many ranges to cut n items into for a sum that each range accumulates privately:
+/// a few per thread, so that the ranges of a delayed thread move to the others; the count
+/// depends on n and num_threads() only, so the sum comes out the same on every run.
+inline int private_sum_parts(std::int64_t n) {
+    if (n <= 1 || in_parallel_region()) return 1;
+    return static_cast<int>(std::min<std::int64_t>(n, num_threads() * detail::kPiecesPerThread));
+}
+
+/// Runs body(i) for i in [0, n), at most num_threads() at once, each task claimed by the
+/// first free thread, and rethrows the first exception a task threw. Inside the tasks
+/// ember's kernels run on the task's thread only.
 template <class Body>
 void parallel_tasks(int n, Body&& body) {
-    const int threads = in_parallel_region() ? 1 : std::min(num_threads(), n);
-    if (threads <= 1) {
-        for (int i = 0; i < n; ++i) body(i);
-        return;
-    }
-    std::exception_ptr first_error;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
-#endif
-    for (int i = 0; i < n; ++i) {
-        try {
-            body(i);
-        } catch (...) {
-#ifdef _OPENMP
-#pragma omp critical(ember_parallel_tasks_error)
-#endif
-            if (!first_error) first_error = std::current_exception();
-        }
-    }
-    if (first_error) std::rethrow_exception(first_error);
+    auto run_task = [&](std::int64_t i) { body(static_cast<int>(i)); };
+    detail::ThreadPool::instance().run(n, in_parallel_region() ? 1 : num_threads(), detail::WorkRef(run_task));
 }
 
 }  // namespace ember

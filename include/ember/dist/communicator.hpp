@@ -15,7 +15,7 @@
 /// launcher (mpirun/srun), its process placement and its fast shared-memory and network
 /// transports; ember only issues a few collectives per step.
 ///
-/// Threads: ember's kernels use OpenMP threads, but only the thread that created the
+/// Threads: ember's kernels run on its thread pool, but only the thread that created the
 /// Communicator calls MPI, so MPI_THREAD_FUNNELED is what we ask for.
 ///
 /// Errors: ember works on a duplicate of MPI_COMM_WORLD whose error handler is
@@ -92,7 +92,7 @@ public:
         try {
             EMBER_CHECK(provided >= MPI_THREAD_FUNNELED, "dist::Communicator",
                         "the MPI library provides thread level ", provided,
-                        ", below MPI_THREAD_FUNNELED, which ember needs because its OpenMP threads run "
+                        ", below MPI_THREAD_FUNNELED, which ember needs because its pool's threads run "
                         "between MPI calls");
             detail::check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
             detail::check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");

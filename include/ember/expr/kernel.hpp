@@ -429,18 +429,19 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
         }
         for (Index r = rows_total * i / parts; r < rows_total * (i + 1) / parts; ++r) run(r, 0, sp.inner(), bases);
     };
-    const int threads = n < (1 << 15) || in_parallel_region() ? 1 : num_threads();
-    if (threads <= 1 || (!sp.flat() && rows_total < threads)) {
+    // Parts of at least 8K elements (or whole rows), a few per thread (private_sum_parts).
+    const int parts = n < (1 << 15) ? 1 : private_sum_parts(sp.flat() ? n >> 13 : rows_total);
+    if (parts <= 1) {
         part(0, 1, own);
         return;
     }
-    if (all_full) {  // every output element's gradients are stored once: threads share the targets
-        parallel_tasks(threads, [&](int i) { part(i, threads, own); });
+    if (all_full) {  // every output element's gradients are stored once: the parts share the targets
+        parallel_tasks(parts, [&](int i) { part(i, parts, own); });
         return;
     }
     // Targets that accumulate (inputs broadcast along some axis: a bias, a scale) are summed
-    // by each thread into a zeroed private copy, and the copies into the target at the
-    // end; full targets are written in place, each element by one thread.
+    // by each part into a zeroed private copy, and the copies into the target at the end,
+    // in order; full targets are written in place, each element by one part.
     std::array<std::size_t, L> offset{};  // of each accumulating target in a thread's copy
     std::size_t copy_size = 0;
     for (int d = 0; d < D; ++d)
@@ -448,13 +449,13 @@ void backward_into(const E& e, Leaves<E>& leaves, const Tensor<T>& g_in,
             offset[static_cast<std::size_t>(d)] = copy_size;
             copy_size += static_cast<std::size_t>(targets[static_cast<std::size_t>(d)].size);
         }
-    std::vector<std::vector<T>> copies(static_cast<std::size_t>(threads), std::vector<T>(copy_size, T(0)));
-    parallel_tasks(threads, [&](int i) {
+    std::vector<std::vector<T>> copies(static_cast<std::size_t>(parts), std::vector<T>(copy_size, T(0)));
+    parallel_tasks(parts, [&](int i) {
         std::array<T*, L> bases = own;
         for (int d = 0; d < D; ++d)
             if (!targets[static_cast<std::size_t>(d)].full)
                 bases[static_cast<std::size_t>(d)] = copies[static_cast<std::size_t>(i)].data() + offset[static_cast<std::size_t>(d)];
-        part(i, threads, bases);
+        part(i, parts, bases);
     });
     for (int d = 0; d < D; ++d) {
         const GradTarget<T>& t = targets[static_cast<std::size_t>(d)];

@@ -177,31 +177,31 @@ Tensor<T> conv_forward_direct(const ConvGeometry& g, const Tensor<T>& x, const T
 }
 
 // dW [O, C, kh, kw] = Σ_n Σ_pixels gy[n, o, p] · x[n, c, p + tap], stride 1, x and gy
-// contiguous. Each thread sums its samples, then the parts are added.
+// contiguous. The samples are cut into private_sum_parts ranges, each summed into its own
+// buffer, and the buffers are added in order (the same result whichever thread runs which).
 template <Real T>
 Tensor<T> conv_weight_direct(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& gy) {
     const DirectLayout l = direct_layout<T>(g);
     const Index Wp = g.W + 2 * g.pad, size = g.O * g.C * l.taps;
-    std::vector<std::vector<T>> part(static_cast<std::size_t>(std::max(num_threads(), 1)),
-                                     std::vector<T>(static_cast<std::size_t>(size), T(0)));
-    parallel_for(g.N, [&](Index n) {
-#ifdef _OPENMP
-        std::vector<T>& acc = part[static_cast<std::size_t>(omp_get_thread_num()) % part.size()];
-#else
-        std::vector<T>& acc = part[0];
-#endif
+    const int parts = private_sum_parts(g.N);
+    std::vector<std::vector<T>> part(static_cast<std::size_t>(parts));
+    parallel_tasks(parts, [&](int k) {
+        std::vector<T>& acc = part[static_cast<std::size_t>(k)];
+        acc.assign(static_cast<std::size_t>(size), T(0));
         thread_local std::vector<T> xp, gp;
-        pad_planes(g, l, x.data() + n * g.C * g.H * g.W, xp);
-        gp.assign(static_cast<std::size_t>(g.O * l.Lpad), T(0));  // the extra columns and the tail stay zero
-        for (Index o = 0; o < g.O; ++o)
-            for (Index oy = 0; oy < g.Ho; ++oy)
-                copy_row(gy.data() + ((n * g.O + o) * g.Ho + oy) * g.Wo, g.Wo, gp.data() + o * l.Lpad + oy * Wp);
-        with_out_channels(g.O, [&](auto O) { direct_weight_sample<T, O.value>(l, xp.data(), gp.data(), acc.data()); });
+        for (Index n = g.N * k / parts; n < g.N * (k + 1) / parts; ++n) {
+            pad_planes(g, l, x.data() + n * g.C * g.H * g.W, xp);
+            gp.assign(static_cast<std::size_t>(g.O * l.Lpad), T(0));  // the extra columns and the tail stay zero
+            for (Index o = 0; o < g.O; ++o)
+                for (Index oy = 0; oy < g.Ho; ++oy)
+                    copy_row(gy.data() + ((n * g.O + o) * g.Ho + oy) * g.Wo, g.Wo, gp.data() + o * l.Lpad + oy * Wp);
+            with_out_channels(g.O, [&](auto O) { direct_weight_sample<T, O.value>(l, xp.data(), gp.data(), acc.data()); });
+        }
     });
     Tensor<T> dw = Tensor<T>::empty(g.w_shape());
-    std::fill_n(dw.data(), size, T(0));
-    for (const auto& p : part)
-        for (Index i = 0; i < size; ++i) dw.data()[i] += p[static_cast<std::size_t>(i)];
+    std::copy(part[0].begin(), part[0].end(), dw.data());
+    for (std::size_t p = 1; p < part.size(); ++p)
+        for (Index i = 0; i < size; ++i) dw.data()[i] += part[p][static_cast<std::size_t>(i)];
     return dw;
 }
 

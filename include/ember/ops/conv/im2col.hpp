@@ -121,15 +121,19 @@ MatMap<T> scratch_matrix(Index rows, Index cols) {
     return MatMap<T>(buffer.data(), rows, cols);
 }
 
-// Runs body(n0, count, cols) for each group of samples; `cols` is a per-thread scratch matrix.
+// Runs body(n0, count, cols) for group i of samples; `cols` is a per-thread scratch matrix.
+template <Real T, class Body>
+void run_sample_group(const ConvGeometry& g, Index group, Index i, Body& body) {
+    const Index n0 = i * group, count = std::min(group, g.N - n0);
+    MatMap<T> cols = scratch_matrix<T, 0>(g.patch(), count * g.pixels());
+    body(n0, count, cols);
+}
+
+// Runs body(n0, count, cols) for each group of samples, spread over the threads.
 template <Real T, class Body>
 void for_sample_groups(const ConvGeometry& g, Body&& body) {
     const Index group = conv_group(g), groups = (g.N + group - 1) / group;
-    parallel_for(groups, [&](Index i) {
-        const Index n0 = i * group, count = std::min(group, g.N - n0);
-        MatMap<T> cols = scratch_matrix<T, 0>(g.patch(), count * g.pixels());
-        body(n0, count, cols);
-    });
+    parallel_for(groups, [&](Index i) { run_sample_group<T>(g, group, i, body); });
 }
 
 // y[n0 + i, o, p] <-> Y[o, i·P + p] for the samples of one group.
@@ -180,23 +184,24 @@ Tensor<T> conv_adjoint_im2col(const ConvGeometry& g, const Tensor<T>& y, const T
     return x;
 }
 
-// dW = Σ_n y_n cols(x_n)ᵀ: each thread accumulates its groups, then the parts are summed.
-// x and y contiguous.
+// dW = Σ_n y_n cols(x_n)ᵀ: the groups of samples are cut into private_sum_parts ranges,
+// each summed into its own matrix, and the matrices are added in order (the same result
+// whichever thread runs which range). x and y contiguous.
 template <Real T>
 Tensor<T> conv_weight_im2col(const ConvGeometry& g, const Tensor<T>& x, const Tensor<T>& y) {
-    const Index P = g.pixels();
-    std::vector<Matrix<T>> part(static_cast<std::size_t>(std::max(num_threads(), 1)));
-    for (auto& m : part) m.setZero(g.O, g.patch());
-    for_sample_groups<T>(g, [&](Index n0, Index count, MatMap<T>& cols) {
-#ifdef _OPENMP
-        Matrix<T>& acc = part[static_cast<std::size_t>(omp_get_thread_num()) % part.size()];
-#else
-        Matrix<T>& acc = part[0];
-#endif
-        for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
-        MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
-        to_group(y.data(), g.O, P, n0, count, Y.data());
-        gemm_row_major(Y.data(), false, cols.data(), true, acc.data(), g.O, g.patch(), count * P, true);
+    const Index P = g.pixels(), group = conv_group(g), groups = (g.N + group - 1) / group;
+    const int parts = private_sum_parts(groups);
+    std::vector<Matrix<T>> part(static_cast<std::size_t>(parts));
+    parallel_tasks(parts, [&](int k) {
+        Matrix<T>& acc = part[static_cast<std::size_t>(k)];
+        acc.setZero(g.O, g.patch());
+        auto accumulate = [&](Index n0, Index count, MatMap<T>& cols) {
+            for (Index i = 0; i < count; ++i) im2col(g, x.data() + (n0 + i) * g.C * g.H * g.W, cols.data() + i * P, count * P);
+            MatMap<T> Y = scratch_matrix<T, 1>(g.O, count * P);
+            to_group(y.data(), g.O, P, n0, count, Y.data());
+            gemm_row_major(Y.data(), false, cols.data(), true, acc.data(), g.O, g.patch(), count * P, true);
+        };
+        for (Index i = groups * k / parts; i < groups * (k + 1) / parts; ++i) run_sample_group<T>(g, group, i, accumulate);
     });
     Tensor<T> w = Tensor<T>::empty(g.w_shape());
     MatMap<T> Wm(w.data(), g.O, g.patch());
