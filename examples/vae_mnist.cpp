@@ -8,7 +8,9 @@
 //   IWAE_K(x) = log (1/K) Σ_k p(x|z_k) p(z_k) / q(z_k|x),  z_k ~ q(z|x)     ember::info::iwae_bound (§5.5)
 //
 // Training: Adam on -mean ELBO of a batch, one z per image, each image binarised afresh,
-// x ~ Bernoulli(pixel/255) (a regulariser much like data augmentation); the lr constant for
+// x ~ Bernoulli(pixel/255) (a regulariser much like data augmentation); with
+// --train-samples K > 1, on -mean IWAE_K instead (K z per image: Burda et al.'s IWAE, whose
+// gradient weights the K samples by their normalised importance weights); the lr constant for
 // half the steps, then decaying exponentially to --lr-final. Test: the test images binarised
 // once with a fixed seed; the test ELBO at every epoch's end, and -IWAE_1000, the test NLL,
 // at the end (K samples --iw-chunk at a time). Samples: z ~ p(z) decoded to the means σ(a(z)).
@@ -33,6 +35,7 @@ using ember_examples::Vae;
 struct Options : ember_examples::ExampleOptions {
     ember_examples::VaeOptions vae;
     Index iw_samples = 1000, iw_images = 0, iw_chunk = 100;  // K; test images (0: all); z per decoder pass
+    Index train_samples = 1;                                  // K of the training objective (1: the ELBO)
     double lr_final = 1e-4;
 };
 
@@ -74,15 +77,17 @@ int train(Options& o) {
     ember::Adam<float> opt_enc(vae.enc.parameters(), {.lr = o.lr}), opt_dec(vae.dec.parameters(), {.lr = o.lr});
     run.checkpoint.add("enc", vae.enc).add("dec", vae.dec).add("opt_enc", opt_enc, vae.enc).add("opt_dec", opt_dec, vae.dec);
     run.checkpoint.add("noise", noise).add("step", run.step);
-    ember_examples::MetricsWindow window(run, {"train_elbo", "train_kl"}, {"test_elbo"});
+    // The training column is the objective's value: the ELBO, or IWAE_K with K > 1.
+    const std::string train_column = o.train_samples == 1 ? "train_elbo" : "train_iwae" + std::to_string(o.train_samples);
+    ember_examples::MetricsWindow window(run, {train_column, "train_kl"}, {"test_elbo"});
     run.start({{"images", N}, {"test images", n_test}, {"latent", o.vae.latent}, {"hidden", o.vae.hidden},
                {"parameters", vae.enc.parameter_count() + vae.dec.parameter_count()}, {"lr final", o.lr_final},
-               {"IWAE K", o.iw_samples}, {"IWAE images", n_iw}});
+               {"IWAE K", o.iw_samples}, {"IWAE images", n_iw}, {"training samples of z", o.train_samples}});
 
     const Tensor<float> z_fixed = ember_examples::fixed_noise(100, o.vae.latent, o.seed + 2);  // every picture's z
     auto save_pictures = [&] {
         ember::save_image_grid(run.out / "samples.png", decode_means(vae, z_fixed), 10, 0.0, 1.0);
-        ember::save_metrics_plot(run.out / "metrics.csv", run.out / "elbo.png", {"train_elbo", "test_elbo"});
+        ember::save_metrics_plot(run.out / "metrics.csv", run.out / "elbo.png", {train_column, "test_elbo"});
     };
     auto test_elbo = [&] {  // one z per image, the same at every evaluation (a generator of its own)
         ember::NoGrad no_grad;
@@ -99,18 +104,27 @@ int train(Options& o) {
     while (run.running()) {
         const Var x(ember::binarize(batches.next_wrapping().x, noise));  // a fresh binarisation
         const auto [mu, logvar] = vae.encode(x);
-        const Var z = ember::info::reparameterize(mu, logvar, noise);
         const Var kl = ember::info::kl_normal_std_mean(mu, logvar);
-        const Var elbo = ember::mean(ember::info::elbo(ember::info::bernoulli_log_prob(x, vae.dec(z)), mu, logvar));
+        Var bound;  // the mean over the batch of the ELBO or of IWAE_K
+        if (o.train_samples == 1) {
+            const Var z = ember::info::reparameterize(mu, logvar, noise);
+            bound = ember::mean(ember::info::elbo(ember::info::bernoulli_log_prob(x, vae.dec(z)), mu, logvar));
+        } else {
+            const Index K = o.train_samples, B = x.dim(0);
+            const Var z = ember::info::reparameterize(mu, logvar, K, noise);  // [K, B, latent]
+            const Var logits = ember::reshape(vae.dec(ember::reshape(z, Shape{K * B, vae.latent})), Shape{K, B, 784});
+            bound = ember::mean(ember::info::iwae_bound(
+                ember::info::iwae_log_weights(ember::info::bernoulli_log_prob(x, logits), z, mu, logvar)));
+        }
         opt_enc.zero_grad(), opt_dec.zero_grad();
-        ember::backward(Var(-elbo));
+        ember::backward(Var(-bound));
         const double lr = ember_examples::vae_lr(run.step, run.total, o.lr, o.lr_final);
         opt_enc.set_lr(lr), opt_dec.set_lr(lr);
         opt_enc.step(), opt_dec.step();
         const std::int64_t step = run.finish_step();
         std::vector<std::pair<std::string, double>> test_column;
         if (run.epoch_done()) test_column = {{"test_elbo", last_test = test_elbo()}};
-        window.add(step, {elbo.item(), kl.item()}, test_column);
+        window.add(step, {bound.item(), kl.item()}, test_column);
         if (run.epoch_done()) run.save_checkpoint(), save_pictures();
     }
     if (std::isnan(last_test)) last_test = test_elbo();  // a resumed run that had already finished
@@ -142,6 +156,9 @@ int main(int argc, char** argv) {
     flags.add("--iw-samples", o.iw_samples, "K of the importance-weighted test NLL", Check::positive);
     flags.add("--iw-images", o.iw_images, "test images for the importance-weighted NLL (0: all)", Check::non_negative);
     flags.add("--iw-chunk", o.iw_chunk, "samples of z per decoder pass in the importance-weighted NLL (memory)",
+              Check::positive);
+    flags.add("--train-samples", o.train_samples,
+              "samples of z per image in training: 1 trains on the ELBO, K > 1 on the importance-weighted bound IWAE_K",
               Check::positive);
     flags.add("--lr-final", o.lr_final, "learning rate at the last step (exponential decay from --lr over the second half)",
               Check::positive);
