@@ -22,7 +22,6 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
-#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -54,6 +53,18 @@ inline void cpu_relax() noexcept {
 #elif defined(__aarch64__)
     asm volatile("yield" ::: "memory");
 #endif
+}
+
+/// Waits until `value` no longer holds `old` or `stop()` is true: spins for `spin`, then
+/// sleeps in the kernel (std::atomic::wait) until a notify.
+template <class T, class Stop>
+void spin_then_wait(const std::atomic<T>& value, T old, std::chrono::microseconds spin, Stop stop) {
+    const auto until = std::chrono::steady_clock::now() + spin;
+    for (int turn = 1; value.load(std::memory_order_acquire) == old; ++turn) {
+        if (stop()) return;
+        cpu_relax();
+        if (turn % 64 == 0 && std::chrono::steady_clock::now() > until) value.wait(old, std::memory_order_acquire);
+    }
 }
 
 /// True on a thread while it runs a work item: parallel calls made from inside an item run
@@ -110,13 +121,8 @@ public:
         // while, then sleep. Sleeping leaves this core idle, and an idle core takes over a
         // thread that the scheduler had set aside on a busy one, so an item whose thread was
         // preempted by another program finishes here instead of waiting for its turn.
-        const auto until = std::chrono::steady_clock::now() + kCallerSpin;
-        for (int spin = 1;; ++spin) {
-            const std::int64_t left = unfinished_.load(std::memory_order_acquire);
-            if (left == 0) break;
-            cpu_relax();
-            if (spin % 64 == 0 && std::chrono::steady_clock::now() > until) unfinished_.wait(left, std::memory_order_acquire);
-        }
+        for (std::int64_t left; (left = unfinished_.load(std::memory_order_acquire)) != 0;)
+            spin_then_wait(unfinished_, left, kCallerSpin, [] { return false; });
         work_ = nullptr;
         if (first_error_) std::rethrow_exception(first_error_);
     }
@@ -190,12 +196,7 @@ private:
             // Wait for the next call: spin briefly, then sleep until wake_ changes. stop_ is
             // looked at on every turn: a worker that started after the pool's destructor
             // changed wake_ has seen the changed value and would wait for another change.
-            const auto until = std::chrono::steady_clock::now() + kWorkerSpin;
-            for (int spin = 1; wake_.load(std::memory_order_acquire) == seen; ++spin) {
-                if (stop_.load(std::memory_order_acquire)) return;
-                cpu_relax();
-                if (spin % 64 == 0 && std::chrono::steady_clock::now() > until) wake_.wait(seen, std::memory_order_acquire);
-            }
+            spin_then_wait(wake_, seen, kWorkerSpin, [this] { return stop_.load(std::memory_order_acquire); });
             seen = wake_.load(std::memory_order_acquire);
             if (stop_.load(std::memory_order_acquire)) return;
         }
